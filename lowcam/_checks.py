@@ -1,0 +1,99 @@
+"""Argument validation shared by the components.
+
+Every check looks only at shapes, dtypes and Python numbers, so none of them synchronises with the
+device. Errors name the argument, what it got and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from typing_extensions import TypeAlias
+
+Reduction: TypeAlias = Literal["none", "mean", "sum"]
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def check_reduction(reduction: str) -> None:
+    """Raise ``ValueError`` unless ``reduction`` is ``"none"``, ``"mean"`` or ``"sum"``."""
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def check_tensor(name: str, value: object, *, floating: bool = True) -> torch.Tensor:
+    """Raise ``TypeError`` unless ``value`` is a tensor (of a floating dtype when ``floating``)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {value.dtype}")
+    return value
+
+
+def check_shape(name: str, value: torch.Tensor, expected: str, ndim: int) -> None:
+    """Raise ``ValueError`` unless ``value`` has ``ndim`` dimensions; ``expected`` reads like ``(B, 1, H, W)``."""
+    if value.dim() != ndim:
+        raise ValueError(f"{name} must have shape {expected}, got shape {tuple(value.shape)}")
+
+
+def check_map(name: str, value: object) -> torch.Tensor:
+    """Check a single-channel activation map of shape ``(B, 1, H, W)`` with a floating dtype."""
+    tensor = check_tensor(name, value)
+    check_shape(name, tensor, "(B, 1, H, W)", 4)
+    if tensor.shape[1] != 1:
+        raise ValueError(f"{name} must have shape (B, 1, H, W) with one channel, got shape {tuple(tensor.shape)}")
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+def check_same_sizes(
+    name: str, value: torch.Tensor, dims: Sequence[int], ref_name: str, ref: torch.Tensor, ref_dims: Sequence[int]
+) -> None:
+    """Raise ``ValueError`` unless ``value.shape[dims] == ref.shape[ref_dims]``."""
+    got = tuple(value.shape[d] for d in dims)
+    want = tuple(ref.shape[d] for d in ref_dims)
+    if got != want:
+        raise ValueError(
+            f"{name} of shape {tuple(value.shape)} does not match {ref_name} of shape {tuple(ref.shape)}: "
+            f"expected sizes {want} in dims {tuple(dims)}, got {got}"
+        )
+
+
+def check_unit_interval(name: str, value: float) -> None:
+    """Raise ``ValueError`` unless ``0 <= value <= 1`` (a Python number, never a tensor)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a float in [0, 1], got {type(value).__name__}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+def check_positive(name: str, value: float) -> None:
+    """Raise ``ValueError`` unless ``value > 0``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive number, got {type(value).__name__}")
+    if not float(value) > 0.0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def check_int(name: str, value: int, *, minimum: int = 0) -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``value`` is an ``int`` and ``value >= minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def reduce(values: torch.Tensor, reduction: Reduction) -> torch.Tensor:
+    """Apply ``reduction`` to ``values`` (already float32); ``"none"`` returns them as they are."""
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    return values
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype math is done in: float32 for half types, the input's own dtype for float32/float64."""
+    return torch.promote_types(dtype, torch.float32)

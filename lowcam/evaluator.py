@@ -1,0 +1,105 @@
+"""A frozen classifier that scores images masked by activation maps (ORNet's evaluator)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from typing_extensions import Self, TypeAlias
+
+from lowcam._checks import check_int, check_same_sizes, check_shape, check_tensor
+
+UpsampleMode: TypeAlias = Literal["nearest", "nearest-exact", "bilinear", "bicubic", "area"]
+_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
+
+
+class Evaluator(nn.Module):
+    r"""Wrap any image classifier as ORNet's frozen evaluator.
+
+    ``forward(images, maps)`` returns :math:`\mathrm{classifier}(x \odot \mathrm{up}(m))`, where
+    :math:`\mathrm{up}` resizes the ``(B, 1, h, w)`` maps to the images' size. The classifier's parameters
+    are frozen (``requires_grad=False``, never updated), but the gradient flows through it to ``maps``.
+    ``forward(images)`` classifies the plain images (the inference path of ORNet: the class comes from the
+    whole, unmasked image).
+
+    Mode handling: with ``follow_parent_mode=False`` (lowcam's default) the classifier is held in eval
+    mode whatever ``train()`` is called with — BatchNorm statistics stay fixed and dropout is off, as one
+    expects of a frozen model. ``follow_parent_mode=True`` reproduces the reference code, where the frozen
+    evaluator follows ``train()``/``eval()``: its BN running statistics still move and its dropout is on
+    during training.
+
+    Args:
+        classifier: any module mapping ``(B, 3, H, W)`` images to ``(B, C)`` logits.
+        upsample: interpolation mode for the maps (reference ``"nearest"``); ``"bilinear"`` and
+            ``"bicubic"`` use ``align_corners=False``.
+        follow_parent_mode: follow ``train()``/``eval()`` (reference) or stay in eval mode (default).
+
+    Shape:
+        - ``images``: ``(B, 3, H, W)``; ``maps``: ``(B, 1, h, w)`` or ``None``.
+        - Output: ``(B, C)`` logits.
+
+    Example:
+        >>> classifier = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        >>> evaluator = Evaluator(classifier)
+        >>> maps = torch.rand(2, 1, 4, 4, requires_grad=True)
+        >>> logits = evaluator(torch.randn(2, 3, 16, 16), maps)
+        >>> logits.sum().backward()
+        >>> maps.grad is not None, classifier[0].weight.grad is None
+        (True, True)
+        >>> evaluator.topk(torch.randn(2, 3, 16, 16), k=2).shape
+        torch.Size([2, 2])
+    """
+
+    def __init__(
+        self, classifier: nn.Module, *, upsample: UpsampleMode = "nearest", follow_parent_mode: bool = False
+    ) -> None:
+        super().__init__()
+        if not isinstance(classifier, nn.Module):
+            raise TypeError(f"classifier must be a torch.nn.Module, got {type(classifier).__name__}")
+        if upsample not in _MODES:
+            raise ValueError(f"upsample must be one of {_MODES}, got {upsample!r}")
+        self.classifier = classifier
+        self.upsample: UpsampleMode = upsample
+        self.follow_parent_mode = follow_parent_mode
+        self.classifier.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Self:
+        super().train(mode)
+        if not self.follow_parent_mode:
+            self.classifier.eval()
+        return self
+
+    def mask(self, images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """Return ``images * up(maps)``, the maps resized to the images' size."""
+        check_tensor("maps", maps)
+        check_shape("maps", maps, "(B, 1, h, w)", 4)
+        if maps.shape[1] != 1:
+            raise ValueError(f"maps must have shape (B, 1, h, w), got shape {tuple(maps.shape)}")
+        check_same_sizes("maps", maps, (0,), "images", images, (0,))
+        align = False if self.upsample in ("bilinear", "bicubic") else None
+        resized = F.interpolate(maps, size=images.shape[-2:], mode=self.upsample, align_corners=align)
+        return images * resized.to(images.dtype)
+
+    def forward(self, images: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
+        check_tensor("images", images)
+        check_shape("images", images, "(B, channels, H, W)", 4)
+        inputs = images if maps is None else self.mask(images, maps)
+        logits: torch.Tensor = self.classifier(inputs)
+        return logits
+
+    @torch.no_grad()
+    def topk(self, images: torch.Tensor, k: int = 5, maps: torch.Tensor | None = None) -> torch.Tensor:
+        """Indices ``(B, k)`` of the ``k`` best classes, best first (ties follow :func:`torch.topk`)."""
+        check_int("k", k, minimum=1)
+        return torch.topk(self(images, maps), k, dim=1).indices
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
+        """The top-1 class ``(B,)`` of each image."""
+        return self(images, maps).argmax(dim=1)
+
+    def extra_repr(self) -> str:
+        return f"upsample={self.upsample!r}, follow_parent_mode={self.follow_parent_mode}"

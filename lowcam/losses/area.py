@@ -1,0 +1,165 @@
+"""ORNet's area loss: keeps the activation map and the top-ranked class maps small."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from lowcam._backend import Backend, resolve_backend
+from lowcam._checks import (
+    Reduction,
+    check_int,
+    check_map,
+    check_reduction,
+    check_same_sizes,
+    check_shape,
+    check_tensor,
+    compute_dtype,
+    reduce,
+)
+
+
+def _check_area_args(topk: int, skip: int, reduction: str) -> None:
+    check_int("topk", topk)
+    check_int("skip", skip)
+    if topk > 0 and skip >= topk:
+        raise ValueError(f"skip must be < topk (the classes ranked skip..topk-1 are penalised), got {skip=}, {topk=}")
+    check_reduction(reduction)
+
+
+def _check_area_inputs(p: torch.Tensor, class_maps: torch.Tensor, logits: torch.Tensor, topk: int) -> None:
+    check_map("p", p)
+    check_tensor("class_maps", class_maps)
+    check_shape("class_maps", class_maps, "(B, C, H, W)", 4)
+    check_tensor("logits", logits, floating=False)
+    check_shape("logits", logits, "(B, C)", 2)
+    check_same_sizes("class_maps", class_maps, (0, 2, 3), "p", p, (0, 2, 3))
+    check_same_sizes("logits", logits, (0, 1), "class_maps", class_maps, (0, 1))
+    if topk > class_maps.shape[1]:
+        raise ValueError(f"topk must be <= the number of classes C={class_maps.shape[1]}, got topk={topk}")
+
+
+def ranked_classes(logits: torch.Tensor, topk: int, skip: int) -> torch.Tensor:
+    """Indices ``(B, topk - skip)`` of the classes ranked ``skip .. topk-1`` by ``logits`` (no gradient)."""
+    return torch.topk(logits.detach(), topk, dim=1).indices[:, skip:]
+
+
+def area_loss_torch(
+    p: torch.Tensor, class_maps: torch.Tensor, logits: torch.Tensor, topk: int, skip: int
+) -> torch.Tensor:
+    """Per-sample area loss ``(B,)`` in float32: the torch reference every kernel matches.
+
+    Only the selected channels are gathered, so the work and the gradient scale with ``topk - skip``
+    rather than with the number of classes.
+    """
+    dtype = compute_dtype(torch.promote_types(p.dtype, class_maps.dtype))
+    per_sample = p.to(dtype).mean(dim=(1, 2, 3))
+    if topk == 0:
+        return per_sample
+    index = ranked_classes(logits, topk, skip)
+    batch = torch.arange(class_maps.shape[0], device=class_maps.device).unsqueeze(1)
+    selected = class_maps[batch, index]
+    return per_sample + selected.to(dtype).mean(dim=(2, 3)).sum(dim=1)
+
+
+def area_loss(
+    p: torch.Tensor,
+    class_maps: torch.Tensor,
+    logits: torch.Tensor,
+    *,
+    topk: int = 25,
+    skip: int = 3,
+    reduction: Reduction = "mean",
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    r"""Area loss of ORNet: the mean activation plus the mean of the top-ranked class maps.
+
+    With :math:`r_k(b)` the class of rank :math:`k` (0-based, by descending logit) of sample :math:`b`,
+
+    .. math::
+
+        L_b = \operatorname{mean}_{i,j} p_{b,0,i,j}
+              + \sum_{k=\mathrm{skip}}^{\mathrm{topk}-1} \operatorname{mean}_{i,j} f_{b, r_k(b), i, j},
+        \qquad L = \operatorname{mean}_b L_b.
+
+    Each class term is divided by :math:`B \cdot H \cdot W` only, not by ``topk - skip`` (the reference).
+    The ``skip`` best classes are left alone (they should light up); the next ones are pushed down. The
+    logits only rank the classes: no gradient reaches them. Ranking by softmax or by logits gives the
+    same order; ties follow :func:`torch.topk`. ``topk=0`` drops the class term (``skip`` is ignored).
+
+    Args:
+        p: activation map ``(B, 1, H, W)``.
+        class_maps: the generator's class maps ``(B, C, H, W)``.
+        logits: ``(B, C)`` scores that rank the classes (in ORNet, the evaluator's output on the masked
+            image); any dtype.
+        topk: one past the last penalised rank, ``<= C`` (reference 25).
+        skip: the number of top classes left out, ``< topk`` (reference 3).
+        reduction: ``"none"`` gives :math:`L_b` of shape ``(B,)``; ``"mean"`` (reference) or ``"sum"``.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"``.
+
+    Returns:
+        The loss in the promoted dtype of ``p`` and ``class_maps``, computed in float32.
+
+    Raises:
+        TypeError: a map is not floating, or an argument has the wrong type.
+        ValueError: wrong ranks, mismatched batch/spatial/class sizes, ``topk > C``, ``skip >= topk``.
+
+    Example:
+        >>> p = torch.full((2, 1, 3, 3), 0.5)
+        >>> class_maps = torch.arange(4.0).view(1, 4, 1, 1).expand(2, 4, 3, 3)
+        >>> logits = torch.tensor([[4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+        >>> area_loss(p, class_maps, logits, topk=3, skip=1, reduction="none")
+        tensor([3.5000, 3.5000])
+    """
+    _check_area_args(topk, skip, reduction)
+    _check_area_inputs(p, class_maps, logits, topk)
+    out_dtype = torch.promote_types(p.dtype, class_maps.dtype)
+    if resolve_backend(backend, p, class_maps) == "triton":
+        from lowcam.ops.area import area_loss_triton
+
+        return area_loss_triton(p, class_maps, logits, topk=topk, skip=skip, reduction=reduction)
+    per_sample = area_loss_torch(p, class_maps, logits, topk, skip)
+    return reduce(per_sample, reduction).to(out_dtype)
+
+
+class AreaLoss(nn.Module):
+    """Module form of :func:`area_loss`; holds ``topk``, ``skip`` and ``reduction``.
+
+    Args:
+        topk: one past the last penalised rank (reference 25).
+        skip: the number of top classes left out (reference 3).
+        reduction: ``"none"``, ``"mean"`` (reference) or ``"sum"``.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"``.
+
+    Shape:
+        - ``p``: ``(B, 1, H, W)``; ``class_maps``: ``(B, C, H, W)``; ``logits``: ``(B, C)``.
+        - Output: scalar, or ``(B,)`` for ``reduction="none"``.
+
+    Example:
+        >>> loss = AreaLoss(topk=3, skip=1)
+        >>> p = torch.rand(2, 1, 5, 5)
+        >>> maps = torch.rand(2, 10, 5, 5, requires_grad=True)
+        >>> loss(p, maps, torch.randn(2, 10)).backward()
+        >>> int((maps.grad.flatten(2).amax(2) > 0).sum(1)[0])  # two class maps per sample get gradient
+        2
+    """
+
+    def __init__(
+        self, topk: int = 25, skip: int = 3, reduction: Reduction = "mean", backend: Backend = "auto"
+    ) -> None:
+        super().__init__()
+        _check_area_args(topk, skip, reduction)
+        self.topk = topk
+        self.skip = skip
+        self.reduction: Literal["none", "mean", "sum"] = reduction
+        self.backend: Backend = backend
+
+    def forward(self, p: torch.Tensor, class_maps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return area_loss(
+            p, class_maps, logits, topk=self.topk, skip=self.skip, reduction=self.reduction, backend=self.backend
+        )
+
+    def extra_repr(self) -> str:
+        return f"topk={self.topk}, skip={self.skip}, reduction={self.reduction!r}, backend={self.backend!r}"

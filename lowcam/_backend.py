@@ -10,10 +10,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import torch
-from typing_extensions import TypeAlias
 
 Backend: TypeAlias = Literal["auto", "torch", "triton"]
 ResolvedBackend: TypeAlias = Literal["torch", "triton"]

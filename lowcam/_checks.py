@@ -7,10 +7,9 @@ device. Errors name the argument, what it got and what was expected.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import torch
-from typing_extensions import TypeAlias
 
 Reduction: TypeAlias = Literal["none", "mean", "sum"]
 _REDUCTIONS = ("none", "mean", "sum")
@@ -42,14 +41,21 @@ def check_map(name: str, value: object) -> torch.Tensor:
     tensor = check_tensor(name, value)
     check_shape(name, tensor, "(B, 1, H, W)", 4)
     if tensor.shape[1] != 1:
-        raise ValueError(f"{name} must have shape (B, 1, H, W) with one channel, got shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"{name} must have shape (B, 1, H, W) with one channel, got shape {tuple(tensor.shape)}"
+        )
     if tensor.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(tensor.shape)}")
     return tensor
 
 
 def check_same_sizes(
-    name: str, value: torch.Tensor, dims: Sequence[int], ref_name: str, ref: torch.Tensor, ref_dims: Sequence[int]
+    name: str,
+    value: torch.Tensor,
+    dims: Sequence[int],
+    ref_name: str,
+    ref: torch.Tensor,
+    ref_dims: Sequence[int],
 ) -> None:
     """Raise ``ValueError`` unless ``value.shape[dims] == ref.shape[ref_dims]``."""
     got = tuple(value.shape[d] for d in dims)

@@ -152,7 +152,9 @@ def attentive_erasing(
     (its region test uses ``> 0`` on coordinates) and silently skips a sample whose region is a single
     pixel; lowcam does neither. All random numbers are drawn on the input's device from ``generator``
     (no NumPy, no host sync, no loop over the batch), so a generator seeded the same way gives the same
-    output on the same device and backend.
+    output on the same device and backend. Under ``torch.compile(fullgraph=True)`` pass ``generator=None``
+    (dynamo cannot trace a :class:`torch.Generator` argument) and seed with :func:`torch.manual_seed`;
+    inductor then draws its own random numbers unless ``torch._inductor.config.fallback_random`` is set.
 
     Args:
         a: activation map ``(B, 1, H, W)`` with values in ``[0, 1]`` (the caller's contract).

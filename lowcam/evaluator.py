@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from typing_extensions import Self, TypeAlias
+from typing_extensions import Self
 
 from lowcam._checks import check_int, check_same_sizes, check_shape, check_tensor
 
@@ -99,7 +99,8 @@ class Evaluator(nn.Module):
     @torch.no_grad()
     def predict(self, images: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
         """The top-1 class ``(B,)`` of each image."""
-        return self(images, maps).argmax(dim=1)
+        logits: torch.Tensor = self(images, maps)
+        return logits.argmax(dim=1)
 
     def extra_repr(self) -> str:
         return f"upsample={self.upsample!r}, follow_parent_mode={self.follow_parent_mode}"

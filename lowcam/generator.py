@@ -15,7 +15,8 @@ class GeneratorOutput(NamedTuple):
     """What :class:`LowLevelActivationGenerator` returns.
 
     Attributes:
-        activation: the activation map ``p = sigmoid(BN(conv3x3(f)))``, ``(B, 1, h, w)``, in ``(0, 1)``.
+        activation: the activation map ``p = sigmoid(BN(conv3x3(f)))``, ``(B, 1, h, w)``, in ``(0, 1)``
+            (in float32 the sigmoid rounds to exactly 0 or 1 only beyond about ±17 before it).
         class_maps: the class maps ``f``, ``(B, C, h, w)``.
         logits: the generator's own class scores, ``GAP(conv1x1(f))``, ``(B, C)``.
     """
@@ -48,7 +49,8 @@ class UpBlock(nn.Module):
 
     def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(low, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.block(torch.cat((skip, up), dim=1))
+        out: torch.Tensor = self.block(torch.cat((skip, up), dim=1))
+        return out
 
 
 class LowLevelActivationGenerator(nn.Module):

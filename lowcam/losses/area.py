@@ -25,7 +25,9 @@ def _check_area_args(topk: int, skip: int, reduction: str) -> None:
     check_int("topk", topk)
     check_int("skip", skip)
     if topk > 0 and skip >= topk:
-        raise ValueError(f"skip must be < topk (the classes ranked skip..topk-1 are penalised), got {skip=}, {topk=}")
+        raise ValueError(
+            f"skip must be < topk (the classes ranked skip..topk-1 are penalised), got {skip=}, {topk=}"
+        )
     check_reduction(reduction)
 
 
@@ -158,7 +160,13 @@ class AreaLoss(nn.Module):
 
     def forward(self, p: torch.Tensor, class_maps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         return area_loss(
-            p, class_maps, logits, topk=self.topk, skip=self.skip, reduction=self.reduction, backend=self.backend
+            p,
+            class_maps,
+            logits,
+            topk=self.topk,
+            skip=self.skip,
+            reduction=self.reduction,
+            backend=self.backend,
         )
 
     def extra_repr(self) -> str:

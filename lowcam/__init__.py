@@ -4,6 +4,7 @@ The pieces of ORNet (Xie et al., ICCV 2021) as standalone modules, each with a f
 WSOL metrics of both evaluation protocols in :mod:`lowcam.metrics`.
 """
 
+from lowcam import metrics
 from lowcam._version import __version__
 from lowcam.erasing import AttentiveErasing, ErasingOutput, attentive_erasing
 from lowcam.evaluator import Evaluator
@@ -21,5 +22,6 @@ __all__ = [
     "__version__",
     "area_loss",
     "attentive_erasing",
+    "metrics",
     "weighted_entropy_loss",
 ]

@@ -1,0 +1,110 @@
+"""Input checks of the metrics: errors name the argument, the image, its shape and what was expected."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_gt_boxes", "check_maps", "check_thresholds", "check_values"]
+
+
+def check_maps(name: str, maps: object) -> Tensor:
+    """Return ``maps`` as ``(B, H, W)``: a floating tensor of shape ``(B, H, W)`` or ``(B, 1, H, W)``."""
+    if not isinstance(maps, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(maps).__name__}")
+    if not maps.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {maps.dtype}")
+    if maps.dim() == 4 and maps.shape[1] == 1:
+        maps = maps[:, 0]
+    if maps.dim() != 3:
+        raise ValueError(
+            f"{name} must hold one 2-D map per image, shape (B, H, W) or (B, 1, H, W), "
+            f"got shape {tuple(maps.shape)}"
+        )
+    if maps.shape[0] == 0 or maps.shape[1] == 0 or maps.shape[2] == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(maps.shape)}")
+    return maps
+
+
+def check_values(name: str, maps: Tensor, *, unit_interval: bool) -> None:
+    """Raise ``ValueError`` for an infinite value (or, with ``unit_interval``, one outside ``[0, 1]``).
+
+    NaN is allowed. This reads the data: one synchronisation with the device.
+    """
+    finite_or_nan = torch.isfinite(maps) | torch.isnan(maps)
+    ok = finite_or_nan
+    if unit_interval:
+        ok = ok & ~((maps < 0) | (maps > 1))
+    bad_image = ~ok.flatten(1).all(1)
+    if bool(bad_image.any()):
+        i = int(bad_image.nonzero()[0, 0])
+        m = maps[i]
+        if not bool((torch.isfinite(m) | torch.isnan(m)).all()):
+            raise ValueError(
+                f"{name}[{i}] (shape {tuple(m.shape)}) holds an infinite value; expected finite or NaN"
+            )
+        lo, hi = float(m.nan_to_num(nan=0.5).min()), float(m.nan_to_num(nan=0.5).max())
+        raise ValueError(
+            f"{name}[{i}] (shape {tuple(m.shape)}) has values in [{lo}, {hi}]; expected score maps in [0, 1] "
+            "(see metrics.prepare_scoremap)"
+        )
+
+
+def check_gt_boxes(name: str, boxes: object, batch: int, device: torch.device) -> Tensor:
+    """Check a list of ``(K_i, 4)`` boxes, one entry per image; return them padded, ``(B, K_max, 4)`` float64.
+
+    Padding repeats an image's first box, so that a maximum over the padded boxes equals the one over its own.
+    A ``(4,)`` entry counts as one box. The checks run on the boxes' own device (usually the CPU).
+    """
+    if isinstance(boxes, Tensor):
+        if boxes.dim() != 3 or boxes.shape[-1] != 4:
+            raise ValueError(f"{name} as a tensor must have shape (B, K, 4), got shape {tuple(boxes.shape)}")
+        entries: Sequence[object] = list(boxes.unbind(0))
+    elif isinstance(boxes, Sequence) and not isinstance(boxes, (str, bytes)):
+        entries = boxes
+    else:
+        raise TypeError(f"{name} must be a list of (K, 4) tensors, one per image, got {type(boxes).__name__}")
+    if len(entries) != batch:
+        raise ValueError(
+            f"{name} has {len(entries)} entries for a batch of {batch} maps; expected one per image"
+        )
+    tensors: list[Tensor] = []
+    for i, entry in enumerate(entries):  # shapes only: no data is read here
+        t = entry if isinstance(entry, Tensor) else torch.as_tensor(entry)
+        if t.dim() == 1 and t.shape[0] == 4:
+            t = t.view(1, 4)
+        if t.dim() != 2 or t.shape[1] != 4 or t.shape[0] == 0:
+            raise ValueError(f"{name}[{i}] must have shape (K, 4) with K >= 1, got shape {tuple(t.shape)}")
+        if t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{name}[{i}] must hold real numbers, got {t.dtype}")
+        tensors.append(t)
+    counts = torch.tensor([t.shape[0] for t in tensors])
+    flat = torch.cat([t.to(device="cpu", dtype=torch.float64) for t in tensors])
+    wrong = ~torch.isfinite(flat).all(1) | (flat[:, 0] > flat[:, 2]) | (flat[:, 1] > flat[:, 3])
+    if bool(wrong.any()):
+        row = int(wrong.nonzero()[0, 0])
+        i = int(torch.searchsorted(torch.cumsum(counts, 0), row, right=True))
+        j = row - int(counts[:i].sum())
+        raise ValueError(
+            f"{name}[{i}] (shape {tuple(tensors[i].shape)}) row {j} is {flat[row].tolist()}; "
+            "expected finite coordinates with x0 <= x1 and y0 <= y1"
+        )
+    # padding repeats each image's first box: gather row offset + min(j, K_i - 1)
+    k_max = int(counts.max())
+    offsets = torch.cumsum(counts, 0) - counts
+    index = offsets.view(-1, 1) + torch.minimum(torch.arange(k_max).view(1, -1), (counts - 1).view(-1, 1))
+    return flat.index_select(0, index.view(-1)).view(batch, k_max, 4).to(device)
+
+
+def check_thresholds(name: str, values: Tensor | Sequence[float] | None, default: Tensor) -> Tensor:
+    """A non-empty 1-D float64 CPU tensor of thresholds in ``[0, 1]``."""
+    if values is None:
+        return default
+    t = torch.as_tensor(values, dtype=torch.float64).detach().cpu().reshape(-1)
+    if t.numel() == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not bool(((t >= 0) & (t <= 1)).all()):
+        raise ValueError(f"{name} must lie in [0, 1], got min {float(t.min())} and max {float(t.max())}")
+    return t

@@ -1,0 +1,116 @@
+"""Score maps as the "wsoleval" protocol prepares them, and the thresholds of both protocols."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["ornet_thresholds", "prepare_scoremap", "quantize_scoremap", "wsoleval_thresholds"]
+
+
+def prepare_scoremap(cams: Tensor, size: int | tuple[int, int] = 224) -> Tensor:
+    """Resize class activation maps bicubically in float64 and min–max normalise each one.
+
+    This is the inference path of the "wsoleval" protocol: each ``h × w`` map is resized to ``size`` with
+    bicubic interpolation (``align_corners=False``) in float64, then ``m ← m − min(m)``,
+    ``m ← m / max(m)`` in float64. A map holding a NaN, or a constant map, becomes all zeros.
+
+    Args:
+        cams: ``(B, h, w)`` or ``(B, 1, h, w)`` real tensor.
+        size: the output size, an int for a square or ``(H, W)``.
+
+    Returns:
+        ``(B, H, W)`` float64 in ``[0, 1]``.
+
+    Raises:
+        TypeError: ``cams`` is not a real tensor.
+        ValueError: ``cams`` has another shape, or ``size`` is not positive.
+
+    Example:
+        >>> import torch
+        >>> cams = torch.tensor([[[0.0, 1.0], [2.0, 3.0]]])
+        >>> out = prepare_scoremap(cams, size=4)
+        >>> out.shape, out.dtype, out.min().item(), out.max().item()
+        (torch.Size([1, 4, 4]), torch.float64, 0.0, 1.0)
+        >>> prepare_scoremap(torch.tensor([[[0.0, float("nan")], [1.0, 2.0]]]), size=3).sum().item()  # NaN
+        0.0
+    """
+    if not isinstance(cams, Tensor):
+        raise TypeError(f"cams must be a torch.Tensor, got {type(cams).__name__}")
+    if cams.is_complex() or cams.dtype == torch.bool:
+        raise TypeError(f"cams must have a real dtype, got {cams.dtype}")
+    if cams.dim() == 4 and cams.shape[1] == 1:
+        cams = cams[:, 0]
+    if cams.dim() != 3 or cams.shape[1] == 0 or cams.shape[2] == 0:
+        raise ValueError(f"cams must have shape (B, h, w) or (B, 1, h, w), got shape {tuple(cams.shape)}")
+    out_size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if min(out_size) <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    x = F.interpolate(cams.to(torch.float64).unsqueeze(1), size=out_size, mode="bicubic", align_corners=False)
+    x = x.squeeze(1)
+    flat = x.flatten(1)
+    bad = torch.isnan(flat).any(1)
+    lo = flat.amin(1).view(-1, 1, 1)
+    x = x - lo
+    hi = x.flatten(1).amax(1)
+    bad = bad | (hi == 0)
+    x = x / torch.where(bad, torch.ones_like(hi), hi).view(-1, 1, 1)
+    return torch.where(bad.view(-1, 1, 1), torch.zeros_like(x), x)
+
+
+def quantize_scoremap(scoremaps: Tensor) -> Tensor:
+    """Turn score maps in ``[0, 1]`` into 8-bit images as the reference does: ``uint8(floor(m · 255))``.
+
+    The product is taken in the maps' own dtype (as NumPy's ``(m * 255).astype(np.uint8)`` does), then
+    truncated. A map holding a NaN becomes all zeros (the reference's normalisation zeroes such maps).
+
+    Args:
+        scoremaps: ``(B, H, W)`` floating tensor with values in ``[0, 1]`` or NaN (not checked here).
+
+    Returns:
+        ``(B, H, W)`` uint8.
+
+    Example:
+        >>> import torch
+        >>> quantize_scoremap(torch.tensor([[[0.0, 0.5, 0.999, 1.0]]], dtype=torch.float64)).tolist()
+        [[[0, 127, 254, 255]]]
+    """
+    scaled = scoremaps * 255
+    nan = torch.isnan(scaled)
+    bad = nan.flatten(1).any(1).view(-1, *([1] * (scaled.dim() - 1)))
+    scaled = torch.where(nan | bad, torch.zeros_like(scaled), scaled)
+    return scaled.to(torch.uint8)
+
+
+def wsoleval_thresholds(interval: float = 0.001) -> Tensor:
+    """The score-map thresholds of "wsoleval", equal to NumPy's ``np.arange(0, 1, interval)``.
+
+    Args:
+        interval: the step, in ``(0, 1]``.
+
+    Returns:
+        ``(T,)`` float64 with ``T = ceil(1 / interval)`` and ``τ_i = i · interval``.
+
+    Example:
+        >>> t = wsoleval_thresholds()
+        >>> t.shape, t[1].item(), t[-1].item()
+        (torch.Size([1000]), 0.001, 0.999)
+    """
+    if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not 0.0 < interval <= 1.0:
+        raise ValueError(f"interval must be a float in (0, 1], got {interval!r}")
+    count = math.ceil((1.0 - 0.0) / interval)
+    return torch.arange(count, dtype=torch.float64) * interval
+
+
+def ornet_thresholds() -> Tensor:
+    """The 19 thresholds of protocol "ornet": ``τ_i = (i + 1) / 20``, float64.
+
+    Example:
+        >>> t = ornet_thresholds()
+        >>> t.shape, t[0].item(), t[-1].item()
+        (torch.Size([19]), 0.05, 0.95)
+    """
+    return torch.arange(1, 20, dtype=torch.float64) / 20

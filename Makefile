@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
-EXTRAS ?= test,examples,dev
+EXTRAS ?= test,examples,dev,docs
 
-.PHONY: install test lint unit doctest demo bench clean
+.PHONY: install test lint unit doctest docs release-check demo bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,21 @@ unit: install
 doctest: install
 	$(PY) -m pytest -q --doctest-modules lowcam
 
-test: lint unit doctest
+# The site: figures drawn from the library (docs/figures.py), then mkdocs with --strict, so a broken link,
+# a missing include or an unresolved cross-reference fails. No network needed. Output: site/ (ignored).
+# Not --quiet: mkdocs then stops counting warnings, and --strict passes whatever they say.
+docs: install
+	MPLBACKEND=Agg $(PY) docs/figures.py
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+# sdist, then the wheel built from the sdist (python -m build's default), into dist/ (ignored); twine
+# checks the metadata and that the README renders on PyPI. tests/test_wheel.py installs a wheel on its own.
+release-check: install
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
+test: lint unit doctest docs release-check
 
 demo: install
 	$(PY) examples/demo.py

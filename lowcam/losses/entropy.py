@@ -29,11 +29,15 @@ def weighted_entropy_torch(
 ) -> torch.Tensor:
     """Element-wise weighted entropy of ``p`` in float32 or wider (the reference every kernel matches)."""
     x = p.to(compute_dtype(p.dtype))
-    weight = torch.exp(-((x - mu) ** 2) / (2.0 * sigma * sigma)) + beta
+    one_minus = 1.0 - x
+    # exp(-(x - mu)² / (2σ²)) with the division folded into one multiplication; beta = 0 adds nothing.
+    weight = torch.exp((x - mu).square() * (-0.5 / (sigma * sigma)))
+    if beta != 0.0:
+        weight = weight + beta
     if detach_weight:
         weight = weight.detach()
-    entropy = -(x * torch.log(x + ENTROPY_EPS) + (1.0 - x) * torch.log(1.0 - x + ENTROPY_EPS))
-    return entropy * weight
+    entropy = x * torch.log(x + ENTROPY_EPS) + one_minus * torch.log(one_minus + ENTROPY_EPS)
+    return -(entropy * weight)
 
 
 def weighted_entropy_loss(

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The GPU checks of lowcam's Triton kernels, in one run of about 8 minutes or less on an H100/H200.
+#
+# Run from the repository root on the GPU machine (no internet, no install step needed):
+#     PYTHONPATH=. bash benchmarks/run_gpu.sh
+# Everything is written under $OUT (default benchmarks/results), at most 7 files:
+#     gpu_tests.txt                  environment, then `pytest -m "cuda or triton"` on the ops tests, compiled
+#                                    kernels (no TRITON_INTERPRET)
+#     cuda_ops.{json,md}             bench_ops: loop / torch / triton over the full size grid
+#     cuda_ops_compile.{json,md}     bench_ops: torch.compile of the torch backend at B=64, 56×56, C=200
+#     cuda_step.{json,md}            bench_step: one ORNet stage-2 step, fp32 and bf16, batch 16 and 64
+# Each step has its own time limit, and a failing step does not stop the later ones.
+set -uo pipefail
+
+OUT="${OUT:-benchmarks/results}"
+PYTHON="${PYTHON:-python}"
+export PYTHONPATH="${PYTHONPATH:-.}"
+unset TRITON_INTERPRET
+mkdir -p "$OUT"
+status=0
+
+{
+    "$PYTHON" - <<'EOF'
+import torch, triton
+print(f"torch {torch.__version__}, triton {triton.__version__}, device {torch.cuda.get_device_name()}")
+EOF
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    echo
+    timeout 180 "$PYTHON" -m pytest -q -p no:cacheprovider -m "cuda or triton" \
+        tests/test_ops_entropy.py tests/test_ops_area.py tests/test_ops_erasing.py
+} >"$OUT/gpu_tests.txt" 2>&1 || status=1
+tail -n 5 "$OUT/gpu_tests.txt"
+
+timeout 240 "$PYTHON" benchmarks/bench_ops.py --device cuda --impls loop torch triton \
+    --batches 16 64 256 --sizes 56 224 --classes 200 1000 --repeats 20 --min-time 0.2 \
+    --out "$OUT/cuda_ops" || status=1
+
+timeout 120 "$PYTHON" benchmarks/bench_ops.py --device cuda --impls torch compile triton \
+    --batches 64 --sizes 56 --classes 200 --repeats 20 --min-time 0.2 \
+    --out "$OUT/cuda_ops_compile" || status=1
+
+timeout 120 "$PYTHON" benchmarks/bench_step.py --device cuda --batches 16 64 --repeats 10 \
+    --out "$OUT/cuda_step" || status=1
+
+exit "$status"

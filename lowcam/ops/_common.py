@@ -1,0 +1,53 @@
+"""Helpers shared by the Triton launchers: dtypes, block sizes, the launch grid's limits."""
+
+from __future__ import annotations
+
+import struct
+
+import torch
+
+#: The dtypes the kernels accept; math runs in float32, or in float64 for float64 inputs.
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def accumulate_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """The dtype the kernels compute and accumulate in: float64 if any input is float64, else float32.
+
+    This is :func:`lowcam._checks.compute_dtype` of the promoted input dtype, so the Triton and the torch
+    backends round the same way.
+    """
+    return torch.float64 if torch.float64 in dtypes else torch.float32
+
+
+def check_supported(name: str, tensor: torch.Tensor) -> None:
+    """Raise ``TypeError`` unless ``tensor``'s dtype is one the kernels accept."""
+    if tensor.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"the Triton backend supports {[str(d) for d in SUPPORTED_DTYPES]} for {name}, got {tensor.dtype}"
+        )
+
+
+def next_power_of_2(n: int) -> int:
+    """The smallest power of two ``>= n`` (1 for ``n <= 1``)."""
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def block_size(n: int, *, minimum: int = 16, maximum: int = 1024) -> int:
+    """A power-of-two block for ``n`` elements, clamped to ``[minimum, maximum]``."""
+    return max(minimum, min(maximum, next_power_of_2(n)))
+
+
+def split_float(value: float) -> tuple[float, float]:
+    """Split a Python float into ``(hi, lo)`` float32-representable parts with ``hi + lo ≈ value``.
+
+    Triton passes Python floats to a kernel as float32 scalars. A float64 kernel rebuilds the parameter as
+    ``float64(hi) + float64(lo)``, which carries about 48 significant bits instead of 24, so the float64
+    path matches the torch backend to ~1e-14 rather than ~1e-8. A float32 kernel just uses ``hi + lo``.
+    """
+    hi = _to_float32(value)
+    return hi, _to_float32(value - hi)
+
+
+def _to_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32, as a Python float."""
+    return float(struct.unpack("f", struct.pack("f", value))[0])

@@ -7,7 +7,6 @@ either CUDA tensors or ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 from typing import Literal, TypeAlias
@@ -20,10 +19,12 @@ ResolvedBackend: TypeAlias = Literal["torch", "triton"]
 _BACKENDS = ("auto", "torch", "triton")
 
 
-@functools.lru_cache(maxsize=1)
+_TRITON_FOUND = importlib.util.find_spec("triton") is not None
+
+
 def triton_available() -> bool:
-    """Whether Triton can be imported (checked once, without importing it)."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether Triton can be imported (looked up once, at import, without importing it)."""
+    return _TRITON_FOUND
 
 
 def triton_interpret() -> bool:

@@ -211,9 +211,9 @@ def attentive_erasing(
         return ErasingOutput(erased, region)
     draws = draw_erasing_randoms(a, p, min_factor, max_factor, per_sample_factor, generator)
     region = erasing_region(a, draws.factor, draws.chosen, draws.half_size, min_size)
-    squashed = scale * a.to(compute_dtype(a.dtype)) + shift
+    squashed = a.to(compute_dtype(a.dtype)).mul(scale).add_(shift)  # a fresh tensor: safe to update
     dropped = region & (draws.keep < squashed)
-    erased = squashed.masked_fill(dropped, 0.0)
+    erased = squashed.masked_fill_(dropped, 0.0)
     return ErasingOutput(erased.to(a.dtype), region)
 
 

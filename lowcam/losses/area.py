@@ -61,9 +61,16 @@ def area_loss_torch(
     if topk == 0:
         return per_sample
     index = ranked_classes(logits, topk, skip)
-    batch = torch.arange(class_maps.shape[0], device=class_maps.device).unsqueeze(1)
-    selected = class_maps[batch, index]
-    return per_sample + selected.to(dtype).mean(dim=(2, 3)).sum(dim=1)
+    batch, classes, height, width = class_maps.shape
+    offsets = torch.arange(batch, device=class_maps.device).unsqueeze(1)
+    if class_maps.is_contiguous():
+        # Whole rows of a (B·C, H·W) view: a plain copy of the selected channels, and a cheap backward.
+        rows = (index + offsets * classes).flatten()
+        selected = class_maps.reshape(batch * classes, height * width).index_select(0, rows)
+        selected = selected.view(batch, -1, height * width)
+    else:
+        selected = class_maps[offsets, index].flatten(2)
+    return per_sample + selected.to(dtype).mean(dim=2).sum(dim=1)
 
 
 def area_loss(

@@ -1,0 +1,37 @@
+"""backend="auto" | "torch" | "triton" resolution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lowcam
+from lowcam._backend import resolve_backend, triton_available
+
+
+def test_auto_and_torch_on_cpu() -> None:
+    x = torch.zeros(1, 1, 2, 2)
+    assert resolve_backend("auto", x) == "torch"
+    assert resolve_backend("torch", x) == "torch"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_on_cuda_picks_triton_when_it_imports() -> None:
+    x = torch.zeros(1, 1, 2, 2, device="cuda")
+    assert resolve_backend("auto", x) == ("triton" if triton_available() else "torch")
+    assert resolve_backend("auto", x, x.cpu()) == "torch"  # mixed devices: never the kernels
+
+
+def test_triton_on_cpu_needs_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    x = torch.zeros(1, 1, 2, 2)
+    expected = "needs CUDA tensors" if triton_available() else "needs the 'triton' package"
+    with pytest.raises(ValueError, match=expected):
+        resolve_backend("triton", x)
+    with pytest.raises(ValueError, match=expected):
+        lowcam.weighted_entropy_loss(x, backend="triton")
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch', 'triton'\), got 'cuda'"):
+        resolve_backend("cuda", torch.zeros(1))

@@ -1,0 +1,512 @@
+"""Data set readers for CUB-200-2011 and ILSVRC 2012, and the dataset that feeds the loops.
+
+Every reader checks its input completely before training starts: a missing file, a malformed line, an
+id with no label or box, a label outside the class list or an unreadable image raises
+:class:`DataError`, whose message starts with ``<file>:<line>:`` (the line that names the bad item).
+
+Readers return :class:`Sample` records; boxes are ``(x0, y0, x1, y1)`` in pixels of the original image.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import xml.parsers.expat
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+Box = tuple[float, float, float, float]
+VerifyMode = Literal["none", "header", "full"]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class DataError(ValueError):
+    """A problem in a data set file; ``str(error)`` reads ``<file>:<line>: <message>``.
+
+    Attributes:
+        path: the file at fault.
+        line: the 1-based line number, or ``None`` when the whole file is at fault (e.g. missing).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, message: str) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.message = message
+        where = f"{self.path}:{line}" if line is not None else f"{self.path}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a data set.
+
+    Attributes:
+        path: the image file.
+        label: 0-based class index.
+        boxes: ground-truth boxes ``(x0, y0, x1, y1)`` in original pixels (may be empty for training).
+        origin: ``(file, line)`` of the record that named the image, for error messages.
+    """
+
+    path: Path
+    label: int
+    boxes: tuple[Box, ...] = ()
+    origin: tuple[Path, int] = field(default=(Path("?"), 0))
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """The samples of one split and the class names (index = label)."""
+
+    samples: list[Sample]
+    classes: list[str]
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise DataError(path, None, "file not found")
+    return path
+
+
+def _read_records(path: Path, fields: int, sep: str | None = None) -> list[tuple[int, list[str]]]:
+    """``(line number, fields)`` of every non-blank line of ``path``, each with exactly ``fields`` fields.
+
+    With ``sep=None`` fields are split on white space, the last one keeping any spaces in it.
+    """
+    _require_file(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(path, None, f"cannot read: {error}") from error
+    records = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = line.split(sep, fields - 1) if sep is None else line.split(sep)
+        parts = [p.strip() for p in parts]
+        if len(parts) != fields or any(p == "" for p in parts):
+            raise DataError(path, number, f"expected {fields} fields, got {len(parts)}: {line!r}")
+        records.append((number, parts))
+    return records
+
+
+def _parse_int(path: Path, line: int, name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise DataError(path, line, f"{name} must be an integer, got {value!r}") from None
+
+
+def _parse_float(path: Path, line: int, name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise DataError(path, line, f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise DataError(path, line, f"{name} must be finite, got {value!r}")
+    return number
+
+
+def _check_box(path: Path, line: int, box: Box) -> Box:
+    x0, y0, x1, y1 = box
+    if x0 < 0 or y0 < 0 or x1 <= x0 or y1 <= y0:
+        raise DataError(
+            path, line, f"invalid box (x0, y0, x1, y1) = {box}: needs 0 <= x0 < x1 and 0 <= y0 < y1"
+        )
+    return box
+
+
+def _id_table(path: Path, fields: int, what: str) -> dict[int, tuple[int, list[str]]]:
+    """Map ``id -> (line, remaining fields)`` for an id-keyed CUB file; duplicate ids are errors."""
+    table: dict[int, tuple[int, list[str]]] = {}
+    for line, parts in _read_records(path, fields):
+        key = _parse_int(path, line, f"{what} id", parts[0])
+        if key in table:
+            raise DataError(path, line, f"duplicate {what} id {key} (first on line {table[key][0]})")
+        table[key] = (line, parts[1:])
+    return table
+
+
+def verify_images(samples: Iterable[Sample], mode: VerifyMode = "header") -> None:
+    """Check that every image exists and opens; ``"full"`` also decodes the pixels.
+
+    Raises:
+        DataError: naming the record (file and line) of the first bad image.
+    """
+    if mode == "none":
+        return
+    for sample in samples:
+        source, line = sample.origin
+        if not sample.path.is_file():
+            raise DataError(source, line, f"image not found: {sample.path}")
+        try:
+            with Image.open(sample.path) as image:
+                if mode == "full":
+                    image.convert("RGB").load()
+                width, height = image.size
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise DataError(source, line, f"unreadable image {sample.path}: {error}") from error
+        if width < 1 or height < 1:
+            raise DataError(source, line, f"empty image {sample.path}")
+
+
+# ------------------------------------------------------------------------------------------------- CUB
+
+
+def read_cub(
+    root: str | os.PathLike[str], split: Literal["train", "test"], verify: VerifyMode = "header"
+) -> DataSplit:
+    """Read one split of CUB-200-2011 from its own files under ``root``.
+
+    Files: ``classes.txt`` (``<class id> <name>``), ``images.txt`` (``<id> <relative path>``, images
+    under ``root/images``), ``image_class_labels.txt`` (``<id> <class id>``), ``train_test_split.txt``
+    (``<id> <1 train | 0 test>``) and ``bounding_boxes.txt`` (``<id> <x> <y> <width> <height>`` in
+    pixels, one box per image). Class ids are 1-based and dense.
+
+    Raises:
+        DataError: a missing file, a malformed line, an image id with no label, split or box, an id that
+            names no image, a class id not in ``classes.txt``, a bad box, or an unreadable image.
+    """
+    base = Path(root)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    classes_path = base / "classes.txt"
+    class_table = _id_table(classes_path, 2, "class")
+    expected = list(range(1, len(class_table) + 1))
+    if sorted(class_table) != expected:
+        missing = sorted(set(expected) - set(class_table))
+        line = max(line for line, _ in class_table.values())
+        raise DataError(classes_path, line, f"class ids must be 1..{len(class_table)}; missing {missing[:5]}")
+    classes = [class_table[k][1][0] for k in expected]
+
+    images_path = base / "images.txt"
+    images = _id_table(images_path, 2, "image")
+    tables = {
+        "image_class_labels.txt": _id_table(base / "image_class_labels.txt", 2, "image"),
+        "train_test_split.txt": _id_table(base / "train_test_split.txt", 2, "image"),
+        "bounding_boxes.txt": _id_table(base / "bounding_boxes.txt", 5, "image"),
+    }
+    for filename, table in tables.items():
+        for image_id, (line, _) in table.items():
+            if image_id not in images:
+                raise DataError(base / filename, line, f"image id {image_id} is not in {images_path.name}")
+        for image_id, (line, _) in images.items():
+            if image_id not in table:
+                raise DataError(images_path, line, f"image id {image_id} has no entry in {filename}")
+
+    samples: list[Sample] = []
+    want = 1 if split == "train" else 0
+    for image_id in sorted(images):
+        line, (relative,) = images[image_id]
+        split_line, (flag,) = tables["train_test_split.txt"][image_id]
+        is_train = _parse_int(base / "train_test_split.txt", split_line, "split flag", flag)
+        if is_train not in (0, 1):
+            raise DataError(
+                base / "train_test_split.txt", split_line, f"split flag must be 0 or 1, got {flag!r}"
+            )
+        label_line, (label_text,) = tables["image_class_labels.txt"][image_id]
+        label = _parse_int(base / "image_class_labels.txt", label_line, "class id", label_text)
+        if label not in class_table:
+            raise DataError(
+                base / "image_class_labels.txt", label_line, f"class id {label} is not in {classes_path.name}"
+            )
+        box_path = base / "bounding_boxes.txt"
+        box_line, numbers = tables["bounding_boxes.txt"][image_id]
+        x, y, w, h = (_parse_float(box_path, box_line, name, v) for name, v in zip("xywh", numbers))
+        box = _check_box(box_path, box_line, (x, y, x + w, y + h))
+        if is_train == want:
+            samples.append(Sample(base / "images" / relative, label - 1, (box,), (images_path, line)))
+    verify_images(samples, verify)
+    return DataSplit(samples, classes)
+
+
+# -------------------------------------------------------------------------------------------- ILSVRC
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def imagenet_classes(train_dir: str | os.PathLike[str]) -> list[str]:
+    """The class folder names (WordNet ids) under ``train_dir``, sorted: index = label."""
+    base = Path(train_dir)
+    if not base.is_dir():
+        raise DataError(base, None, "training folder not found")
+    classes = sorted(p.name for p in base.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(base, None, "no class folders found")
+    return classes
+
+
+def read_imagenet_train(train_dir: str | os.PathLike[str], verify: VerifyMode = "header") -> DataSplit:
+    """Read ILSVRC 2012's training set: one folder per class (``train/<wnid>/*.JPEG``), no boxes."""
+    base = Path(train_dir)
+    classes = imagenet_classes(base)
+    samples: list[Sample] = []
+    for label, wnid in enumerate(classes):
+        images = _list_images(base / wnid)
+        if not images:
+            raise DataError(base / wnid, None, "class folder holds no images")
+        samples.extend(Sample(path, label, (), (path, 0)) for path in images)
+    verify_images(samples, verify)
+    return DataSplit(samples, classes)
+
+
+@dataclass
+class _XmlNode:
+    tag: str
+    line: int
+    children: list[_XmlNode] = field(default_factory=list)
+    text: str = ""
+
+    def find(self, tag: str) -> _XmlNode | None:
+        return next((child for child in self.children if child.tag == tag), None)
+
+    def findall(self, tag: str) -> list[_XmlNode]:
+        return [child for child in self.children if child.tag == tag]
+
+
+def _parse_xml(path: Path) -> _XmlNode:
+    """Parse ``path`` into a tree that remembers each element's line (``expat`` keeps them)."""
+    parser = xml.parsers.expat.ParserCreate()
+    root = _XmlNode("#document", 0)
+    stack = [root]
+
+    def start(tag: str, _attrs: dict[str, str]) -> None:
+        node = _XmlNode(tag, parser.CurrentLineNumber)
+        stack[-1].children.append(node)
+        stack.append(node)
+
+    def end(_tag: str) -> None:
+        stack.pop()
+
+    def text(data: str) -> None:
+        stack[-1].text += data
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text
+    try:
+        parser.Parse(_require_file(path).read_bytes(), True)
+    except xml.parsers.expat.ExpatError as error:
+        raise DataError(
+            path, error.lineno, f"malformed XML: {xml.parsers.expat.errors.messages[error.code]}"
+        ) from None
+    if not root.children:
+        raise DataError(path, None, "empty XML document")
+    return root.children[0]
+
+
+def _xml_number(path: Path, node: _XmlNode, tag: str) -> float:
+    child = node.find(tag)
+    if child is None:
+        raise DataError(path, node.line, f"<{node.tag}> has no <{tag}>")
+    return _parse_float(path, child.line, f"<{tag}>", child.text.strip())
+
+
+def read_voc_boxes(path: str | os.PathLike[str]) -> tuple[list[tuple[str, Box, int]], tuple[int, int] | None]:
+    """Read a PASCAL-VOC annotation: ``[(name, (x0, y0, x1, y1), line), ...]`` and the image size.
+
+    ILSVRC's boxes use VOC's inclusive pixel coordinates; they are returned as written.
+    """
+    xml_path = Path(path)
+    root = _parse_xml(xml_path)
+    size = None
+    size_node = root.find("size")
+    if size_node is not None:
+        size = (
+            int(_xml_number(xml_path, size_node, "width")),
+            int(_xml_number(xml_path, size_node, "height")),
+        )
+    objects = []
+    for obj in root.findall("object"):
+        name_node = obj.find("name")
+        if name_node is None or not name_node.text.strip():
+            raise DataError(xml_path, obj.line, "<object> has no <name>")
+        box_node = obj.find("bndbox")
+        if box_node is None:
+            raise DataError(xml_path, obj.line, "<object> has no <bndbox>")
+        box = tuple(_xml_number(xml_path, box_node, tag) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        objects.append((name_node.text.strip(), _check_box(xml_path, box_node.line, box), box_node.line))  # type: ignore[arg-type]
+    if not objects:
+        raise DataError(xml_path, root.line, "no <object> with a box")
+    return objects, size
+
+
+def read_imagenet_val(
+    val_dir: str | os.PathLike[str],
+    annotations_dir: str | os.PathLike[str],
+    classes: Sequence[str],
+    verify: VerifyMode = "header",
+) -> DataSplit:
+    """Read ILSVRC 2012's validation set: images with one PASCAL-VOC XML file each (several boxes).
+
+    ``val_dir`` holds the images, flat (``ILSVRC2012_val_00000001.JPEG``) or in class folders;
+    ``annotations_dir`` holds ``ILSVRC2012_val_00000001.xml`` etc. The class of an image is the
+    ``<name>`` (WordNet id) of its objects, looked up in ``classes`` (the training folders' order);
+    every box of the image is kept.
+
+    Raises:
+        DataError: an image with no XML, an XML with no image, a malformed XML, an unknown or mixed
+            class, a bad box, or an unreadable image.
+    """
+    images_base, xml_base = Path(val_dir), Path(annotations_dir)
+    for folder in (images_base, xml_base):
+        if not folder.is_dir():
+            raise DataError(folder, None, "folder not found")
+    index = {wnid: k for k, wnid in enumerate(classes)}
+    images = {
+        p.stem: p for p in images_base.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    }
+    xmls = {p.stem: p for p in sorted(xml_base.rglob("*.xml"))}
+    for stem, image in sorted(images.items()):
+        if stem not in xmls:
+            raise DataError(image, None, f"image has no annotation {stem}.xml in {xml_base}")
+    samples: list[Sample] = []
+    for stem, xml_path in sorted(xmls.items()):
+        objects, _ = read_voc_boxes(xml_path)
+        if stem not in images:
+            raise DataError(xml_path, 1, f"annotation has no image {stem}.* in {images_base}")
+        names = {name for name, _, _ in objects}
+        for name, _, line in objects:
+            if name not in index:
+                raise DataError(
+                    xml_path, line, f"class {name!r} is not one of the {len(classes)} training classes"
+                )
+        if len(names) != 1:
+            raise DataError(
+                xml_path, objects[0][2], f"objects of several classes {sorted(names)} in one image"
+            )
+        label = index[objects[0][0]]
+        samples.append(Sample(images[stem], label, tuple(box for _, box, _ in objects), (xml_path, 1)))
+    verify_images(samples, verify)
+    return DataSplit(samples, list(classes))
+
+
+def read_wsol_metadata(
+    metadata_dir: str | os.PathLike[str],
+    data_root: str | os.PathLike[str],
+    *,
+    require_boxes: bool,
+    classes: Sequence[str] | None = None,
+    verify: VerifyMode = "header",
+) -> DataSplit:
+    """Read one split in the wsolevaluation metadata layout (Choe et al., CVPR 2020).
+
+    ``metadata_dir`` (e.g. ``metadata/ILSVRC/val``) holds ``image_ids.txt`` (``<path>``),
+    ``class_labels.txt`` (``<path>,<label>``, 0-based), and for evaluation splits
+    ``localization.txt`` (``<path>,<x0>,<y0>,<x1>,<y1>``, one line per box, several per image) and
+    ``image_sizes.txt`` (``<path>,<width>,<height>``, optional here). Paths are relative to ``data_root``.
+
+    Raises:
+        DataError: a missing file, a malformed line, an image with no label (or no box when
+            ``require_boxes``), a line naming an image not in ``image_ids.txt``, or an unreadable image.
+    """
+    meta, root = Path(metadata_dir), Path(data_root)
+    ids_path = meta / "image_ids.txt"
+    ids: dict[str, int] = {}
+    for line, (image_id,) in _read_records(ids_path, 1, sep=","):
+        if image_id in ids:
+            raise DataError(ids_path, line, f"duplicate image {image_id!r} (first on line {ids[image_id]})")
+        ids[image_id] = line
+
+    def owned(path: Path, line: int, image_id: str) -> str:
+        if image_id not in ids:
+            raise DataError(path, line, f"image {image_id!r} is not in {ids_path.name}")
+        return image_id
+
+    labels_path = meta / "class_labels.txt"
+    labels: dict[str, int] = {}
+    for line, (image_id, label_text) in _read_records(labels_path, 2, sep=","):
+        label = _parse_int(labels_path, line, "class label", label_text)
+        if label < 0 or (classes is not None and label >= len(classes)):
+            raise DataError(labels_path, line, f"class label {label} out of range")
+        labels[owned(labels_path, line, image_id)] = label
+    boxes: dict[str, list[Box]] = {}
+    loc_path = meta / "localization.txt"
+    if require_boxes or loc_path.exists():
+        for line, parts in _read_records(loc_path, 5, sep=","):
+            image_id = owned(loc_path, line, parts[0])
+            box = tuple(
+                _parse_float(loc_path, line, name, v) for name, v in zip(("x0", "y0", "x1", "y1"), parts[1:])
+            )
+            boxes.setdefault(image_id, []).append(_check_box(loc_path, line, box))  # type: ignore[arg-type]
+    sizes_path = meta / "image_sizes.txt"
+    if sizes_path.exists():
+        for line, (image_id, *_) in _read_records(sizes_path, 3, sep=","):
+            owned(sizes_path, line, image_id)
+    samples: list[Sample] = []
+    for image_id, line in ids.items():
+        if image_id not in labels:
+            raise DataError(ids_path, line, f"image {image_id!r} has no entry in {labels_path.name}")
+        if require_boxes and image_id not in boxes:
+            raise DataError(ids_path, line, f"image {image_id!r} has no box in {loc_path.name}")
+        samples.append(
+            Sample(root / image_id, labels[image_id], tuple(boxes.get(image_id, ())), (ids_path, line))
+        )
+    if classes is None:
+        classes = [str(k) for k in range(max(labels.values(), default=-1) + 1)]
+    verify_images(samples, verify)
+    return DataSplit(samples, list(classes))
+
+
+# ------------------------------------------------------------------------------------------- dataset
+
+
+Transform = Callable[[Image.Image, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class WSOLDataset(Dataset[tuple[torch.Tensor, int, torch.Tensor, int]]):
+    """Images, labels and boxes through a box-aware transform.
+
+    Items are ``(image (3, H, W), label, boxes (K, 4) float32, index)``. With ``wsol_score_size`` set the
+    boxes are not transformed but rescaled as wsolevaluation does: ``int(x · size / W)`` on the original
+    coordinates (the images are squashed to the score map's frame).
+    """
+
+    def __init__(
+        self, samples: Sequence[Sample], transform: Transform, wsol_score_size: int | None = None
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.wsol_score_size = wsol_score_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor, int]:
+        sample = self.samples[index]
+        try:
+            with Image.open(sample.path) as raw:
+                image = raw.convert("RGB")
+        except (OSError, UnidentifiedImageError) as error:
+            source, line = sample.origin
+            raise DataError(source, line, f"unreadable image {sample.path}: {error}") from error
+        boxes = torch.tensor(sample.boxes, dtype=torch.float64).reshape(-1, 4)
+        width, height = image.size
+        tensor, moved = self.transform(image, boxes)
+        if self.wsol_score_size is not None:
+            size = self.wsol_score_size
+            scale = torch.tensor([size / width, size / height] * 2, dtype=torch.float64)
+            moved = torch.trunc(boxes * scale)
+        return tensor, sample.label, moved.to(torch.float32), index
+
+
+def collate(
+    batch: Sequence[tuple[torch.Tensor, int, torch.Tensor, int]],
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """Stack images, labels and indices; keep the per-image boxes as a list of ``(K_i, 4)`` tensors."""
+    images = torch.stack([item[0] for item in batch])
+    labels = torch.tensor([item[1] for item in batch], dtype=torch.long)
+    boxes = [item[2] for item in batch]
+    indices = torch.tensor([item[3] for item in batch], dtype=torch.long)
+    return images, labels, boxes, indices

@@ -1,0 +1,171 @@
+"""Networks of the pipeline, assembled from torchvision models and lowcam's components.
+
+- :func:`build_classifier`: any torchvision classifier with ``num_classes`` outputs, optionally loaded
+  from a torchvision weight enum (``IMAGENET1K_V1``, ``DEFAULT``; torchvision may download it) or from a
+  local state-dict file (never downloads). The classification head is re-initialised when its shape does
+  not match.
+- :func:`split_resnet`: a ResNet cut after its stem (conv1, bn1, relu, maxpool): the low-level feature.
+- :class:`CoarseNet` (stage 1), :class:`FineNet` (stage 2, the generator on the stem), :class:`CamNet`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torchvision
+from torch import nn
+
+from lowcam import GeneratorOutput, LowLevelActivationGenerator
+
+
+class WeightsReport(NamedTuple):
+    """What :func:`load_pretrained` did: where the weights came from and which keys it skipped."""
+
+    source: str
+    skipped: list[str]
+
+
+def load_pretrained(model: nn.Module, arch: str, weights: str) -> WeightsReport:
+    """Load ``weights`` into ``model`` (a torchvision ``arch``), skipping keys whose shape differs.
+
+    ``weights`` is a path to a local state-dict file (loaded with ``torch.load(weights_only=True)``; a
+    dict with a ``"model"`` entry is accepted too) or the name of a member of ``arch``'s torchvision
+    weight enum (``"IMAGENET1K_V1"``, ``"DEFAULT"``), which torchvision reads from its cache or downloads.
+
+    Raises:
+        FileNotFoundError: ``weights`` looks like a path and no such file exists.
+        ValueError: ``weights`` is neither a file nor a member of the weight enum, or nothing matched.
+    """
+    path = Path(weights)
+    if path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+        source = str(path)
+    elif os.sep in weights or weights.endswith((".pt", ".pth")):
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    else:
+        enum = torchvision.models.get_model_weights(arch)
+        try:
+            member = enum[weights]
+        except KeyError:
+            names = ", ".join(m.name for m in enum)
+            raise ValueError(f"{weights!r} is not a file nor one of {enum.__name__}: {names}") from None
+        state = member.get_state_dict(progress=True)
+        source = f"{enum.__name__}.{member.name}"
+    own = model.state_dict()
+    compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not compatible:
+        raise ValueError(f"no parameter of {source} matches a {arch}")
+    skipped = sorted(set(own) - set(compatible))
+    model.load_state_dict(compatible, strict=False)
+    return WeightsReport(source, skipped)
+
+
+def build_classifier(arch: str, num_classes: int, weights: str | None = None) -> nn.Module:
+    """A torchvision classifier ``arch`` (``resnet50``, ``vgg16``, ``resnet18``…) with ``num_classes``
+    outputs, randomly initialised or loaded from ``weights`` (see :func:`load_pretrained`)."""
+    model: nn.Module = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    if weights is not None:
+        load_pretrained(model, arch, weights)
+    return model
+
+
+def split_resnet(model: nn.Module) -> tuple[nn.Sequential, nn.Sequential, int]:
+    """Cut a torchvision ResNet after its stem: ``(stem, body, stem_channels)``.
+
+    ``stem`` = conv1, bn1, relu, maxpool (stride 4); ``body`` = layer1…layer4, avgpool, flatten, fc.
+    """
+    needed = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc")
+    missing = [name for name in needed if not hasattr(model, name)]
+    if missing:
+        raise ValueError(f"{type(model).__name__} is not a torchvision ResNet (missing {missing})")
+    part: dict[str, nn.Module] = {name: getattr(model, name) for name in needed}
+    stem = nn.Sequential(*(part[name] for name in needed[:4]))
+    body = nn.Sequential(*(part[name] for name in needed[4:9]), nn.Flatten(1), part["fc"])
+    conv1 = part["conv1"]
+    if not isinstance(conv1, nn.Conv2d):
+        raise ValueError(f"{type(model).__name__}.conv1 is not a Conv2d")
+    return stem, body, conv1.out_channels
+
+
+class CoarseOutput(NamedTuple):
+    """Stage 1's outputs: the generator's and the main classifier's logits."""
+
+    generator: GeneratorOutput
+    logits: torch.Tensor
+
+
+class CoarseNet(nn.Module):
+    """Stage 1: ``body(stem(x) · p)`` where ``p`` is the generator's activation map on ``stem(x)``."""
+
+    def __init__(self, arch: str, num_classes: int, generator_width: int, weights: str | None = None) -> None:
+        super().__init__()
+        self.stem, self.body, channels = split_resnet(build_classifier(arch, num_classes, weights))
+        self.generator = LowLevelActivationGenerator(channels, num_classes, base_width=generator_width)
+
+    def forward(self, images: torch.Tensor) -> CoarseOutput:
+        low = self.stem(images)
+        out = self.generator(low)
+        return CoarseOutput(out, self.body(low * out.activation))
+
+
+class FineNet(nn.Module):
+    """Stage 2 and inference: the (frozen) stem and the generator. ``forward`` returns the generator's
+    output on the stem feature."""
+
+    #: generator blocks trained in stage 2 (the last two decoder blocks and the map head).
+    TRAINABLE = ("up2", "up3", "map_head")
+
+    def __init__(self, stem: nn.Module, generator: LowLevelActivationGenerator) -> None:
+        super().__init__()
+        self.stem = stem
+        self.generator = generator
+
+    @classmethod
+    def from_coarse(cls, coarse: CoarseNet) -> FineNet:
+        """Take the stem and generator of a trained :class:`CoarseNet`."""
+        return cls(coarse.stem, coarse.generator)
+
+    def freeze(self) -> list[nn.Parameter]:
+        """Freeze everything but :attr:`TRAINABLE`; return the trainable parameters."""
+        self.requires_grad_(False)
+        trainable: list[nn.Parameter] = []
+        for name in self.TRAINABLE:
+            block = getattr(self.generator, name)
+            block.requires_grad_(True)
+            trainable.extend(block.parameters())
+        return trainable
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The modules that stage 2 does not train (put in eval mode unless the reference quirk is on)."""
+        keep = set(self.TRAINABLE)
+        return [self.stem] + [m for n, m in self.generator.named_children() if n not in keep]
+
+    def forward(self, images: torch.Tensor) -> GeneratorOutput:
+        out: GeneratorOutput = self.generator(self.stem(images))
+        return out
+
+
+class CamNet(nn.Module):
+    """A plain ResNet classifier that also returns its class activation maps.
+
+    ``forward`` returns ``(logits, cams)`` with ``cams[b, c] = Σ_k fc.weight[c, k] · feature[b, k]`` on the
+    last convolutional feature (stride 32), before any normalisation.
+    """
+
+    def __init__(self, arch: str, num_classes: int, weights: str | None = None) -> None:
+        super().__init__()
+        model = build_classifier(arch, num_classes, weights)
+        stem, body, _ = split_resnet(model)
+        self.features = nn.Sequential(*stem, *list(body)[:4])
+        self.fc: nn.Linear = model.fc  # type: ignore[assignment]
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feature = self.features(images)
+        cams = torch.einsum("ck,bkhw->bchw", self.fc.weight, feature)
+        logits = feature.mean(dim=(2, 3)) @ self.fc.weight.t() + self.fc.bias
+        return logits, cams

@@ -15,6 +15,7 @@ Writes ``benchmarks/results/metrics_<device>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -203,11 +204,20 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="one timed repeat, small reference subsets")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice). On a loaded CPU, spinning OpenMP threads can "
+        "slow the many medium-sized ops of the contour protocols several-fold: try 1, or OMP_WAIT_POLICY=passive",
+    )
     parser.add_argument("--protocols", default="maxboxacc,maxboxacc_v2,ornet")
     parser.add_argument("--maps", default="smooth,noisy")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     repeats = 1 if args.quick else 3
     rows = []
     for protocol in args.protocols.split(","):
@@ -244,7 +254,8 @@ def main() -> None:
         [
             f"# lowcam.metrics benchmark ({env['device']})",
             "",
-            f"torch {env['torch']}, {env['date']}, commit {env['commit']}",
+            f"torch {env['torch']}, {env['date']}, commit {env['commit']}, "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
             "",
             markdown_table(header, table),
             "",

@@ -167,3 +167,33 @@ def test_contour_boxes_rejects_bad_input() -> None:
         metrics.contour_boxes(u8, torch.tensor([256]), largest_only=True)
     with pytest.raises(ValueError, match=r"cuts must have shape .* got shape \(3, 1\)"):
         metrics.contour_boxes(u8, torch.zeros(3, 1, dtype=torch.int64), largest_only=True)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_quantised_score_maps_match_opencv(noise: float) -> None:
+    """CAM-like 8-bit maps (smooth: few leaves, plateaus at 0; noisy: thousands of leaves) at every level."""
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:40, 0:48]
+    maps = np.zeros((3, 40, 48))
+    for i in range(3):
+        for _ in range(3):
+            cy, cx, s = rng.uniform(0, 40), rng.uniform(0, 48), rng.uniform(3, 10)
+            maps[i] += rng.uniform(0.2, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+    maps += noise * rng.random(maps.shape)
+    maps -= maps.min(axis=(1, 2), keepdims=True)
+    maps /= maps.max(axis=(1, 2), keepdims=True)
+    images = (maps * 255).astype(np.uint8)
+    assert _check_against_opencv(images) > 3 * 100
+
+
+def test_alive_intervals_cover_each_contour_once() -> None:
+    """Every contour of every cut is one interval's row: expanding the intervals gives OpenCV's count."""
+    from lowcam.metrics.boxes import contour_intervals
+
+    rng = np.random.default_rng(3)
+    img = (rng.integers(0, 4, size=(1, 16, 16)) * 60).astype(np.uint8)
+    iv = contour_intervals(torch.from_numpy(img), largest_only=False)
+    assert bool((iv.lo < iv.hi).all()) and bool((iv.lo >= 0).all()) and bool((iv.hi <= 255).all())
+    for cut in range(255):
+        alive = int(((iv.lo <= cut) & (cut < iv.hi)).sum())
+        assert alive == len(ref_contours(img[0], cut)), cut

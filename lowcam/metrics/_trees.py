@@ -8,7 +8,8 @@ and reads every cut's components from it.
 
 The construction, all of it batched over images (node ids are global across the batch):
 
-1. **Ascent.** Every pixel points to the neighbour (or itself) with the largest key ``u·H·W + raster index``.
+1. **Ascent.** Every pixel points to the neighbour (or itself) with the largest key: ``u``, then the raster
+   index (packed in the key's high and low bits).
    Keys strictly increase along the pointers, so a pixel's pointer path stays inside ``{u ≥ u_p}``: at every
    cut where a pixel is foreground it is connected to the end of its path, a local maximum. Pointer jumping
    finds that end; pixels with the same end form a *leaf* (a "basin").
@@ -22,12 +23,18 @@ The construction, all of it batched over images (node ids are global across the 
    the number of nodes, so the tree has ``O(log H·W)`` levels.
 
 A component at cut ``k`` is then a node ``x`` with ``cut[x] ≤ k`` (roots have ``cut = 0``), holding the
-foreground pixels of the leaves reached from ``x`` through children with ``cut > k``. Per-node tables over
-all cuts (:func:`node_tables`) aggregate pixel attributes (boxes, first pixel, area terms) bottom-up, one
-tree level at a time.
+foreground pixels of the leaves reached from ``x`` through children with ``cut > k``.
 
-The loops here run over pointer-jumping steps and Borůvka rounds (``O(log H·W)`` of each); their bounds
-depend on the data, so each step synchronises once with the device to test for convergence.
+3. **Level components** (:func:`max_tree`). A component's pixel set changes only at the cuts where a pixel
+   joins it, so every component of every cut is one *level component* ``(root, value)``, alive, with the
+   same pixels, on an interval of cuts ``[lo, value)``: the canonical component tree ("max-tree"), with at
+   most one node per pixel. Its nodes come from one climb per pixel (or per ``(leaf, value)`` pair) and one
+   sort, and their attributes (boxes, first pixels, areas) from one scatter of the pixels' values and a
+   suffix scan per chain of nodes (:func:`subtree_reduce`). Nothing is stored per (node, cut): the work is
+   ``O(H·W)`` per map plus ``O(log)`` rounds, whatever the number of cuts.
+
+The loops here run over pointer-jumping steps, Borůvka rounds and tree levels (``O(log H·W)`` of each);
+their bounds depend on the data, so the steps synchronise with the device a few times each.
 """
 
 from __future__ import annotations
@@ -35,10 +42,9 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ComponentTree", "build_tree", "leaf_node_tables", "node_tables"]
+__all__ = ["ComponentTree", "MaxTree", "build_tree", "max_tree", "subtree_reduce"]
 
 _OFFSETS: dict[int, tuple[tuple[int, int], ...]] = {
     4: ((0, 1), (1, 0)),
@@ -56,7 +62,7 @@ class ComponentTree(NamedTuple):
         cut: ``(N,)`` int64, a node belongs to its parent's component at the cuts ``k < cut``; 0 for roots.
         image: ``(N,)`` int64, the image of every node.
         bounds: node ids of round ``r`` are ``bounds[r] <= id < bounds[r + 1]``; round 0 are the leaves.
-        max_level: the largest value the images may hold (the tables cover the cuts ``0..max_level - 1``).
+        max_level: the largest value the images may hold.
     """
 
     leaf: Tensor
@@ -80,17 +86,17 @@ def _jump(ptr: Tensor) -> Tensor:
         ptr = nxt
 
 
-def _neighbourhood_max(key: Tensor, connectivity: int, exact_f32: bool) -> Tensor:
-    """Max of ``key`` over each pixel's closed 4- or 8-neighbourhood, ``(B, H, W)`` int64 in and out."""
-    kf = key.to(torch.float32 if exact_f32 else torch.float64).unsqueeze(1)
-    if connectivity == 8:
-        out = F.max_pool2d(kf, 3, stride=1, padding=1)
-    else:
-        out = torch.maximum(
-            F.max_pool2d(kf, (1, 3), stride=1, padding=(0, 1)),
-            F.max_pool2d(kf, (3, 1), stride=1, padding=(1, 0)),
-        )
-    return out.squeeze(1).to(torch.int64)
+def _neighbourhood_max(key: Tensor, connectivity: int) -> Tensor:
+    """Max of ``key`` (B, H, W) over each pixel's closed 4- or 8-neighbourhood (a separable max for 8)."""
+    # in place on shifted views: out[p] = max(out[p], key[p ± 1]) along a row, then along a column
+    rows = key.clone()
+    torch.maximum(rows[:, :, 1:], key[:, :, :-1], out=rows[:, :, 1:])
+    torch.maximum(rows[:, :, :-1], key[:, :, 1:], out=rows[:, :, :-1])
+    src = rows if connectivity == 8 else key
+    out = rows.clone() if connectivity == 8 else rows
+    torch.maximum(out[:, 1:], src[:, :-1], out=out[:, 1:])
+    torch.maximum(out[:, :-1], src[:, 1:], out=out[:, :-1])
+    return out
 
 
 def _pairs(grid: Tensor, dy: int, dx: int) -> tuple[Tensor, Tensor]:
@@ -122,32 +128,41 @@ def build_tree(levels: Tensor, connectivity: int, max_level: int) -> ComponentTr
     b, h, w = levels.shape
     n = h * w
     device = levels.device
-    local = torch.arange(n, device=device, dtype=torch.int64).view(1, h, w)
-    key = levels * n + local
-    exact_f32 = (max_level + 1) * n < 2**24
-    ptr = _neighbourhood_max(key, connectivity, exact_f32) % n
-    ptr = (ptr.view(b, n) + torch.arange(b, device=device).view(b, 1) * n).view(-1)
+    total = b * n
+    flat = torch.arange(total, device=device)
+    # keys order pixels by value, then raster index (within an image, the order of the local index); the
+    # index takes the low bits, so that masks and shifts (not divisions) take keys apart
+    bits = max(1, (total - 1).bit_length())
+    dtype = torch.int32 if (max_level + 1) << bits <= 2**31 else torch.int64
+    key = (levels.to(dtype) << bits) | flat.view(b, h, w).to(dtype)
+    ptr = (_neighbourhood_max(key, connectivity) & ((1 << bits) - 1)).view(-1).to(torch.int64)
     root = _jump(ptr)
-    flat = torch.arange(b * n, device=device)
     is_root = root == flat
     rank = torch.cumsum(is_root, 0) - 1
     leaf = rank.index_select(0, root)
-    num_leaves = int(rank[-1]) + 1 if rank.numel() else 0
-    leaf_image = torch.div(flat[is_root], n, rounding_mode="floor")
+    roots = is_root.nonzero().view(-1)
+    num_leaves = roots.numel()
+    leaf_image = torch.div(roots, n, rounding_mode="floor")
 
+    # edges between neighbouring pixels of different leaves, both above 0: masks[o, b, y, x] for the pair
+    # (y, x), (y + dy, x + dx) of offset o, found with one nonzero
     leaf_grid = leaf.view(b, h, w)
     flat_levels = levels.reshape(-1)
-    ep: list[Tensor] = []
-    eq: list[Tensor] = []
-    for dy, dx in _OFFSETS[connectivity]:
+    positive = levels > 0
+    offsets = _OFFSETS[connectivity]
+    masks = torch.zeros(len(offsets), b, h, w, dtype=torch.bool, device=device)
+    for o, (dy, dx) in enumerate(offsets):
         la, lb = _pairs(leaf_grid, dy, dx)
-        va, vb = _pairs(levels, dy, dx)
-        keep = (la != lb) & (va > 0) & (vb > 0)
-        bi, yi, xi = keep.nonzero(as_tuple=True)
-        p = bi * n + yi * w + (xi + max(0, -dx))
-        ep.append(p)
-        eq.append(p + (dy * w + dx))
-    pa, pb = torch.cat(ep), torch.cat(eq)
+        pa, pb = _pairs(positive, dy, dx)
+        m = masks[o, :, : h - dy, max(0, -dx) : w - max(0, dx)]
+        torch.ne(la, lb, out=m)
+        m &= pa
+        m &= pb
+    found = masks.view(-1).nonzero().view(-1)
+    offset = torch.bucketize(found, torch.arange(1, len(offsets), device=device) * total, right=True)
+    pa = found - offset * total
+    delta = torch.tensor([dy * w + dx for dy, dx in offsets], device=device)
+    pb = pa + delta.index_select(0, offset)
     weight = torch.minimum(flat_levels.index_select(0, pa), flat_levels.index_select(0, pb))
     ea, eb = leaf.index_select(0, pa), leaf.index_select(0, pb)
     parent, cut, image, bounds = _boruvka(num_leaves, ea, eb, weight, leaf_image)
@@ -168,12 +183,13 @@ def _boruvka(
     while a.numel() > 0:
         num_edges = a.numel()
         al, bl = a - base, b - base
-        key = weight * num_edges + torch.arange(num_edges, device=device)
+        ebits = max(1, (num_edges - 1).bit_length())
+        key = (weight << ebits) | torch.arange(num_edges, device=device)
         best = torch.full((count,), -1, dtype=torch.int64, device=device)
         best.scatter_reduce_(0, al, key, "amax")
         best.scatter_reduce_(0, bl, key, "amax")
         has = best >= 0
-        edge = best.clamp(min=0) % num_edges
+        edge = best.clamp(min=0) & ((1 << ebits) - 1)
         nodes = torch.arange(count, device=device)
         ae, be = al.index_select(0, edge), bl.index_select(0, edge)
         hook = torch.where(has, torch.where(ae == nodes, be, ae), nodes)
@@ -184,7 +200,7 @@ def _boruvka(
         new_local = torch.cumsum(is_root, 0) - 1
         new_count = int(new_local[-1]) + 1
         parents.append(torch.where(has, base + count + new_local.index_select(0, root), -1))
-        cuts.append(torch.where(has, torch.div(best, num_edges, rounding_mode="floor"), 0))
+        cuts.append(torch.where(has, best >> ebits, 0))
         cur_image = cur_image[is_root]
         images.append(cur_image)
         root_new = new_local.index_select(0, root)
@@ -199,80 +215,177 @@ def _boruvka(
     return torch.cat(parents), torch.cat(cuts), torch.cat(images), bounds
 
 
-def node_tables(
-    tree: ComponentTree,
-    values: Tensor,
-    levels: Tensor,
-    reduce: Literal["amax", "sum"],
-    neutral: int,
-) -> Tensor:
-    """Aggregate per-pixel values over every node's component at every cut.
+class MaxTree(NamedTuple):
+    """The canonical component trees ("max-trees") of a batch, derived from a :class:`ComponentTree`.
 
-    ``values[i]`` counts at the cuts ``k < levels[i]`` (for pixels, ``levels`` is the pixel's value; an area
-    term may end earlier), in the component of the leaf ``tree.leaf[pixel[i]]``.
+    A node is a *level component*: the pixels of one component of ``{u > k}`` at the largest cut where it
+    holds a pixel of its smallest value ``level``. Its pixel set is the same at every cut of its alive interval
+    ``lo <= k < level`` and changes at ``k = lo - 1`` (a merge or a new pixel). Every component of every cut
+    is the alive node that holds it, exactly once.
 
-    Args:
-        tree: the :class:`ComponentTree`.
-        values: ``(P, C)`` integer, one row per pixel of the tree (same order as ``tree.leaf``); rows that
-            are not pixels (e.g. area terms of pixel blocks) go through :func:`leaf_node_tables`.
-        levels: ``(P,)`` int64, the exclusive upper cut of each row, in ``[0, max_level]``.
-        reduce: ``"amax"`` or ``"sum"``.
-        neutral: the value of an empty aggregate (``-2**15`` for ``amax``, 0 for ``sum``).
+    Attributes:
+        pixel_node: ``(B·H·W,)`` int64, the node of every pixel (the level component of its own value), ``-1``
+            for pixels of value 0 (never foreground).
+        level: ``(M,)`` int64, every node's smallest pixel value.
+        lo: ``(M,)`` int64, the first cut of every node's alive interval.
+        image: ``(M,)`` int64, the image of every node.
+        parent: ``(M,)`` int64, every node's parent (the next smaller level component holding it), ``-1`` for
+            nodes alive down to cut 0.
+        head: ``(M,)`` bool, whether the node starts a chain (see :func:`max_tree`).
+        rounds: nodes of round ``r`` of the underlying tree are ``rounds[r] <= id < rounds[r + 1]``.
+    """
 
-    Returns:
-        ``(N, K, C)`` with ``K = max_level``: the aggregate of node ``x``'s component at cut ``k`` (meaningful
-        where ``x`` is a component at ``k``, that is ``k >= cut[x]``).
+    pixel_node: Tensor
+    level: Tensor
+    lo: Tensor
+    image: Tensor
+    parent: Tensor
+    head: Tensor
+    rounds: list[int]
+
+
+def _climb(tree: ComponentTree, start: Tensor, k: Tensor) -> Tensor:
+    """The component root of node ``start`` at cut ``k``: its first ancestor (or itself) with ``cut <= k``."""
+    cur = start
+    for _ in range(len(tree.bounds) - 2):  # the tree's height
+        par = tree.parent.index_select(0, cur)
+        move = (par >= 0) & (tree.cut.index_select(0, cur) > k)
+        cur = torch.where(move, par, cur)
+    return cur
+
+
+def max_tree(tree: ComponentTree) -> MaxTree:
+    """The level components of ``tree`` (see :class:`MaxTree`), with their alive intervals and parents.
+
+    A pixel ``p`` of value ``u_p >= 1`` first becomes foreground at cut ``u_p - 1``, in the component whose root
+    is ``a = climb(leaf(p), u_p - 1)``; the pair ``(a, u_p)`` names its level component, and all pixels with the
+    same pair share it. For a fixed root ``a``, the nodes ``(a, ℓ)`` sorted by ``ℓ`` form a chain: between two
+    consecutive levels nothing joins ``a``'s component (a merge at a level ``t`` puts a pixel of value ``t``
+    into it, which would be a node ``(a, t)``), so each is the parent of the next. Below the chain's smallest
+    level, ``a`` joins its parent's component at cut ``cut[a] - 1`` through an edge of weight ``cut[a]``, whose
+    lower pixel has value ``cut[a]``: the chain's first node has the parent ``(climb(a, cut[a] - 1), cut[a])``
+    and the alive interval ``[cut[a], ℓ)``; with ``cut[a] = 0`` it is alive down to cut 0 and has no parent.
+
+    Nodes are numbered in the order of ``(a, ℓ)``, so that chains are contiguous and the chains of one round
+    of the underlying tree form one slice (``rounds``), each round's parents lying in later rounds.
 
     Example:
         >>> import torch
-        >>> u = torch.tensor([[[2, 0, 1]]])
-        >>> tree = build_tree(u, 8, 2)
-        >>> ones = torch.ones(3, 1, dtype=torch.int32)
-        >>> node_tables(tree, ones, tree.level, "sum", 0)[:, :, 0].tolist()  # pixels per leaf at k = 0, 1
-        [[1, 1], [1, 0]]
+        >>> u = torch.tensor([[[3, 1, 2]]])
+        >>> mt = max_tree(build_tree(u, 8, 3))
+        >>> mt.level.tolist(), mt.lo.tolist(), mt.parent.tolist()  # {3}, {2} on [1, 2), {3, 1, 2} on [0, 1)
+        ([3, 2, 1], [1, 1, 0], [2, 2, -1])
     """
-    return leaf_node_tables(tree, tree.leaf, values, levels, reduce, neutral)
-
-
-def leaf_node_tables(
-    tree: ComponentTree,
-    leaf: Tensor,
-    values: Tensor,
-    levels: Tensor,
-    reduce: Literal["amax", "sum"],
-    neutral: int,
-) -> Tensor:
-    """:func:`node_tables` with an explicit leaf per row (rows need not be pixels)."""
-    num_nodes = tree.parent.numel()
+    bits = max(1, tree.max_level.bit_length())  # (node, value) pairs are node << bits | value
+    span = 1 << bits
+    device = tree.level.device
     num_leaves = tree.bounds[1]
-    lv = tree.max_level + 1
-    cols = values.shape[1]
-    table = torch.full((cols, num_leaves * lv), neutral, dtype=values.dtype, device=values.device)
-    index = leaf * lv + levels
-    for c in range(cols):  # a handful of attribute columns
+    pair = (tree.leaf << bits) | tree.level  # (leaf, value) of every pixel: same pair, same node
+    if num_leaves * span <= 8 * pair.numel():
+        # few leaves (smooth maps): climb once per (leaf, value) pair present, found with a dense mask
+        present = torch.zeros(num_leaves * span, dtype=torch.bool, device=device)
+        present.index_fill_(0, pair, True)
+        present.view(num_leaves, span)[:, 0] = False  # value 0 is never foreground
+        pairs = present.nonzero().view(-1)
+        lv = pairs & (span - 1)
+        rep = _climb(tree, pairs >> bits, lv - 1)
+        keys, inverse = torch.unique((rep << bits) | lv, sorted=True, return_inverse=True)
+        # int32 halves the traffic of the table
+        lookup = torch.full((num_leaves * span,), -1, dtype=torch.int32, device=device)
+        lookup.index_copy_(0, pairs, inverse.to(torch.int32))
+        pixel_node = lookup.index_select(0, pair).to(torch.int64)
+    else:
+        # many leaves (noisy maps): most pairs hold one pixel, climb once per pixel
+        pix = (tree.level > 0).nonzero().view(-1)
+        lv = tree.level.index_select(0, pix)
+        rep = _climb(tree, tree.leaf.index_select(0, pix), lv - 1)
+        keys, inverse = torch.unique((rep << bits) | lv, sorted=True, return_inverse=True)
+        pixel_node = torch.full_like(tree.level, -1)
+        pixel_node.index_copy_(0, pix, inverse)
+    root = keys >> bits
+    level = keys & (span - 1)
+    m = keys.numel()
+    first = torch.ones(m, dtype=torch.bool, device=device)
+    first[1:] = root[1:] != root[:-1]
+    root_cut = tree.cut.index_select(0, root)
+    prev_level = torch.cat([level.new_zeros(1), level[:-1]])
+    lo = torch.where(first, root_cut, prev_level)
+    parent = torch.arange(-1, m - 1, device=device)
+    joins = first & (root_cut > 0)
+    heads = joins.nonzero().view(-1)
+    head_root = root.index_select(0, heads)
+    head_cut = root_cut.index_select(0, heads)
+    target = (_climb(tree, head_root, head_cut - 1) << bits) | head_cut
+    parent[heads] = torch.searchsorted(keys, target)
+    parent = torch.where(first & ~joins, -1, parent)
+    bounds = torch.tensor(tree.bounds, device=device) << bits
+    rounds = torch.searchsorted(keys, bounds).tolist()
+    return MaxTree(pixel_node, level, lo, tree.image.index_select(0, root), parent, first, rounds)
+
+
+def subtree_reduce(
+    mt: MaxTree, node: Tensor, values: Tensor | None, reduce: Literal["amax", "sum"], neutral: int
+) -> Tensor:
+    """Aggregate values attached to nodes over every node's subtree (the node's whole pixel set).
+
+    Args:
+        mt: the :class:`MaxTree`.
+        node: ``(I,)`` int64, the node each row of ``values`` is attached to (rows with ``node < 0`` are
+            ignored).
+        values: ``(I, C)`` integer (e.g. int32, to halve the memory traffic of the scatter); ``None`` with
+            ``"sum"`` counts the rows (``C = 1``).
+        reduce: ``"amax"`` or ``"sum"``.
+        neutral: the value of an empty aggregate.
+
+    Returns:
+        ``(M, C)`` int64: per node, the reduction of the rows attached to it or to any of its descendants.
+
+    Within a chain a node's descendants in the chain are the nodes after it, so a suffix scan per chain
+    does them; chains are done round by round of the underlying tree, after the chains of earlier rounds have
+    passed their first node's total to their parent.
+    """
+    m = mt.level.numel()
+    device = node.device
+    slot = torch.where(node >= 0, node, m)  # rows of no node go to a spare last slot
+    if values is None:
+        out = torch.bincount(slot, minlength=m + 1)[:m].view(m, 1).to(torch.int64)
+    else:
+        cols = values.shape[1]
+        out = torch.full((m + 1, cols), neutral, dtype=values.dtype, device=device)
+        index = slot.view(-1, 1).expand(-1, cols)
         if reduce == "sum":
-            table[c].index_add_(0, index, values[:, c])
+            out.scatter_add_(0, index, values)
         else:
-            table[c].scatter_reduce_(0, index, values[:, c], "amax")
-    table = table.view(cols, num_leaves, lv).permute(1, 2, 0).flip(1)
-    table = torch.cumsum(table, 1, dtype=values.dtype) if reduce == "sum" else torch.cummax(table, 1).values
-    # entry v of the flipped scan covers levels > max_level - v; cut k needs levels > k.
-    leaf_tab = table.flip(1)[:, 1:]
-    k = tree.max_level
-    out = torch.full((num_nodes, k, cols), neutral, dtype=values.dtype, device=values.device)
-    out[:num_leaves] = leaf_tab
-    cuts = torch.arange(k, device=values.device)
-    for r in range(len(tree.bounds) - 2):
-        lo, hi = tree.bounds[r], tree.bounds[r + 1]
-        par = tree.parent[lo:hi]
-        has = par >= 0
-        child = torch.arange(lo, hi, device=values.device)[has]
-        par = par[has]
-        src = out.index_select(0, child)
-        inside = (cuts.view(1, k) < tree.cut.index_select(0, child).view(-1, 1)).unsqueeze(2)
-        src = torch.where(inside, src, torch.full_like(src, neutral))
+            out.scatter_reduce_(0, index, values, "amax")
+        out = out[:m].to(torch.int64)
+    cols = out.shape[1]
+    for r in range(len(mt.rounds) - 1):
+        lo, hi = mt.rounds[r], mt.rounds[r + 1]
+        if lo == hi:
+            continue
+        seg = mt.head[lo:hi]
+        chain = torch.cumsum(seg, 0)  # chain number within the slice, from 1
+        block = out[lo:hi]
         if reduce == "sum":
-            out.index_add_(0, par, src)
+            suffix = block.flip(0).cumsum(0).flip(0)
+            ends = torch.cat([seg[1:], seg.new_ones(1)])  # last node of each chain
+            # subtract what follows the chain: the suffix value just after each chain's end
+            after = torch.cat([suffix[1:], suffix.new_zeros(1, cols)])
+            tail = torch.zeros(hi - lo + 1, cols, dtype=torch.int64, device=device)
+            tail.index_add_(0, chain, torch.where(ends.view(-1, 1), after, 0))
+            block = suffix - tail.index_select(0, chain)
         else:
-            out.index_reduce_(0, par, src, "amax")
+            shift = block.max() - neutral + 1
+            offset = (chain.max() - chain).view(-1, 1) * shift  # later chains get smaller offsets
+            block = (block - neutral + offset).flip(0).cummax(0).values.flip(0) - offset + neutral
+        out[lo:hi] = block
+        # each chain's first node passes its total to its parent (the others pass the neutral value to node 0)
+        par = mt.parent[lo:hi]
+        up = (seg & (par >= 0)).view(-1, 1)
+        dst = torch.where(up, par.view(-1, 1), 0).expand(-1, cols)
+        src = torch.where(up, block, neutral)
+        if reduce == "sum":
+            out.scatter_add_(0, dst, src)
+        else:
+            out.scatter_reduce_(0, dst, src, "amax")
     return out

@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from lowcam.metrics._inputs import check_gt_boxes, check_maps, check_thresholds, check_values
-from lowcam.metrics.boxes import NUM_CUTS, boxes_all_pixels, contour_entries
+from lowcam.metrics.boxes import NUM_CUTS, boxes_all_pixels, contour_intervals
 from lowcam.metrics.iou import box_iou
 from lowcam.metrics.scoremap import ornet_thresholds, quantize_scoremap, wsoleval_thresholds
 
@@ -210,25 +210,29 @@ class BoxAccuracy:
         return top1, top5
 
     def _count_contours(self, u8: Tensor, gt: Tensor, thr: Tensor, deltas: Tensor) -> Tensor:
-        """``(D, T)`` correct counts of a chunk of 8-bit maps."""
+        """``(D, T)`` correct counts of a chunk of 8-bit maps.
+
+        Each contour box comes with the interval of cuts where it is a contour (:func:`contour_intervals`).
+        Whether some box matches at cut ``k`` is whether ``k`` lies in the interval of a matching box: a
+        difference array (+1 at ``lo``, −1 at ``hi``) summed over the cuts counts the matching boxes alive.
+        """
         b = u8.shape[0]
         d = deltas.numel()
-        ent = contour_entries(u8, largest_only=self.protocol == "maxboxacc")
-        iou = box_iou(ent.boxes.unsqueeze(1), gt.index_select(0, ent.image), plus_one=True).amax(1)  # (E,)
+        iv = contour_intervals(u8, largest_only=self.protocol == "maxboxacc")
+        iou = box_iou(iv.boxes.unsqueeze(1), gt.index_select(0, iv.image), plus_one=True).amax(1)  # (E,)
         hit = (iou.unsqueeze(1) >= deltas).to(torch.int64)  # (E, D)
         slots = NUM_CUTS + 1  # cuts 0..255; 255 never has foreground
-        group = ent.image * slots + ent.cut
-        hits = torch.zeros(b * slots, d, dtype=torch.int64, device=u8.device).index_add_(0, group, hit)
-        seen = torch.zeros(b * slots, dtype=torch.int64, device=u8.device).index_add_(
-            0, group, torch.ones_like(group)
-        )
+        base = iv.image * slots
+        diff = torch.zeros(b * slots, d, dtype=torch.int64, device=u8.device)
+        diff.index_add_(0, base + iv.lo, hit).index_add_(0, base + iv.hi, -hit)
+        alive = diff.view(b, slots, d).cumsum(1) > 0  # (B, slots, D): a matching box at the cut
         empty_box = torch.zeros(1, 1, 4, dtype=torch.float64, device=u8.device)
         empty_hit = box_iou(empty_box, gt, plus_one=True).amax(1).unsqueeze(1) >= deltas  # (B, D)
-        top = u8.reshape(b, -1).amax(1).to(torch.float64)
-        cuts = torch.floor(thr.view(1, -1) * top.view(-1, 1)).to(torch.int64)  # (B, T): int(τ·max)
-        index = (torch.arange(b, device=u8.device).view(-1, 1) * slots + cuts).view(-1)
-        has = (seen.index_select(0, index) > 0).view(b, -1, 1)
-        correct = torch.where(has, hits.index_select(0, index).view(b, -1, d) > 0, empty_hit.view(b, 1, d))
+        top = u8.reshape(b, -1).amax(1)
+        cuts = torch.floor(thr.view(1, -1) * top.to(torch.float64).view(-1, 1)).to(torch.int64)  # int(τ·max)
+        found = alive.gather(1, cuts.unsqueeze(2).expand(-1, -1, d))  # (B, T, D)
+        has = (cuts < top.view(-1, 1)).unsqueeze(2)  # foreground at the cut: {u8 > k} is not empty
+        correct = torch.where(has, found, empty_hit.view(b, 1, d))
         return correct.sum(0).T
 
     # -- compute -------------------------------------------------------------------------------------------

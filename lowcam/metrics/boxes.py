@@ -21,11 +21,16 @@ image ``{u8 > k}``. lowcam computes the same boxes, and the same largest contour
   ``max(contours, key=cv2.contourArea)`` keeps the first largest, so a tie goes to the top-level component
   whose first pixel comes last in raster order.
 
-All cuts of a batch are handled at once from one component tree per image and kind (see ``_trees``).
+All cuts of a batch are handled at once from one component tree per image and kind (see ``_trees``). Each
+level component of a tree is a contour's box on an interval of cuts ``lo <= k < hi`` (its pixel set, so its
+box, is the same there), so boxes come as ``(box, interval)`` rows (:func:`contour_intervals`): a map yields
+``O(H·W)`` of them, not one per (component, cut). :func:`contour_boxes` expands them to one row per cut;
+``BoxAccuracy`` never does (a difference array over the cuts counts the matching boxes alive at each cut).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -38,7 +43,6 @@ from lowcam.metrics import _trees
 __all__ = ["ContourBoxes", "boxes_all_pixels", "contour_boxes"]
 
 _NEUTRAL = -(2**15)
-_FRAME = 2**14
 NUM_CUTS = 255  # cuts 0..254 of an 8-bit image; {u8 > 255} is always empty
 
 
@@ -59,6 +63,16 @@ class ContourBoxes(NamedTuple):
     boxes: Tensor
     batch: Tensor
     cut: Tensor
+    hole: Tensor
+
+
+class _Intervals(NamedTuple):
+    """Boxes with the cuts where they are a contour's box, ``lo <= k < hi``: image, lo, hi, box, hole flag."""
+
+    image: Tensor
+    lo: Tensor
+    hi: Tensor
+    boxes: Tensor
     hole: Tensor
 
 
@@ -125,18 +139,18 @@ def boxes_all_pixels(
     return torch.where(any_fg.unsqueeze(2), box, empty)
 
 
-def _pixel_coords(b: int, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """``x`` and ``y`` of every pixel of a ``(B, H, W)`` batch, flattened, int64."""
+@functools.lru_cache(maxsize=8)
+def _pixel_values(kind: str, b: int, h: int, w: int, device: torch.device) -> Tensor:
+    """Per-pixel int32 rows whose column maxima over a set of pixels describe it, for a ``(B, H, W)`` batch.
+
+    ``"box"``: ``(-x, -y, x, y)``, the box; ``"first"``: ``(-x, x, y, -(y·W + x))``, the box and the first pixel
+    in raster order (whose row is the box's top). The rows depend on the shape only, and the chunks of a split
+    share it, so they are cached (read-only).
+    """
     ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    return xs.reshape(-1).repeat(b), ys.reshape(-1).repeat(b)
-
-
-def _entries_from_tables(tree: _trees.ComponentTree, table: Tensor, extra: Tensor) -> tuple[Tensor, Tensor]:
-    """``(node, cut)`` of every component alive at a cut: ``cut >= tree.cut[node]`` and ``extra`` true."""
-    cuts = torch.arange(table.shape[1], device=table.device)
-    mask = (cuts.view(1, -1) >= tree.cut.view(-1, 1)) & extra
-    node, k = mask.nonzero(as_tuple=True)
-    return node, k
+    cols = [-xs, -ys, xs, ys] if kind == "box" else [-xs, xs, ys, -(ys * w + xs)]
+    rows = torch.stack(cols, -1).to(torch.int32).view(1, h * w, len(cols))
+    return rows.expand(b, -1, -1).reshape(b * h * w, len(cols))
 
 
 def _clip_boxes(x0: Tensor, y0: Tensor, xe: Tensor, ye: Tensor, h: int, w: int) -> Tensor:
@@ -144,44 +158,50 @@ def _clip_boxes(x0: Tensor, y0: Tensor, xe: Tensor, ye: Tensor, h: int, w: int) 
     return torch.stack([x0, y0, xe.clamp(max=w - 1), ye.clamp(max=h - 1)], 1).to(torch.int64)
 
 
-def _outer_entries(u: Tensor) -> _Entries:
-    """Outer-contour boxes of every component at every cut of ``u`` (B, H, W) int64 in ``[0, 255]``."""
+def _outer_intervals(u: Tensor) -> _Intervals:
+    """Outer-contour boxes of ``u`` (B, H, W) int64 in ``[0, 255]``: one row per level component."""
     b, h, w = u.shape
-    tree = _trees.build_tree(u, 8, 255)
-    xs, ys = _pixel_coords(b, h, w, u.device)
-    vals = torch.stack([-xs, -ys, xs, ys], 1).to(torch.int32)
-    tab = _trees.node_tables(tree, vals, tree.level, "amax", _NEUTRAL)
-    node, k = _entries_from_tables(tree, tab, tab[:, :, 2] >= 0)
-    t = tab[node, k].to(torch.int64)
+    mt = _trees.max_tree(_trees.build_tree(u, 8, 255))
+    t = _trees.subtree_reduce(mt, mt.pixel_node, _pixel_values("box", b, h, w, u.device), "amax", _NEUTRAL)
     boxes = _clip_boxes(-t[:, 0], -t[:, 1], t[:, 2] + 1, t[:, 3] + 1, h, w)
-    return _Entries(tree.image[node], k, boxes, torch.zeros_like(k, dtype=torch.bool))
+    return _Intervals(mt.image, mt.lo, mt.level, boxes, torch.zeros_like(mt.lo, dtype=torch.bool))
 
 
 def _hole_tree(u: Tensor) -> _trees.ComponentTree:
     """Component tree of the background ``{u ≤ k}`` (4-connected), framed by a ring that is always background.
 
-    Works on ``255 − u`` padded with the value 256, whose cut ``k' = 254 − k`` is the background at ``k``.
+    Works on ``255 − u`` padded with the value 255 (background at every cut ``k' <= 254``), whose cut
+    ``k' = 254 − k`` is the background at ``k``.
     """
-    up = F.pad(255 - u, (1, 1, 1, 1), value=256)
-    return _trees.build_tree(up, 4, 256)
+    up = F.pad(255 - u, (1, 1, 1, 1), value=255)
+    return _trees.build_tree(up, 4, 255)
 
 
-def _hole_entries(u: Tensor) -> _Entries:
-    """Hole-contour boxes of every hole at every cut of ``u`` (B, H, W) int64 in ``[0, 255]``."""
+def _hole_intervals(u: Tensor) -> _Intervals:
+    """Hole-contour boxes of ``u`` (B, H, W) int64 in ``[0, 255]``: one row per level component of the
+    background that does not hold the frame.
+
+    A background node alive at the cuts ``lo' <= k' < level'`` of ``255 − u`` is alive at the cuts
+    ``255 − level' <= k < 255 − lo'`` of ``u``.
+    """
     b, h, w = u.shape
-    tree = _hole_tree(u)
-    xs, ys = _pixel_coords(b, h + 2, w + 2, u.device)
-    frame = (xs == 0) | (ys == 0) | (xs == w + 1) | (ys == h + 1)
-    xs, ys = xs - 1, ys - 1
-    vals = torch.stack([-xs, -ys, xs, ys], 1)
-    vals = torch.where(
-        frame.view(-1, 1), torch.tensor([_FRAME, _NEUTRAL, _NEUTRAL, _NEUTRAL], device=u.device), vals
-    )
-    tab = _trees.node_tables(tree, vals.to(torch.int32), tree.level, "amax", _NEUTRAL)[:, :NUM_CUTS]
-    node, kp = _entries_from_tables(tree, tab, (tab[:, :, 2] >= 0) & (tab[:, :, 0] <= 0))
-    t = tab[node, kp].to(torch.int64)
-    boxes = _clip_boxes(-t[:, 0] - 1, -t[:, 1] - 1, t[:, 2] + 2, t[:, 3] + 2, h, w)
-    return _Entries(tree.image[node], (NUM_CUTS - 1) - kp, boxes, torch.ones_like(kp, dtype=torch.bool))
+    n = (h + 2) * (w + 2)
+    mt = _trees.max_tree(_hole_tree(u))
+    # the nodes holding the frame: the frame's own node (that of each image's corner pixel) and its ancestors
+    corner = mt.pixel_node.view(b, n)[:, 0]
+    framed = _trees.subtree_reduce(mt, corner, None, "sum", 0)[:, 0] > 0
+    # only pixels whose own node is a hole can be in a hole: the others' nodes and ancestors all hold the frame
+    node = mt.pixel_node
+    inside = ((node >= 0) & ~framed.index_select(0, node.clamp(min=0))).nonzero().view(-1)
+    vals = _pixel_values("box", b, h + 2, w + 2, u.device).index_select(0, inside)
+    t = _trees.subtree_reduce(mt, node.index_select(0, inside), vals, "amax", _NEUTRAL)
+    keep = (~framed).nonzero().view(-1)
+    t = t.index_select(0, keep)
+    # padded coordinates are one more than the image's; the contour runs one pixel outside the hole
+    boxes = _clip_boxes(-t[:, 0] - 2, -t[:, 1] - 2, t[:, 2] + 1, t[:, 3] + 1, h, w)
+    lo = NUM_CUTS - mt.level.index_select(0, keep)
+    hi = NUM_CUTS - mt.lo.index_select(0, keep)
+    return _Intervals(mt.image.index_select(0, keep), lo, hi, boxes, torch.ones_like(lo, dtype=torch.bool))
 
 
 def _filled_levels(u: Tensor) -> Tensor:
@@ -219,52 +239,80 @@ def _filled_levels(u: Tensor) -> Tensor:
     return torch.maximum(u, 255 - tl)
 
 
-def _largest_entries(u: Tensor) -> _Entries:
-    """The largest contour's box (MaxBoxAcc v1) at every cut with foreground of ``u`` (B, H, W) int64."""
+def _expand(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """``(row, k)`` for every row ``i`` and every ``lo[i] <= k < hi[i]``."""
+    width = hi - lo
+    row = torch.repeat_interleave(torch.arange(width.numel(), device=lo.device), width)
+    start = torch.cumsum(width, 0) - width
+    k = lo.index_select(0, row) + torch.arange(row.numel(), device=lo.device) - start.index_select(0, row)
+    return row, k
+
+
+def _largest_intervals(u: Tensor) -> _Intervals:
+    """The largest contour's box (MaxBoxAcc v1) at every cut with foreground of ``u`` (B, H, W) int64.
+
+    The candidates are the level components of the hole-filled levels ``e``; one row per ``(image, cut)``,
+    each alive at that cut only.
+    """
     b, h, w = u.shape
     n = h * w
     e = _filled_levels(u)
-    tree = _trees.build_tree(e, 8, 255)
-    xs, ys = _pixel_coords(b, h, w, u.device)
-    idx = torch.arange(n, device=u.device).repeat(b)
-    vals = torch.stack([-xs, -ys, xs, ys, -idx], 1).to(torch.int32)
-    tab = _trees.node_tables(tree, vals, tree.level, "amax", -(2**31))
-    # area terms of the 2×2 blocks, in half pixels: 2 at cuts below the smallest corner, 1 below the second.
-    area = torch.zeros(tree.parent.numel(), NUM_CUTS, 1, dtype=torch.int32, device=u.device)
+    mt = _trees.max_tree(_trees.build_tree(e, 8, 255))
+    vals = _pixel_values("first", b, h, w, u.device)
+    t = _trees.subtree_reduce(mt, mt.pixel_node, vals, "amax", -(2**31))
+    # area terms of the 2×2 blocks, in half pixels: a block counts 2 at the cuts below its smallest corner and
+    # 1 more below its second smallest; the node of that corner's own pixel and its ancestors are exactly the
+    # components holding the block at those cuts.
+    area = torch.zeros(mt.level.numel(), 1, dtype=torch.int64, device=u.device)
     if h > 1 and w > 1:
-        key = e * n + idx.view(b, h, w)
-        corners = torch.stack([key[:, :-1, :-1], key[:, :-1, 1:], key[:, 1:, :-1], key[:, 1:, 1:]], -1)
-        anchor = corners.amax(-1) % n + torch.arange(b, device=u.device).view(b, 1, 1) * n
-        ev = torch.sort(torch.div(corners, n, rounding_mode="floor"), -1).values
-        leaf = tree.leaf[anchor.reshape(-1)]
-        rows_leaf = torch.cat([leaf, leaf])
-        rows_level = torch.cat([ev[..., 0].reshape(-1), ev[..., 1].reshape(-1)])
-        ones = torch.ones(rows_leaf.numel(), 1, dtype=torch.int32, device=u.device)
-        area = _trees.leaf_node_tables(tree, rows_leaf, ones, rows_level, "sum", 0)
-    node, k = _entries_from_tables(tree, tab, tab[:, :, 2] >= 0)
-    t = tab[node, k].to(torch.int64)
-    image = tree.image[node]
-    score = area[node, k, 0].to(torch.int64) * n - t[:, 4]  # area first, then the later first pixel
+        total = b * n
+        bits = max(1, (total - 1).bit_length())  # keys: value, then the pixel's index in the low bits
+        key = (e << bits) | torch.arange(total, device=u.device).view(b, h, w)
+        k00, k01, k10, k11 = key[:, :-1, :-1], key[:, :-1, 1:], key[:, 1:, :-1], key[:, 1:, 1:]
+        p, q = torch.minimum(k00, k01), torch.maximum(k00, k01)
+        r, s = torch.minimum(k10, k11), torch.maximum(k10, k11)
+        smallest = torch.minimum(p, r)
+        second = torch.minimum(torch.maximum(p, r), torch.minimum(q, s))
+        pixel = torch.stack([smallest, second]).view(-1) & ((1 << bits) - 1)
+        area = _trees.subtree_reduce(mt, mt.pixel_node.index_select(0, pixel), None, "sum", 0)
+    node, k = _expand(mt.lo, mt.level)
+    image = mt.image.index_select(0, node)
+    score = area[:, 0] * n - t[:, 3]  # area first, then the later first pixel
+    score = score.index_select(0, node)
     group = image * NUM_CUTS + k
     best = torch.full((b * NUM_CUTS,), -1, dtype=torch.int64, device=u.device)
     best.scatter_reduce_(0, group, score, "amax")
-    win = score == best[group]
-    t = t[win]
-    boxes = _clip_boxes(-t[:, 0], -t[:, 1], t[:, 2] + 1, t[:, 3] + 1, h, w)
-    return _Entries(image[win], k[win], boxes, torch.zeros(boxes.shape[0], dtype=torch.bool, device=u.device))
+    win = (score == best.index_select(0, group)).nonzero().view(-1)
+    node, k = node.index_select(0, win), k.index_select(0, win)
+    t = t.index_select(0, node)
+    y0 = torch.div(-t[:, 3], w, rounding_mode="floor")  # the first pixel's row
+    boxes = _clip_boxes(-t[:, 0], y0, t[:, 1] + 1, t[:, 2] + 1, h, w)
+    return _Intervals(image.index_select(0, win), k, k + 1, boxes, torch.zeros_like(k, dtype=torch.bool))
+
+
+def contour_intervals(u8: Tensor, *, largest_only: bool) -> _Intervals:
+    """Boxes of every contour (or only the largest) of ``u8`` (B, H, W) uint8, each with its alive cuts.
+
+    A row's box is a contour's box at every cut ``lo <= k < hi`` (within ``0..254``); at each cut, the rows
+    alive are exactly that cut's contours. Cuts without foreground have no row. Rows are unsorted.
+    """
+    u = u8.to(torch.int64)
+    if largest_only:
+        return _largest_intervals(u)
+    outer = _outer_intervals(u)
+    holes = _hole_intervals(u)
+    return _Intervals(*(torch.cat([x, y]) for x, y in zip(outer, holes)))
 
 
 def contour_entries(u8: Tensor, *, largest_only: bool) -> _Entries:
     """Boxes of every contour (or only the largest) at every cut ``0..254`` of ``u8`` (B, H, W) uint8.
 
-    Cuts without foreground get no row. Rows are unsorted.
+    :func:`contour_intervals` with every row repeated at each cut of its interval. Rows are unsorted.
     """
-    u = u8.to(torch.int64)
-    if largest_only:
-        return _largest_entries(u)
-    outer = _outer_entries(u)
-    holes = _hole_entries(u)
-    return _Entries(*(torch.cat([x, y]) for x, y in zip(outer, holes)))
+    iv = contour_intervals(u8, largest_only=largest_only)
+    row, k = _expand(iv.lo, iv.hi)
+    image, boxes, hole = (x.index_select(0, row) for x in (iv.image, iv.boxes, iv.hole))
+    return _Entries(image, k, boxes, hole)
 
 
 def contour_boxes(maps_u8: Tensor, cuts: Tensor, *, largest_only: bool) -> ContourBoxes:

@@ -79,10 +79,9 @@ def quantize_scoremap(scoremaps: Tensor) -> Tensor:
         [[[0, 127, 254, 255]]]
     """
     scaled = scoremaps * 255
-    nan = torch.isnan(scaled)
-    bad = nan.flatten(1).any(1).view(-1, *([1] * (scaled.dim() - 1)))
-    scaled = torch.where(nan | bad, torch.zeros_like(scaled), scaled)
-    return scaled.to(torch.uint8)
+    bad = torch.isnan(scaled).flatten(1).any(1).view(-1, *([1] * (scaled.dim() - 1)))
+    # a NaN's cast is undefined, but a map holding one is zeroed whole
+    return torch.where(bad, 0, scaled.nan_to_num(0.0).to(torch.uint8))
 
 
 def wsoleval_thresholds(interval: float = 0.001) -> Tensor:

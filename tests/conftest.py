@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -24,3 +26,14 @@ def device(request: pytest.FixtureRequest) -> str:
 def tolerance(dtype: torch.dtype) -> dict[str, float]:
     rtol, atol = TOLERANCES[dtype]
     return {"rtol": rtol, "atol": atol}
+
+
+#: Triton kernels run on CUDA, or on the CPU through Triton's interpreter (``TRITON_INTERPRET=1``).
+TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+TRITON_DEVICE = "cpu" if TRITON_INTERPRET or not torch.cuda.is_available() else "cuda"
+TRITON_MARKS = [
+    pytest.mark.triton,
+    pytest.mark.skipif(
+        not (TRITON_INTERPRET or torch.cuda.is_available()), reason="Triton needs CUDA or TRITON_INTERPRET=1"
+    ),
+]

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import pytest
 import torch
+from conftest import TRITON_DEVICE, TRITON_MARKS
 
 import lowcam
 from lowcam.losses.area import area_loss
 
 triton = pytest.importorskip("triton")
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-DEVICE = "cpu" if INTERPRET or not torch.cuda.is_available() else "cuda"
-pytestmark = [
-    pytest.mark.triton,
-    pytest.mark.skipif(
-        not (INTERPRET or torch.cuda.is_available()), reason="Triton needs CUDA or TRITON_INTERPRET=1"
-    ),
-]
+DEVICE = TRITON_DEVICE
+pytestmark = TRITON_MARKS
 
 #: (rtol, atol) of the Triton backend against the torch backend, per output dtype.
 TOL = {

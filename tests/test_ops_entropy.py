@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
+from conftest import TRITON_DEVICE, TRITON_MARKS
 
 import lowcam
 from lowcam.losses.entropy import weighted_entropy_loss
 
 triton = pytest.importorskip("triton")
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-DEVICE = "cpu" if INTERPRET or not torch.cuda.is_available() else "cuda"
-pytestmark = [
-    pytest.mark.triton,
-    pytest.mark.skipif(
-        not (INTERPRET or torch.cuda.is_available()), reason="Triton needs CUDA or TRITON_INTERPRET=1"
-    ),
-]
+DEVICE = TRITON_DEVICE
+pytestmark = TRITON_MARKS
 
 #: (rtol, atol) of the Triton backend against the torch backend, per dtype of the map.
 TOL = {

@@ -193,3 +193,16 @@ def test_bad_inputs_name_the_image() -> None:
     assert metric.compute.__self__ is metric  # nothing was counted by the failed updates
     with pytest.raises(RuntimeError):
         metric.compute()
+
+
+def test_ornet_rejects_infinite_maps_but_takes_nan() -> None:
+    boxes = [torch.tensor([[0.0, 0.0, 8.0, 8.0]])] * 2
+    maps = torch.full((2, 4, 4), 0.7)
+    for value in (float("inf"), float("-inf")):
+        bad = maps.clone()
+        bad[1, 2, 3] = value
+        with pytest.raises(ValueError, match=r"maps\[1\] \(shape \(4, 4\)\) holds an infinite value"):
+            metrics.BoxAccuracy("ornet", image_size=16).update(bad, boxes)
+    with_nan = maps.clone()
+    with_nan[0, 0, 0] = float("nan")
+    metrics.BoxAccuracy("ornet", image_size=16).update(with_nan, boxes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lowcam._backend import Backend, resolve_backend
@@ -53,8 +54,8 @@ def area_loss_torch(
 ) -> torch.Tensor:
     """Per-sample area loss ``(B,)`` in float32: the torch reference every kernel matches.
 
-    Only the selected channels are gathered, so the work and the gradient scale with ``topk - skip``
-    rather than with the number of classes.
+    Only the selected channels are read, so the forward work scales with ``topk - skip`` rather than
+    with the number of classes.
     """
     dtype = compute_dtype(torch.promote_types(p.dtype, class_maps.dtype))
     per_sample = p.to(dtype).mean(dim=(1, 2, 3))
@@ -63,13 +64,13 @@ def area_loss_torch(
     index = ranked_classes(logits, topk, skip)
     batch, classes, height, width = class_maps.shape
     offsets = torch.arange(batch, device=class_maps.device).unsqueeze(1)
-    if class_maps.is_contiguous():
-        # Whole rows of a (B·C, H·W) view: a plain copy of the selected channels, and a cheap backward.
-        rows = (index + offsets * classes).flatten()
-        selected = class_maps.reshape(batch * classes, height * width).index_select(0, rows)
-        selected = selected.view(batch, -1, height * width)
-    else:
-        selected = class_maps[offsets, index].flatten(2)
+    if class_maps.is_contiguous() and class_maps.dtype == dtype:
+        # Σ_k mean(f_k) = mean(Σ_k f_k): embedding_bag sums the selected rows of the (B·C, H·W) view
+        # without copying them out, and its backward writes only those rows.
+        rows = index + offsets * classes
+        summed = F.embedding_bag(rows, class_maps.reshape(batch * classes, height * width), mode="sum")
+        return per_sample + summed.mean(dim=1)
+    selected = class_maps[offsets, index].flatten(2)
     return per_sample + selected.to(dtype).mean(dim=2).sum(dim=1)
 
 

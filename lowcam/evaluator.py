@@ -20,7 +20,8 @@ class Evaluator(nn.Module):
 
     ``forward(images, maps)`` returns :math:`\mathrm{classifier}(x \odot \mathrm{up}(m))`, where
     :math:`\mathrm{up}` resizes the ``(B, 1, h, w)`` maps to the images' size. The classifier's parameters
-    are frozen (``requires_grad=False``, never updated), but the gradient flows through it to ``maps``.
+    are frozen (``requires_grad=False``, and used detached in ``forward``, so they never get a gradient even
+    if a parent module switches ``requires_grad`` back on), but the gradient flows through it to ``maps``.
     ``forward(images)`` classifies the plain images (the inference path of ORNet: the class comes from the
     whole, unmasked image).
 
@@ -87,7 +88,10 @@ class Evaluator(nn.Module):
         check_tensor("images", images)
         check_shape("images", images, "(B, channels, H, W)", 4)
         inputs = images if maps is None else self.mask(images, maps)
-        logits: torch.Tensor = self.classifier(inputs)
+        # The parameters enter detached, so they get no gradient even if something (a parent's
+        # requires_grad_(True), say) switched them back on; the gradient still reaches ``maps``.
+        frozen = {name: param.detach() for name, param in self.classifier.named_parameters()}
+        logits: torch.Tensor = torch.func.functional_call(self.classifier, frozen, (inputs,), strict=False)
         return logits
 
     @torch.no_grad()

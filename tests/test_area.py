@@ -177,6 +177,8 @@ def test_mixed_dtypes_promote() -> None:
             TypeError,
             "class_maps must have a floating dtype",
         ),
+        ({"logits": torch.zeros(2, 30, dtype=torch.bool)}, TypeError, "logits must be real scores"),
+        ({"logits": torch.rand(2, 30, device="meta")}, ValueError, "logits is on meta but p is on cpu"),
         ({"topk": 31}, ValueError, "topk must be <= the number of classes C=30, got topk=31"),
         ({"skip": 25}, ValueError, "skip must be < topk"),
         ({"topk": -1}, ValueError, "topk must be >= 0, got -1"),

@@ -52,6 +52,16 @@ def test_frozen_but_gradient_flows_to_maps() -> None:
     assert all(not p.requires_grad and p.grad is None for p in net.parameters())
 
 
+def test_stays_frozen_when_a_parent_unfreezes_everything() -> None:
+    net = classifier()
+    parent = nn.ModuleDict({"evaluator": lowcam.Evaluator(net), "head": nn.Linear(2, 2)})
+    parent.requires_grad_(True)
+    maps = torch.rand(2, 1, 4, 4, requires_grad=True)
+    parent["evaluator"](torch.randn(2, 3, 16, 16), maps).sum().backward()
+    assert maps.grad is not None
+    assert all(p.grad is None for p in net.parameters())
+
+
 def test_held_in_eval_mode_by_default() -> None:
     net = classifier()
     evaluator = lowcam.Evaluator(net).train()

@@ -37,7 +37,12 @@ def _check_area_inputs(p: torch.Tensor, class_maps: torch.Tensor, logits: torch.
     check_tensor("class_maps", class_maps)
     check_shape("class_maps", class_maps, "(B, C, H, W)", 4)
     check_tensor("logits", logits, floating=False)
+    if logits.dtype == torch.bool or logits.is_complex():
+        raise TypeError(f"logits must be real scores (any float or integer dtype), got {logits.dtype}")
     check_shape("logits", logits, "(B, C)", 2)
+    for name, tensor in (("class_maps", class_maps), ("logits", logits)):
+        if tensor.device != p.device:
+            raise ValueError(f"{name} is on {tensor.device} but p is on {p.device}; expected one device")
     check_same_sizes("class_maps", class_maps, (0, 2, 3), "p", p, (0, 2, 3))
     check_same_sizes("logits", logits, (0, 1), "class_maps", class_maps, (0, 1))
     if topk > class_maps.shape[1]:

@@ -11,8 +11,9 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def test_readme_python_examples_run() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "README.md has no python example"
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), {})
+    namespace: dict[str, object] = {}
+    for block in blocks:  # later blocks build on earlier ones, as a reader runs them
+        exec(compile(block, str(README), "exec"), namespace)
 
 
 def test_readme_starts_with_the_two_commands() -> None:

@@ -28,6 +28,10 @@ EOF
     echo
     timeout 180 "$PYTHON" -m pytest -q -p no:cacheprovider -m "cuda or triton" \
         tests/test_ops_entropy.py tests/test_ops_area.py tests/test_ops_erasing.py
+    echo
+    # the torch backend of every component on CUDA (the tests parametrized over the device) and "auto"
+    timeout 60 "$PYTHON" -m pytest -q -p no:cacheprovider -k cuda \
+        tests/test_entropy.py tests/test_area.py tests/test_erasing.py tests/test_backend.py
 } >"$OUT/gpu_tests.txt" 2>&1 || status=1
 tail -n 5 "$OUT/gpu_tests.txt"
 

@@ -312,6 +312,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _save(args: argparse.Namespace, env: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """Write the rows measured so far and the target checks; return the checks."""
+    checks = check_targets(rows)
+    payload = {
+        "environment": env,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "results": rows,
+        "targets": checks,
+    }
+    write_results(args.out, payload, to_markdown(env, rows, checks))
+    return checks
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch._dynamo.config.cache_size_limit = 256
@@ -340,14 +353,9 @@ def main(argv: list[str] | None = None) -> None:
                             f"bwd {_fmt(row['backward'])}  full {_fmt(row['full'])}",
                             flush=True,
                         )
-    checks = check_targets(rows)
-    payload = {
-        "environment": env,
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "results": rows,
-        "targets": checks,
-    }
-    write_results(args.out, payload, to_markdown(env, rows, checks))
+                    # rewritten after every configuration, so a run stopped by a time limit keeps its rows
+                    checks = _save(args, env, rows)
+    checks = _save(args, env, rows)
     print("\n".join(checks))
     print(f"wrote {args.out}.json and {args.out}.md")
 

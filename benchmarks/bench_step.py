@@ -84,8 +84,11 @@ def make_step(
     return step
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    rows = []
+def run(
+    args: argparse.Namespace, on_row: Callable[[list[dict[str, Any]]], None] | None = None
+) -> list[dict[str, Any]]:
+    """Time every (precision, batch, pieces); ``on_row`` sees the rows so far after each one."""
+    rows: list[dict[str, Any]] = []
     for precision in args.precisions:
         bf16 = precision == "bf16"
         memory_format = torch.channels_last if bf16 else torch.contiguous_format
@@ -105,6 +108,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     f"({stats['p20_ms']:.1f}–{stats['p80_ms']:.1f}), peak {stats['peak_mem_mb']:.0f} MB",
                     flush=True,
                 )
+                if on_row is not None:
+                    on_row(rows)
     return rows
 
 
@@ -168,9 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(517)
     env = environment(args.device)
     print(f"# {env['device']} | torch {env['torch']} | triton {env['triton']} | {env['commit']}", flush=True)
-    rows = run(args)
-    payload = {"environment": env, "args": {k: str(v) for k, v in vars(args).items()}, "results": rows}
-    write_results(args.out, payload, to_markdown(env, args, rows))
+
+    def save(rows: list[dict[str, Any]]) -> None:  # after every row: a run cut short keeps what it measured
+        payload = {"environment": env, "args": {k: str(v) for k, v in vars(args).items()}, "results": rows}
+        write_results(args.out, payload, to_markdown(env, args, rows))
+
+    save(run(args, on_row=save))
     print(f"wrote {args.out}.json and {args.out}.md")
 
 

@@ -26,24 +26,24 @@ print(f"torch {torch.__version__}, triton {triton.__version__}, device {torch.cu
 EOF
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     echo
-    timeout 180 "$PYTHON" -m pytest -q -p no:cacheprovider -m "cuda or triton" \
+    timeout 150 "$PYTHON" -m pytest -q -p no:cacheprovider -m "cuda or triton" \
         tests/test_ops_entropy.py tests/test_ops_area.py tests/test_ops_erasing.py
     echo
     # the torch backend of every component on CUDA (the tests parametrized over the device) and "auto"
-    timeout 60 "$PYTHON" -m pytest -q -p no:cacheprovider -k cuda \
+    timeout 45 "$PYTHON" -m pytest -q -p no:cacheprovider -k cuda \
         tests/test_entropy.py tests/test_area.py tests/test_erasing.py tests/test_backend.py
 } >"$OUT/gpu_tests.txt" 2>&1 || status=1
 tail -n 5 "$OUT/gpu_tests.txt"
 
-timeout 240 "$PYTHON" benchmarks/bench_ops.py --device cuda --impls loop torch triton \
+timeout 180 "$PYTHON" benchmarks/bench_ops.py --device cuda --impls loop torch triton \
     --batches 16 64 256 --sizes 56 224 --classes 200 1000 --repeats 20 --min-time 0.2 \
     --out "$OUT/cuda_ops" || status=1
 
-timeout 120 "$PYTHON" benchmarks/bench_ops.py --device cuda --impls torch compile triton \
+timeout 90 "$PYTHON" benchmarks/bench_ops.py --device cuda --impls torch compile triton \
     --batches 64 --sizes 56 --classes 200 --repeats 20 --min-time 0.2 \
     --out "$OUT/cuda_ops_compile" || status=1
 
-timeout 120 "$PYTHON" benchmarks/bench_step.py --device cuda --batches 16 64 --repeats 10 \
+timeout 100 "$PYTHON" benchmarks/bench_step.py --device cuda --batches 16 64 --repeats 10 \
     --out "$OUT/cuda_step" || status=1
 
 exit "$status"

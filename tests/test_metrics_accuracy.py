@@ -206,3 +206,45 @@ def test_ornet_rejects_infinite_maps_but_takes_nan() -> None:
     with_nan = maps.clone()
     with_nan[0, 0, 0] = float("nan")
     metrics.BoxAccuracy("ornet", image_size=16).update(with_nan, boxes)
+
+
+@pytest.mark.parametrize("shape", [(7, 1, 1), (4, 9, 5), (3, 2, 1)])
+def test_boxes_all_pixels_nan_free_path_matches_loop(shape: tuple[int, int, int]) -> None:
+    """The path for maps known to hold no NaN (used by ``BoxAccuracy``) gives the loop's boxes, ties included."""
+    from lowcam.metrics.boxes import _boxes_all_pixels
+
+    rng = np.random.default_rng(sum(shape))
+    maps = (rng.integers(0, 5, shape) / 4).astype(np.float32)  # ties with the thresholds
+    taus = np.array([0.0, 0.25, 0.5, 0.6, 1.0])
+    b, h, w = shape
+    for nan_free in (True, False):
+        out = _boxes_all_pixels(torch.from_numpy(maps), torch.from_numpy(taus), 2.0, 3.0, nan_free=nan_free)
+        for t, tau in enumerate(taus):
+            for i in range(b):
+                ys, xs = np.nonzero(maps[i].astype(np.float64) > tau)
+                expect = (
+                    [0, 0, w * 2, h * 3]
+                    if len(xs) == 0
+                    else [xs.min() * 2, ys.min() * 3, xs.max() * 2, ys.max() * 3]
+                )
+                assert out[t, i].tolist() == expect
+
+
+def test_gt_boxes_uniform_fast_path_matches_general_path() -> None:
+    """Lists of equally shaped boxes (stacked at once) give the same result and errors as mixed lists."""
+    from lowcam.metrics._inputs import check_gt_boxes
+
+    cpu = torch.device("cpu")
+    boxes = [torch.tensor([[1, 2, 3, 4], [0, 0, 5, 5]]) + i for i in range(3)]
+    fast = check_gt_boxes("gt", boxes, 3, cpu)
+    slow = check_gt_boxes("gt", [*boxes[:2], boxes[2].double()], 3, cpu)  # mixed dtypes: per-image path
+    assert fast.dtype == torch.float64 and torch.equal(fast, slow)
+    assert torch.equal(check_gt_boxes("gt", torch.stack(boxes), 3, cpu), fast)
+    flat = check_gt_boxes("gt", [torch.tensor([1.0, 2, 3, 4])] * 2, 2, cpu)
+    assert flat.shape == (2, 1, 4)
+    bad = [b.clone() for b in boxes]
+    bad[2][1, 0] = 9.0  # x0 > x1
+    with pytest.raises(ValueError, match=r"gt\[2\] \(shape \(2, 4\)\) row 1"):
+        check_gt_boxes("gt", bad, 3, cpu)
+    with pytest.raises(ValueError, match=r"gt\[1\] \(shape \(1, 4\)\) row 0"):
+        check_gt_boxes("gt", [torch.tensor([0.0, 0, 1, 1]), torch.tensor([0.0, float("nan"), 1, 1])], 2, cpu)

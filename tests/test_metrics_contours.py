@@ -197,3 +197,23 @@ def test_alive_intervals_cover_each_contour_once() -> None:
     for cut in range(255):
         alive = int(((iv.lo <= cut) & (cut < iv.hi)).sum())
         assert alive == len(ref_contours(img[0], cut)), cut
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_euler_hole_test_matches_hole_tree(seed: int) -> None:
+    """``_has_holes`` (Euler numbers) flags exactly the images whose hole tree has a hole at some cut."""
+    from lowcam.metrics.boxes import _has_holes, _hole_intervals, _outer_intervals
+
+    g = torch.Generator().manual_seed(seed)
+    smooth = torch.nn.functional.interpolate(
+        torch.rand(24, 1, 4, 4, generator=g), size=(13, 11), mode="bilinear"
+    )
+    noisy = torch.rand(24, 13, 11, generator=g) * (torch.rand(24, 1, 1, generator=g) < 0.5)
+    u8 = (torch.cat([smooth[:, 0], noisy]) * 255).to(torch.uint8)
+    u = u8.to(torch.int64)
+    holes = _hole_intervals(u)
+    expected = torch.zeros(u.shape[0], dtype=torch.bool)
+    expected[holes.image[holes.hi > holes.lo]] = True
+    got = _has_holes(u8, _outer_intervals(u))
+    assert torch.equal(got, expected)
+    assert 0 < int(got.sum()) < u.shape[0]

@@ -28,15 +28,21 @@ def check_maps(name: str, maps: object) -> Tensor:
     return maps
 
 
-def check_values(name: str, maps: Tensor, *, unit_interval: bool) -> None:
+def check_values(name: str, maps: Tensor, *, unit_interval: bool) -> bool:
     """Raise ``ValueError`` for an infinite value (or, with ``unit_interval``, one outside ``[0, 1]``).
 
     NaN is allowed. This reads the data: one synchronisation with the device.
+
+    Returns:
+        True when the maps hold no NaN (the common case, known from the one-pass check); False when they may.
     """
-    if unit_interval and bool(((maps >= 0) & (maps <= 1)).all()):
-        return  # the common case, in one pass (NaN and ±inf fail both comparisons)
-    if not unit_interval and bool(torch.isfinite(maps.sum(dtype=torch.float64))):
-        return  # no NaN and no ±inf: a finite sum, in one pass (an overflow only takes the exact path below)
+    if maps.numel() > 0:
+        # the common case, in one pass: min and max propagate NaN, which fails every comparison below
+        low, high = torch.aminmax(maps)
+        ends = torch.stack([low, high]).to(torch.float64)
+        ok = ((ends >= 0) & (ends <= 1)).all() if unit_interval else torch.isfinite(ends).all()
+        if bool(ok):
+            return True
     ok = torch.isfinite(maps) | torch.isnan(maps)
     if unit_interval:
         ok = ok & ~((maps < 0) | (maps > 1))
@@ -53,6 +59,7 @@ def check_values(name: str, maps: Tensor, *, unit_interval: bool) -> None:
             f"{name}[{i}] (shape {tuple(m.shape)}) has values in [{lo}, {hi}]; expected score maps in [0, 1] "
             "(see metrics.prepare_scoremap)"
         )
+    return False
 
 
 def check_gt_boxes(name: str, boxes: object, batch: int, device: torch.device) -> Tensor:
@@ -73,6 +80,12 @@ def check_gt_boxes(name: str, boxes: object, batch: int, device: torch.device) -
         raise ValueError(
             f"{name} has {len(entries)} entries for a batch of {batch} maps; expected one per image"
         )
+    uniform = _stack_uniform(entries)
+    if uniform is not None:  # one shape and dtype for all: no per-image work
+        flat = uniform.to(device="cpu", dtype=torch.float64).reshape(-1, 4)
+        k = flat.shape[0] // batch  # a (4,) entry is one box, shape (1, 4)
+        _check_rows(name, flat, torch.full((batch,), k), [(k, 4)] * batch)
+        return flat.view(batch, k, 4).to(device)
     tensors: list[Tensor] = []
     for i, entry in enumerate(entries):  # shapes only: no data is read here
         t = entry if isinstance(entry, Tensor) else torch.as_tensor(entry)
@@ -85,20 +98,42 @@ def check_gt_boxes(name: str, boxes: object, batch: int, device: torch.device) -
         tensors.append(t)
     counts = torch.tensor([t.shape[0] for t in tensors])
     flat = torch.cat([t.to(device="cpu", dtype=torch.float64) for t in tensors])
+    _check_rows(name, flat, counts, [tuple(t.shape) for t in tensors])
+    # padding repeats each image's first box: gather row offset + min(j, K_i - 1)
+    k_max = int(counts.max())
+    offsets = torch.cumsum(counts, 0) - counts
+    index = offsets.view(-1, 1) + torch.minimum(torch.arange(k_max).view(1, -1), (counts - 1).view(-1, 1))
+    return flat.index_select(0, index.view(-1)).view(batch, k_max, 4).to(device)
+
+
+def _stack_uniform(entries: Sequence[object]) -> Tensor | None:
+    """``(B, K, 4)`` (or ``(B, 4)``) stack of ``entries`` when all are tensors of one valid shape, dtype and
+    device, else ``None`` (the per-image checks then name the culprit)."""
+    if len(entries) == 0 or not all(isinstance(e, Tensor) for e in entries):
+        return None
+    tensors: list[Tensor] = list(entries)  # type: ignore[arg-type]  # all tensors, checked above
+    first = tensors[0]
+    shape, dtype, device = first.shape, first.dtype, first.device
+    valid = (len(shape) == 1 and shape[0] == 4) or (len(shape) == 2 and shape[1] == 4 and shape[0] > 0)
+    if not valid or dtype.is_complex or dtype == torch.bool:
+        return None
+    if any(t.shape != shape or t.dtype != dtype or t.device != device for t in tensors):
+        return None
+    return torch.stack(tensors)
+
+
+def _check_rows(name: str, flat: Tensor, counts: Tensor, shapes: list[tuple[int, ...]]) -> None:
+    """Raise ``ValueError`` naming the first box row of ``flat`` (``(N, 4)`` float64, ``counts[i]`` rows for
+    image ``i``, whose entry has shape ``shapes[i]``) that is not finite or has ``x0 > x1`` or ``y0 > y1``."""
     wrong = ~torch.isfinite(flat).all(1) | (flat[:, 0] > flat[:, 2]) | (flat[:, 1] > flat[:, 3])
     if bool(wrong.any()):
         row = int(wrong.nonzero()[0, 0])
         i = int(torch.searchsorted(torch.cumsum(counts, 0), row, right=True))
         j = row - int(counts[:i].sum())
         raise ValueError(
-            f"{name}[{i}] (shape {tuple(tensors[i].shape)}) row {j} is {flat[row].tolist()}; "
+            f"{name}[{i}] (shape {shapes[i]}) row {j} is {flat[row].tolist()}; "
             "expected finite coordinates with x0 <= x1 and y0 <= y1"
         )
-    # padding repeats each image's first box: gather row offset + min(j, K_i - 1)
-    k_max = int(counts.max())
-    offsets = torch.cumsum(counts, 0) - counts
-    index = offsets.view(-1, 1) + torch.minimum(torch.arange(k_max).view(1, -1), (counts - 1).view(-1, 1))
-    return flat.index_select(0, index.view(-1)).view(batch, k_max, 4).to(device)
 
 
 def check_thresholds(name: str, values: Tensor | Sequence[float] | None, default: Tensor) -> Tensor:

@@ -10,9 +10,9 @@ import torch.distributed as dist
 from torch import Tensor
 
 from lowcam.metrics._inputs import check_gt_boxes, check_maps, check_thresholds, check_values
-from lowcam.metrics.boxes import NUM_CUTS, boxes_all_pixels, contour_intervals
+from lowcam.metrics.boxes import NUM_CUTS, _boxes_all_pixels, contour_intervals
 from lowcam.metrics.iou import box_iou
-from lowcam.metrics.scoremap import ornet_thresholds, quantize_scoremap, wsoleval_thresholds
+from lowcam.metrics.scoremap import _quantize_scoremap, ornet_thresholds, wsoleval_thresholds
 
 __all__ = ["BoxAccuracy", "Protocol"]
 
@@ -158,7 +158,7 @@ class BoxAccuracy:
         b = maps.shape[0]
         device = maps.device
         gt = check_gt_boxes("gt_boxes", gt_boxes, b, device)
-        check_values("maps", maps, unit_interval=self.protocol != "ornet")
+        nan_free = check_values("maps", maps, unit_interval=self.protocol != "ornet")
         top1, top5 = self._check_classes(logits, targets, b, device)
         self._to(device)
         self._synced = None
@@ -166,7 +166,8 @@ class BoxAccuracy:
         thr = self.thresholds.to(device)
         if self.protocol == "ornet":
             _, h, w = maps.shape
-            boxes = boxes_all_pixels(maps, thr, scale=(self.image_size / w, self.image_size / h))  # (T, B, 4)
+            sx, sy = self.image_size / w, self.image_size / h
+            boxes = _boxes_all_pixels(maps, thr, sx, sy, nan_free=nan_free)  # (T, B, 4)
             iou = box_iou(boxes.unsqueeze(2), gt.unsqueeze(0), plus_one=False).amax(2)  # (T, B)
             hit = iou.unsqueeze(2) > deltas  # (T, B, D), strict
             self._state[0] += hit.sum(1).T
@@ -174,7 +175,7 @@ class BoxAccuracy:
                 self._state[1] += (hit & top1.view(1, b, 1)).sum(1).T
                 self._state[2] += (hit & top5.view(1, b, 1)).sum(1).T
         else:
-            u8 = quantize_scoremap(maps)
+            u8 = _quantize_scoremap(maps, nan_free=nan_free)
             for start in range(0, b, self.chunk_size):  # chunks bound the memory
                 stop = min(start + self.chunk_size, b)
                 self._state[0] += self._count_contours(u8[start:stop], gt[start:stop], thr, deltas)

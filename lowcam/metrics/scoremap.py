@@ -78,7 +78,14 @@ def quantize_scoremap(scoremaps: Tensor) -> Tensor:
         >>> quantize_scoremap(torch.tensor([[[0.0, 0.5, 0.999, 1.0]]], dtype=torch.float64)).tolist()
         [[[0, 127, 254, 255]]]
     """
+    return _quantize_scoremap(scoremaps, nan_free=False)
+
+
+def _quantize_scoremap(scoremaps: Tensor, *, nan_free: bool) -> Tensor:
+    """:func:`quantize_scoremap`; with ``nan_free`` (the caller knows there is no NaN) a plain scale and cast."""
     scaled = scoremaps * 255
+    if nan_free:
+        return scaled.to(torch.uint8)
     bad = torch.isnan(scaled).flatten(1).any(1).view(-1, *([1] * (scaled.dim() - 1)))
     # a NaN's cast is undefined, but a map holding one is zeroed whole
     return torch.where(bad, 0, scaled.nan_to_num(0.0).to(torch.uint8))

@@ -88,8 +88,7 @@ def erasing_region(
     """
     batch, _, height, width = a.shape
     flat = a.detach().to(compute_dtype(a.dtype)).reshape(batch, height * width)
-    peak_value = flat.amax(dim=1)
-    peak = flat.argmax(dim=1)
+    peak_value, peak = flat.max(dim=1)  # one pass; on ties the index is the first maximum (row-major)
     low = flat.amin(dim=1)
     threshold = peak_value - (peak_value - low) * factor.to(flat.dtype)
     above = (flat > threshold.unsqueeze(1)).view(batch, height, width)

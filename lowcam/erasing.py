@@ -72,7 +72,7 @@ def draw_erasing_randoms(
     factor = (min_factor + (max_factor - min_factor) * factor_u).expand(batch)
     chosen = torch.rand(batch, device=device, generator=generator) < p
     half_size = torch.rand(batch, 2, device=device, dtype=torch.float64, generator=generator)
-    keep = torch.rand(a.shape, device=device, generator=generator)
+    keep = torch.rand(a.shape, device=device, dtype=torch.float32, generator=generator)
     return ErasingDraws(factor, chosen, half_size, keep)
 
 
@@ -87,17 +87,17 @@ def erasing_region(
     whose range ``[min_size, extent // 2)`` is empty on either axis is not erased.
     """
     batch, _, height, width = a.shape
-    flat = a.detach().to(compute_dtype(a.dtype)).reshape(batch, height * width)
-    peak_value, peak = flat.max(dim=1)  # one pass; on ties the index is the first maximum (row-major)
-    low = flat.amin(dim=1)
-    threshold = peak_value - (peak_value - low) * factor.to(flat.dtype)
-    above = (flat > threshold.unsqueeze(1)).view(batch, height, width)
-
+    maps = a.detach().to(compute_dtype(a.dtype)).reshape(batch, height, width)
+    # Every statistic comes from row and column maxima: (B, H) and (B, W) tensors, not (B, H, W) masks.
+    row_max = maps.amax(dim=2)
+    col_max = maps.amax(dim=1)
+    peak_value = row_max.amax(dim=1)
+    low = maps.amin(dim=(1, 2))
+    threshold = (peak_value - (peak_value - low) * factor.to(maps.dtype)).unsqueeze(1)
     rows = torch.arange(height, device=a.device)
     cols = torch.arange(width, device=a.device)
-    hits = above.to(torch.uint8)  # uint8 amax is several times faster than bool any() on CPU
-    row_hit = hits.amax(dim=2).bool()
-    col_hit = hits.amax(dim=1).bool()
+    row_hit = row_max > threshold  # the rows (columns) where P = {a > thr} has a pixel
+    col_hit = col_max > threshold
     extent_y = torch.where(row_hit, rows, -1).amax(dim=1) - torch.where(row_hit, rows, height).amin(dim=1)
     extent_x = torch.where(col_hit, cols, -1).amax(dim=1) - torch.where(col_hit, cols, width).amin(dim=1)
     upper = torch.stack((extent_y, extent_x), dim=1).div(2, rounding_mode="floor")
@@ -106,12 +106,17 @@ def erasing_region(
     half = min_size + torch.floor(half_size * span.clamp(min=0).to(torch.float64)).long()
     half = torch.minimum(half, upper - 1)
 
-    cy = peak.div(width, rounding_mode="floor")
-    cx = peak - cy * width
+    # The first arg-max in row-major order: the first row holding the peak, then its first column there.
+    cy = (row_max == peak_value.unsqueeze(1)).to(torch.uint8).argmax(dim=1)
+    peak_row = maps.gather(1, cy.view(batch, 1, 1).expand(batch, 1, width)).squeeze(1)
+    cx = (peak_row == peak_value.unsqueeze(1)).to(torch.uint8).argmax(dim=1)
     erase = (chosen & valid).unsqueeze(1)
-    near_y = ((rows.unsqueeze(0) - cy.unsqueeze(1)).abs() < half[:, :1]) & erase  # (B, H), small
-    near_x = (cols.unsqueeze(0) - cx.unsqueeze(1)).abs() < half[:, 1:]
-    return (above & near_y.unsqueeze(2) & near_x.unsqueeze(1)).unsqueeze(1)
+    near_y = ((rows.unsqueeze(0) - cy.unsqueeze(1)).abs() < half[:, :1]) & erase  # (B, H)
+    near_x = (cols.unsqueeze(0) - cx.unsqueeze(1)).abs() < half[:, 1:]  # (B, W)
+    # Rows outside the box get the threshold +inf, so one comparison tests both P and the rows.
+    row_threshold = torch.where(near_y, threshold, torch.inf)
+    region = (maps > row_threshold.unsqueeze(2)) & near_x.unsqueeze(1)
+    return region.unsqueeze(1)
 
 
 def attentive_erasing(
@@ -208,12 +213,47 @@ def attentive_erasing(
             generator=generator,
         )
         return ErasingOutput(erased, region)
+    if a.device.type == "cpu" and torch.compiler.is_compiling():
+        from lowcam.ops.erasing_cpu import attentive_erasing_opaque
+
+        erased, region = attentive_erasing_opaque(
+            a, p, min_factor, max_factor, min_size, scale, shift, per_sample_factor
+        )
+        return ErasingOutput(erased, region)
+    erased, region, _ = erase_torch(
+        a, p, min_factor, max_factor, min_size, scale, shift, per_sample_factor, generator
+    )
+    return ErasingOutput(erased, region)
+
+
+def erase_torch(
+    a: torch.Tensor,
+    p: float,
+    min_factor: float,
+    max_factor: float,
+    min_size: int,
+    scale: float,
+    shift: float,
+    per_sample_factor: bool,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The torch backend in training mode (arguments already validated), differentiable through ``a``.
+
+    Returns:
+        ``(erased, region, kept)``: the output in ``a``'s dtype, the bool region and the multiplier
+        ``kept`` (``0.0`` where a pixel was dropped, ``1.0`` elsewhere), so that
+        ``erased = (scale * a + shift) * kept`` and ``d erased / d a = scale * kept``; ``kept`` is float32
+        (the buffer of the keep uniforms, reused).
+    """
     draws = draw_erasing_randoms(a, p, min_factor, max_factor, per_sample_factor, generator)
     region = erasing_region(a, draws.factor, draws.chosen, draws.half_size, min_size)
     squashed = a.to(compute_dtype(a.dtype)).mul(scale).add_(shift)  # a fresh tensor: safe to update
-    dropped = region & (draws.keep < squashed)
-    erased = squashed.masked_fill_(dropped, 0.0)
-    return ErasingOutput(erased.to(a.dtype), region)
+    kept_mask = (draws.keep >= squashed).logical_or_(region.logical_not())
+    # A float multiplier instead of masked_fill/where (both branch on every pixel, slow on noisy regions),
+    # written into the uniforms' buffer, which is not needed any more.
+    kept = draws.keep.copy_(kept_mask)
+    erased = squashed.mul_(kept)
+    return erased.to(a.dtype), region, kept
 
 
 class AttentiveErasing(nn.Module):

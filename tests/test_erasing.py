@@ -231,20 +231,48 @@ def test_module_equals_function() -> None:
 
 def test_compiled_equals_eager() -> None:
     # torch.compile cannot take a torch.Generator argument (dynamo does not trace it); the compiled path
-    # draws from the default generator. fallback_random makes inductor draw exactly as eager does.
-    import torch._inductor.config as inductor_config
-
+    # draws from the default generator. On CPU it runs the eager backend as one opaque op, so the same
+    # seed gives the same numbers as eager without inductor's fallback_random.
     torch._dynamo.reset()
-    a = blobs(6, 20, 20, dtype=torch.float32)
+    a = blobs(6, 20, 20, dtype=torch.float32).requires_grad_()
     module = lowcam.AttentiveErasing(p=1.0, min_size=1, backend="torch")
-    with inductor_config.patch(fallback_random=True):
-        compiled = torch.compile(module, fullgraph=True)
-        torch.manual_seed(11)
-        got = compiled(a)
+    compiled = torch.compile(module, fullgraph=True)
+    grad_out = torch.rand(a.shape, generator=torch.Generator().manual_seed(3)) + 0.5
+    torch.manual_seed(11)
+    got = compiled(a)
+    (got_grad,) = torch.autograd.grad(got.erased, a, grad_out)
     torch.manual_seed(11)
     want = module(a)
+    (want_grad,) = torch.autograd.grad(want.erased, a, grad_out)
     assert torch.equal(got.region, want.region) and bool(want.region.any())
-    torch.testing.assert_close(got.erased, want.erased)
+    assert torch.equal(got.erased, want.erased)
+    assert torch.equal(got_grad, want_grad)
+    assert bool((want.erased == 0).any())  # some pixels were dropped
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_compiled_cpu_op_dtypes(dtype: torch.dtype) -> None:
+    torch._dynamo.reset()
+    a = blobs(3, 17, 23, dtype=dtype).requires_grad_()
+    compiled = torch.compile(lambda x: lowcam.attentive_erasing(x, p=1.0, backend="torch"), fullgraph=True)
+    torch.manual_seed(5)
+    got = compiled(a)
+    (got_grad,) = torch.autograd.grad(got.erased.sum(), a)
+    torch.manual_seed(5)
+    want = lowcam.attentive_erasing(a, p=1.0, backend="torch")
+    (want_grad,) = torch.autograd.grad(want.erased.sum(), a)
+    assert got.erased.dtype == dtype and got_grad.dtype == dtype
+    assert torch.equal(got.erased, want.erased) and torch.equal(got.region, want.region)
+    assert torch.equal(got_grad, want_grad)
+
+
+def test_cpu_compile_op_registration() -> None:
+    # p=0 erases nothing, so the op is deterministic and torch.library.opcheck can compare its runs.
+    from lowcam.ops.erasing_cpu import _erasing_op
+
+    a = blobs(2, 9, 11, dtype=torch.float32).requires_grad_()
+    torch.library.opcheck(_erasing_op, (a, 0.0, 0.0, 0.5, 1, 0.6, 0.2, False))
+    assert torch.Tag.nondeterministic_seeded in torch.ops.lowcam.attentive_erasing_torch.default.tags
 
 
 @pytest.mark.parametrize(

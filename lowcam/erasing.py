@@ -157,8 +157,10 @@ def attentive_erasing(
     pixel; lowcam does neither. All random numbers are drawn on the input's device from ``generator``
     (no NumPy, no host sync, no loop over the batch), so a generator seeded the same way gives the same
     output on the same device and backend. Under ``torch.compile(fullgraph=True)`` pass ``generator=None``
-    (dynamo cannot trace a :class:`torch.Generator` argument) and seed with :func:`torch.manual_seed`;
-    inductor then draws its own random numbers unless ``torch._inductor.config.fallback_random`` is set.
+    (dynamo cannot trace a :class:`torch.Generator` argument) and seed with :func:`torch.manual_seed`. On
+    CPU the compiled code runs the eager torch backend as one opaque op (inductor's CPU code for it is
+    slower), so it draws exactly what eager draws; on CUDA inductor draws its own random numbers unless
+    ``torch._inductor.config.fallback_random`` is set.
 
     Args:
         a: activation map ``(B, 1, H, W)`` with values in ``[0, 1]`` (the caller's contract).

@@ -10,6 +10,8 @@ Each module holds one operation: its Triton kernel(s), the launcher, the ``torch
   selected class-map channels.
 - :mod:`lowcam.ops.erasing`: :func:`~lowcam.ops.erasing.attentive_erasing_triton`, attentive erasing in
   one launch with Triton's counter-based RNG.
+- :mod:`lowcam.ops.erasing_cpu`: not a kernel: the torch backend of attentive erasing as one opaque custom
+  op, which ``torch.compile`` calls on CPU instead of generating slower code for it (no Triton import).
 
 The modules import Triton, so the components import them lazily, only when the Triton backend is used:
 ``import lowcam`` works without Triton. Kernels run on CUDA tensors, or on CPU tensors through Triton's

@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 EXTRAS ?= test,examples,dev,docs
 
-.PHONY: install test lint unit doctest docs release-check demo bench clean
+.PHONY: install test lint unit doctest docs release-check demo aot bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ release-check: install
 	$(PY) -m twine check --strict dist/*
 
 test: lint unit doctest docs release-check
+
+# Compile every Triton kernel launch for sm_80 and sm_90 down to a cubin, without a GPU (the unit tests do
+# this with the installed Triton too). TRITON_PATH checks another Triton release, e.g. the GPU machine's:
+#   pip install --no-deps --target /tmp/triton36 triton==3.6.0 && make aot TRITON_PATH=/tmp/triton36
+TRITON_PATH ?=
+aot: install
+	env -u TRITON_INTERPRET PYTHONPATH=$(TRITON_PATH):tests $(PY) tests/triton_aot.py --targets 80 90
 
 # The main job: a seeded synthetic data set in CUB-200-2011's file format, then ORNet's stages (evaluator,
 # coarse, fine, eval) and a plain CAM baseline on it, on the CPU; prints the localization table.

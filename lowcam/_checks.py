@@ -94,7 +94,8 @@ def check_int(name: str, value: int, *, minimum: int = 0) -> None:
 def reduce(values: torch.Tensor, reduction: Reduction) -> torch.Tensor:
     """Apply ``reduction`` to ``values`` (already float32); ``"none"`` returns them as they are."""
     if reduction == "mean":
-        return values.mean()
+        # sum / n, not mean(): mean's backward materialises grad / n over the whole input, sum's is a view.
+        return values.sum() / values.numel()
     if reduction == "sum":
         return values.sum()
     return values

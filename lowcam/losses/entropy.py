@@ -25,9 +25,12 @@ def _check_entropy_args(mu: float, sigma: float, beta: float, reduction: str) ->
 
 
 def weighted_entropy_torch(
-    p: torch.Tensor, mu: float, sigma: float, beta: float, detach_weight: bool
+    p: torch.Tensor, mu: float, sigma: float, beta: float, detach_weight: bool, reduction: Reduction
 ) -> torch.Tensor:
-    """Element-wise weighted entropy of ``p`` in float32 or wider (the reference every kernel matches)."""
+    """The torch backend: the weighted entropy of ``p`` in float32 or wider, reduced by ``reduction``.
+
+    The minus sign is applied after the reduction (one scalar instead of a pass over the map each way).
+    """
     x = p.to(compute_dtype(p.dtype))
     one_minus = 1.0 - x
     # exp(-(x - mu)² / (2σ²)) with the division folded into one multiplication; beta = 0 adds nothing.
@@ -37,7 +40,9 @@ def weighted_entropy_torch(
     if detach_weight:
         weight = weight.detach()
     entropy = x * torch.log(x + ENTROPY_EPS) + one_minus * torch.log(one_minus + ENTROPY_EPS)
-    return -(entropy * weight)
+    if reduction == "none":
+        return -(entropy * weight)
+    return -reduce(entropy * weight, reduction)
 
 
 def weighted_entropy_loss(
@@ -100,8 +105,7 @@ def weighted_entropy_loss(
         return weighted_entropy_triton(
             p, mu=mu, sigma=sigma, beta=beta, detach_weight=detach_weight, reduction=reduction
         )
-    loss = weighted_entropy_torch(p, mu, sigma, beta, detach_weight)
-    return reduce(loss, reduction).to(p.dtype)
+    return weighted_entropy_torch(p, mu, sigma, beta, detach_weight, reduction).to(p.dtype)
 
 
 class WeightedEntropyLoss(nn.Module):

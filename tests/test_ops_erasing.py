@@ -208,7 +208,9 @@ def test_same_seed_same_output() -> None:
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
 def test_gradient(dtype: torch.dtype) -> None:
     a = _blob_maps(6).to(dtype).requires_grad_()
-    erased, region = attentive_erasing(a, p=1.0, min_size=2, generator=_gen(10), backend="triton")
+    erased, region = attentive_erasing(
+        a, p=1.0, min_factor=0.3, min_size=2, generator=_gen(10), backend="triton"
+    )
     assert region.any() and not region.requires_grad
     grad_out = torch.randn(a.shape, generator=torch.Generator().manual_seed(0)).to(DEVICE, dtype)
     (grad,) = torch.autograd.grad(erased, a, grad_out)

@@ -50,7 +50,7 @@ _POINTER_TYPES = {
     torch.int32: "i32",
     torch.int64: "i64",
 }
-_LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas")
+_LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "enable_fp_fusion")
 
 Launch = tuple[str, tuple[tuple[str, str], ...], tuple[tuple[int, Any], ...], tuple[tuple[str, Any], ...]]
 
@@ -142,7 +142,10 @@ def _drive_launchers() -> None:
                     reduction="mean",
                 )
 
-        for class_dtype in (dtype, torch.float32):
+        class_dtypes = (dtype, torch.float32) + (
+            (torch.float16, torch.bfloat16) if dtype == torch.float64 else ()
+        )
+        for class_dtype in class_dtypes:
             for layout in ("contiguous", "channels_last", "transposed"):
                 p = torch.rand(2, 1, 6, 7, dtype=dtype, requires_grad=True)
                 maps = torch.rand(2, 5, 6, 7, dtype=class_dtype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import torch
@@ -25,6 +26,15 @@ def check_supported(name: str, tensor: torch.Tensor) -> None:
         raise TypeError(
             f"the Triton backend supports {[str(d) for d in SUPPORTED_DTYPES]} for {name}, got {tensor.dtype}"
         )
+
+
+def device_of(tensor: torch.Tensor) -> contextlib.AbstractContextManager[object]:
+    """Make ``tensor``'s CUDA device the current one for a launch (a no-op for CPU tensors).
+
+    Triton launches on the current CUDA device and its stream, not on the device of the arguments; without
+    this, tensors on ``cuda:1`` with ``cuda:0`` current would be read from the wrong GPU.
+    """
+    return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
 
 
 def next_power_of_2(n: int) -> int:

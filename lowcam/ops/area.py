@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 
 from lowcam._checks import Reduction
-from lowcam.ops._common import accumulate_dtype, block_size, check_supported
+from lowcam.ops._common import accumulate_dtype, block_size, check_supported, device_of
 
 _BLOCK_MAX = 1024
 
@@ -41,7 +41,11 @@ def _plane_mean(  # type: ignore[no-untyped-def]
     for start in range(0, hw, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < hw
-        src = offs if CONTIGUOUS else (offs // width) * stride_h + (offs % width) * stride_w
+        src = (
+            offs
+            if CONTIGUOUS
+            else (offs // width).to(tl.int64) * stride_h + (offs % width).to(tl.int64) * stride_w
+        )
         x = tl.load(ptr + src, mask=mask, other=0.0)
         acc += x.to(acc.dtype)
     return tl.sum(acc, axis=0) / hw
@@ -70,9 +74,9 @@ def _area_fwd_kernel(  # type: ignore[no-untyped-def]
     F_CONTIGUOUS: tl.constexpr,
     FP64: tl.constexpr,
 ):
-    """Program ``(0, b)``: mean of ``p_b``; program ``(k + 1, b)``: mean of ``f[b, idx[b, k]]``."""
-    term = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    """Program ``(b, 0)``: mean of ``p_b``; program ``(b, k + 1)``: mean of ``f[b, idx[b, k]]``."""
+    b = tl.program_id(0).to(tl.int64)  # the batch on grid axis 0, whose limit is 2**31 - 1, not 65535
+    term = tl.program_id(1)
     if term == 0:
         mean = _plane_mean(
             p_ptr + b * p_stride_b, hw, width, p_stride_h, p_stride_w, BLOCK, P_CONTIGUOUS, FP64
@@ -102,16 +106,20 @@ def _area_bwd_kernel(  # type: ignore[no-untyped-def]
     BLOCK: tl.constexpr,
     CONTIGUOUS: tl.constexpr,
 ):
-    """Program ``(k, b)``: fill channel ``idx[b, k]`` of the (zeroed) gradient with ``g_b / HW``."""
-    k = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    """Program ``(b, k)``: fill channel ``idx[b, k]`` of the (zeroed) gradient with ``g_b / HW``."""
+    b = tl.program_id(0).to(tl.int64)
+    k = tl.program_id(1)
     channel = tl.load(idx_ptr + b * idx_stride_b + k * idx_stride_k).to(tl.int64)
     value = tl.load(gout_ptr + b * gout_stride_b) / hw
     plane = grad_ptr + b * g_stride_b + channel * g_stride_c
     for start in range(0, hw, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < hw
-        dst = offs if CONTIGUOUS else (offs // width) * g_stride_h + (offs % width) * g_stride_w
+        dst = (
+            offs
+            if CONTIGUOUS
+            else (offs // width).to(tl.int64) * g_stride_h + (offs % width).to(tl.int64) * g_stride_w
+        )
         fill = tl.zeros((BLOCK,), dtype=value.dtype) + value
         tl.store(plane + dst, fill.to(grad_ptr.dtype.element_ty), mask=mask)
 
@@ -138,28 +146,29 @@ def _area_fwd(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tensor) ->
     partial = torch.empty((batch, n_terms), dtype=acc, device=p.device)
     p_sb, _, p_sh, p_sw = p.stride()
     f_sb, f_sc, f_sh, f_sw = class_maps.stride()
-    _area_fwd_kernel[(n_terms, batch)](
-        p,
-        class_maps,
-        index,
-        partial,
-        hw,
-        width,
-        n_terms,
-        p_sb,
-        p_sh,
-        p_sw,
-        f_sb,
-        f_sc,
-        f_sh,
-        f_sw,
-        index.stride(0),
-        index.stride(1),
-        BLOCK=block_size(hw, maximum=_BLOCK_MAX),
-        P_CONTIGUOUS=_plane_contiguous(p_sh, p_sw, width),
-        F_CONTIGUOUS=_plane_contiguous(f_sh, f_sw, width),
-        FP64=acc == torch.float64,
-    )
+    with device_of(p):
+        _area_fwd_kernel[(batch, n_terms)](
+            p,
+            class_maps,
+            index,
+            partial,
+            hw,
+            width,
+            n_terms,
+            p_sb,
+            p_sh,
+            p_sw,
+            f_sb,
+            f_sc,
+            f_sh,
+            f_sw,
+            index.stride(0),
+            index.stride(1),
+            BLOCK=block_size(hw, maximum=_BLOCK_MAX),
+            P_CONTIGUOUS=_plane_contiguous(p_sh, p_sw, width),
+            F_CONTIGUOUS=_plane_contiguous(f_sh, f_sw, width),
+            FP64=acc == torch.float64,
+        )
     return partial.sum(dim=1)
 
 
@@ -179,23 +188,24 @@ def _area_bwd_class_maps(
     grad = torch.empty_strided(size, stride, dtype=dtype, device=grad_out.device).zero_()
     g_sb, g_sc, g_sh, g_sw = grad.stride()
     if index.shape[1] > 0:
-        _area_bwd_kernel[(index.shape[1], batch)](
-            grad,
-            index,
-            grad_out,
-            hw,
-            width,
-            index.shape[1],
-            g_sb,
-            g_sc,
-            g_sh,
-            g_sw,
-            index.stride(0),
-            index.stride(1),
-            grad_out.stride(0),
-            BLOCK=block_size(hw, maximum=_BLOCK_MAX),
-            CONTIGUOUS=_plane_contiguous(g_sh, g_sw, width),
-        )
+        with device_of(grad):
+            _area_bwd_kernel[(batch, index.shape[1])](
+                grad,
+                index,
+                grad_out,
+                hw,
+                width,
+                index.shape[1],
+                g_sb,
+                g_sc,
+                g_sh,
+                g_sw,
+                index.stride(0),
+                index.stride(1),
+                grad_out.stride(0),
+                BLOCK=block_size(hw, maximum=_BLOCK_MAX),
+                CONTIGUOUS=_plane_contiguous(g_sh, g_sw, width),
+            )
     return grad
 
 

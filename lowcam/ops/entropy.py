@@ -30,7 +30,7 @@ import triton.language as tl
 
 from lowcam._checks import Reduction
 from lowcam.losses.entropy import ENTROPY_EPS
-from lowcam.ops._common import accumulate_dtype, block_size, check_supported, split_float
+from lowcam.ops._common import accumulate_dtype, block_size, check_supported, device_of, split_float
 
 _BLOCK_MAX = 1024
 
@@ -62,14 +62,14 @@ def _entropy_fwd_kernel(  # type: ignore[no-untyped-def]
     FP64: tl.constexpr,
 ):
     """One block of one sample: the loss (map or partial sum) and, if asked, ``dℓ/dx``."""
-    blk = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(0).to(tl.int64)  # the batch on grid axis 0, whose limit is 2**31 - 1, not 65535
+    blk = tl.program_id(1)
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < hw
     if CONTIGUOUS:
         src = b * stride_b + offs
     else:
-        src = b * stride_b + (offs // width) * stride_h + (offs % width) * stride_w
+        src = b * stride_b + (offs // width).to(tl.int64) * stride_h + (offs % width).to(tl.int64) * stride_w
     x = tl.load(p_ptr + src, mask=mask, other=0.5)
     if FP64:
         x = x.to(tl.float64)
@@ -119,13 +119,14 @@ def _entropy_bwd_kernel(  # type: ignore[no-untyped-def]
     PER_ELEMENT: tl.constexpr,
 ):
     """``grad_p = dℓ/dx · grad_out`` (per element, or the sample's scalar), cast to ``p``'s dtype."""
-    blk = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(0).to(tl.int64)
+    blk = tl.program_id(1)
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < hw
     local = tl.load(local_ptr + b * hw + offs, mask=mask, other=0.0)
     if PER_ELEMENT:
-        src = b * gout_stride_b + (offs // width) * gout_stride_h + (offs % width) * gout_stride_w
+        rows = (offs // width).to(tl.int64)
+        src = b * gout_stride_b + rows * gout_stride_h + (offs % width).to(tl.int64) * gout_stride_w
         g = tl.load(gout_ptr + src, mask=mask, other=0.0)
     else:
         g = tl.load(gout_ptr + b * gout_stride_b)
@@ -167,31 +168,32 @@ def _entropy_fwd(
     mu_hi, mu_lo = split_float(mu)
     inv_hi, inv_lo = split_float(1.0 / (2.0 * sigma * sigma))
     beta_hi, beta_lo = split_float(beta)
-    _entropy_fwd_kernel[(n_blocks, batch)](
-        p,
-        loss,
-        grad,
-        partial,
-        width,
-        hw,
-        stride_b,
-        stride_h,
-        stride_w,
-        n_blocks,
-        mu_hi,
-        mu_lo,
-        inv_hi,
-        inv_lo,
-        beta_hi,
-        beta_lo,
-        ENTROPY_EPS,
-        BLOCK=block,
-        CONTIGUOUS=(stride_w == 1 and stride_h == width),
-        PER_ELEMENT=per_element,
-        NEED_GRAD=need_grad,
-        DETACH_WEIGHT=detach_weight,
-        FP64=acc == torch.float64,
-    )
+    with device_of(p):
+        _entropy_fwd_kernel[(batch, n_blocks)](
+            p,
+            loss,
+            grad,
+            partial,
+            width,
+            hw,
+            stride_b,
+            stride_h,
+            stride_w,
+            n_blocks,
+            mu_hi,
+            mu_lo,
+            inv_hi,
+            inv_lo,
+            beta_hi,
+            beta_lo,
+            ENTROPY_EPS,
+            BLOCK=block,
+            CONTIGUOUS=(stride_w == 1 and stride_h == width),
+            PER_ELEMENT=per_element,
+            NEED_GRAD=need_grad,
+            DETACH_WEIGHT=detach_weight,
+            FP64=acc == torch.float64,
+        )
     return (loss if per_element else partial.sum(dim=1)), grad
 
 
@@ -223,9 +225,10 @@ def _entropy_bwd(local_grad: torch.Tensor, grad_out: torch.Tensor, dtype: torch.
         gs_b, _, gs_h, gs_w = grad_out.stride()
     else:
         gs_b, gs_h, gs_w = grad_out.stride(0), 0, 0
-    _entropy_bwd_kernel[(n_blocks, batch)](
-        local_grad, grad_out, out, hw, gs_b, gs_h, gs_w, width, BLOCK=block, PER_ELEMENT=per_element
-    )
+    with device_of(local_grad):
+        _entropy_bwd_kernel[(batch, n_blocks)](
+            local_grad, grad_out, out, hw, gs_b, gs_h, gs_w, width, BLOCK=block, PER_ELEMENT=per_element
+        )
     return out
 
 

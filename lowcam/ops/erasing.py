@@ -33,10 +33,10 @@ import torch
 import triton
 import triton.language as tl
 
-from lowcam.ops._common import accumulate_dtype, block_size, check_supported, split_float
+from lowcam.ops._common import accumulate_dtype, block_size, check_supported, device_of, split_float
 
 _BLOCK_MAX = 2048
-_SEED_HIGH = 2**31 - 1
+_SEED_HIGH = 2**63 - 1  # exclusive bound: seeds use 63 of the 64 key bits of Philox
 
 
 @triton.jit  # type: ignore[untyped-decorator]
@@ -87,7 +87,11 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
     for start in range(0, hw, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < hw
-        src = offs if CONTIGUOUS else (offs // width) * stride_h + (offs % width) * stride_w
+        src = (
+            offs
+            if CONTIGUOUS
+            else (offs // width).to(tl.int64) * stride_h + (offs % width).to(tl.int64) * stride_w
+        )
         x = tl.load(src_base + src, mask=mask, other=0.0).to(COMPUTE)
         better = mask & (x > lane_max)
         lane_arg = tl.where(better, offs, lane_arg)
@@ -108,7 +112,7 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
         mask = offs < hw
         rows = offs // width
         cols = offs % width
-        src = offs if CONTIGUOUS else rows * stride_h + cols * stride_w
+        src = offs if CONTIGUOUS else rows.to(tl.int64) * stride_h + cols.to(tl.int64) * stride_w
         x = tl.load(src_base + src, mask=mask, other=0.0).to(COMPUTE)
         hit = mask & (x > threshold)
         lane_ymin = tl.where(hit, tl.minimum(lane_ymin, rows), lane_ymin)
@@ -139,7 +143,7 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
         mask = offs < hw
         rows = offs // width
         cols = offs % width
-        src = offs if CONTIGUOUS else rows * stride_h + cols * stride_w
+        src = offs if CONTIGUOUS else rows.to(tl.int64) * stride_h + cols.to(tl.int64) * stride_w
         x = tl.load(src_base + src, mask=mask, other=0.0).to(COMPUTE)
         squashed = scale * x + shift
         near = (tl.abs(rows - cy) < half_y) & (tl.abs(cols - cx) < half_x)
@@ -179,30 +183,32 @@ def _erasing_fwd(
     scale_hi, scale_lo = split_float(scale)
     shift_hi, shift_lo = split_float(shift)
     compute = tl.float64 if accumulate_dtype(a.dtype) == torch.float64 else tl.float32
-    _erasing_kernel[(batch,)](
-        a,
-        seeds,
-        erased,
-        region,
-        dropped,
-        height,
-        width,
-        stride_b,
-        stride_h,
-        stride_w,
-        p,
-        min_factor,
-        max_factor - min_factor,
-        min_size,
-        scale_hi,
-        scale_lo,
-        shift_hi,
-        shift_lo,
-        BLOCK=block_size(hw, maximum=_BLOCK_MAX),
-        CONTIGUOUS=(stride_w == 1 and stride_h == width),
-        PER_SAMPLE_FACTOR=per_sample_factor,
-        COMPUTE=compute,
-    )
+    with device_of(a):
+        _erasing_kernel[(batch,)](
+            a,
+            seeds,
+            erased,
+            region,
+            dropped,
+            height,
+            width,
+            stride_b,
+            stride_h,
+            stride_w,
+            p,
+            min_factor,
+            max_factor - min_factor,
+            min_size,
+            scale_hi,
+            scale_lo,
+            shift_hi,
+            shift_lo,
+            BLOCK=block_size(hw, maximum=_BLOCK_MAX),
+            CONTIGUOUS=(stride_w == 1 and stride_h == width),
+            PER_SAMPLE_FACTOR=per_sample_factor,
+            COMPUTE=compute,
+            enable_fp_fusion=False,  # round scale * a + shift and the threshold as the torch backend does
+        )
     return erased, region, dropped
 
 

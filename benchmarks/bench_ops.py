@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import statistics
 import sys
 import time
@@ -219,6 +220,10 @@ def to_markdown(env: dict[str, Any], rows: list[dict[str, Any]], checks: list[st
         f"- device: {env['device']}",
         f"- torch {env['torch']}, Triton {env['triton']}, Python {env['python']}",
         f"- commit {env['commit']}, {env['date']}",
+        *[
+            f"- rows resumed from an earlier run: commit {e['commit']}, {e['date']}"
+            for e in env.get("earlier", [])
+        ],
         f"- dtype {rows[0]['dtype'] if rows else '—'}; times in ms: median (20 %–80 % quantiles); "
         "backward = the backward pass alone; full = forward + backward",
         "- the implementations of a configuration run interleaved, round by round, so that load changes on a "
@@ -297,6 +302,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=None, help="output stem (default benchmarks/results/<dev>_ops)"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows already in <out>.json and skip their configurations (a run split over calls)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.sizes, args.classes = [16, 64], [56], [200]
@@ -333,11 +343,23 @@ def main(argv: list[str] | None = None) -> None:
     env = environment(args.device)
     print(f"# {env['device']} | torch {env['torch']} | triton {env['triton']} | {env['commit']}", flush=True)
     rows: list[dict[str, Any]] = []
+    json_path = args.out.with_suffix(".json")
+    if args.resume and json_path.exists():
+        earlier = json.loads(json_path.read_text())
+        rows = earlier["results"]
+        env["earlier"] = [
+            *earlier["environment"].get("earlier", []),
+            {k: v for k, v in earlier["environment"].items() if k != "earlier"},
+        ]
+        print(f"resuming: {len(rows)} rows from {json_path}", flush=True)
+    done = {(r["component"], r["batch"], r["size"], r["classes"] or 0) for r in rows}
     element = torch.tensor([], dtype=args.dtype).element_size()
     for component in args.components:
         for size in args.sizes:
             for batch in args.batches:
                 for classes in args.classes if component == "area" else args.classes[:1]:
+                    if (component, batch, size, classes if component == "area" else 0) in done:
+                        continue
                     channels = classes if component == "area" else 1
                     gigabytes = batch * channels * size * size * element * 2 / 2**30  # input + gradient
                     if gigabytes > args.max_gb:

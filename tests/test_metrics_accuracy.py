@@ -141,6 +141,20 @@ def test_boxes_all_pixels_matches_loop() -> None:
             assert out[t, i].tolist() == expect
 
 
+def test_boxes_all_pixels_scale_in_float64() -> None:
+    """A scale that float32 cannot hold (224 / 57) gives the float64 products, as the reference's NumPy does."""
+    rng = np.random.default_rng(5)
+    maps = rng.random((2, 57, 57))
+    taus = np.array([0.3, 0.9])
+    s = 224 / 57
+    out = metrics.boxes_all_pixels(torch.from_numpy(maps), taus, scale=s)
+    assert out.dtype == torch.float64
+    for t, tau in enumerate(taus):
+        for i in range(2):
+            ys, xs = np.nonzero(maps[i] > tau)
+            assert out[t, i].tolist() == [xs.min() * s, ys.min() * s, xs.max() * s, ys.max() * s]
+
+
 def test_box_iou_conventions() -> None:
     a = torch.tensor([[0, 0, 9, 9], [5, 5, 5, 5]])
     b = torch.tensor([[0, 0, 9, 4], [6, 6, 8, 8]])
@@ -248,3 +262,19 @@ def test_gt_boxes_uniform_fast_path_matches_general_path() -> None:
         check_gt_boxes("gt", bad, 3, cpu)
     with pytest.raises(ValueError, match=r"gt\[1\] \(shape \(1, 4\)\) row 0"):
         check_gt_boxes("gt", [torch.tensor([0.0, 0, 1, 1]), torch.tensor([0.0, float("nan"), 1, 1])], 2, cpu)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("protocol", ["ornet", "maxboxacc", "maxboxacc_v2"])
+def test_cuda_counts_equal_cpu(protocol: str) -> None:
+    """The same per-threshold counts on the GPU as on the CPU, stress maps and the default chunk size."""
+    maps, gts = _batch(31, 29, seed=7)
+    batch = torch.from_numpy(np.stack(maps))
+    boxes = [torch.from_numpy(g) for g in gts]
+    if protocol == "ornet":
+        batch = batch.clamp(0, 1)
+    cpu = metrics.BoxAccuracy(protocol).update(batch, boxes).compute()
+    gpu = metrics.BoxAccuracy(protocol).update(batch.cuda(), [g.cuda() for g in boxes]).compute()
+    for delta, counts in cpu["counts"].items():
+        assert torch.equal(gpu["counts"][delta].cpu(), counts), delta

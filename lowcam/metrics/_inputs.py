@@ -97,7 +97,10 @@ def check_gt_boxes(name: str, boxes: object, batch: int, device: torch.device) -
             raise TypeError(f"{name}[{i}] must hold real numbers, got {t.dtype}")
         tensors.append(t)
     counts = torch.tensor([t.shape[0] for t in tensors])
-    flat = torch.cat([t.to(device="cpu", dtype=torch.float64) for t in tensors])
+    if len({t.device for t in tensors}) == 1:  # one copy to the host, not one per image
+        flat = torch.cat([t.to(torch.float64) for t in tensors]).cpu()
+    else:
+        flat = torch.cat([t.to(device="cpu", dtype=torch.float64) for t in tensors])
     _check_rows(name, flat, counts, [tuple(t.shape) for t in tensors])
     # padding repeats each image's first box: gather row offset + min(j, K_i - 1)
     k_max = int(counts.max())

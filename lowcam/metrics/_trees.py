@@ -199,16 +199,19 @@ def _boruvka(
         root = _jump(hook)
         is_root = has & (root == nodes)
         new_local = torch.cumsum(is_root, 0) - 1
-        new_count = int(new_local[-1]) + 1
+        new_roots = is_root.nonzero().view(-1)  # one sync gives both the count and the roots' images
+        new_count = new_roots.numel()
         parents.append(torch.where(has, base + count + new_local.index_select(0, root), -1))
         cuts.append(torch.where(has, best >> ebits, 0))
-        cur_image = cur_image[is_root]
+        cur_image = cur_image.index_select(0, new_roots)
         images.append(cur_image)
         root_new = new_local.index_select(0, root)
         ra, rb = root_new.index_select(0, al), root_new.index_select(0, bl)
-        keep = ra != rb
+        keep = (ra != rb).nonzero().view(-1)  # one sync for the three edge arrays
         base += count
-        a, b, weight = ra[keep] + base, rb[keep] + base, weight[keep]
+        a = ra.index_select(0, keep) + base
+        b = rb.index_select(0, keep) + base
+        weight = weight.index_select(0, keep)
         count = new_count
         bounds.append(base + count)
     parents.append(torch.full((count,), -1, dtype=torch.int64, device=device))

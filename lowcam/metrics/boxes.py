@@ -129,8 +129,11 @@ def boxes_all_pixels(
 def _max_along(x: Tensor, dim: int) -> Tensor:
     """``x.amax(dim)`` (NaN propagates) by halving: two overlapping halves at a time, one vectorised pass each.
 
-    Faster on the CPU than ``amax`` over a short dimension; the overlap is harmless to a maximum.
+    Faster on the CPU than ``amax`` over a short dimension; the overlap is harmless to a maximum. Other
+    devices use ``amax`` (one kernel instead of ``log2`` of them).
     """
+    if x.device.type != "cpu":
+        return x.amax(dim)
     while x.shape[dim] > 1:
         n = x.shape[dim]
         half = (n + 1) // 2
@@ -162,23 +165,29 @@ def _boxes_all_pixels(maps: Tensor, thr: Tensor, sx: float, sy: float, *, nan_fr
     x0, x1 = first_last(_max_along(m, 1), w)
     y0, y1 = first_last(_max_along(m, 2), h)
     any_fg = x0 < w
-    box = torch.stack([x0 * sx, y0 * sy, x1 * sx, y1 * sy], 2).to(torch.float64)
+    x0, y0, x1, y1 = (v.to(torch.float64) for v in (x0, y0, x1, y1))  # int64 * float would give float32
+    box = torch.stack([x0 * sx, y0 * sy, x1 * sx, y1 * sy], 2)
     empty = torch.tensor([0.0, 0.0, w * sx, h * sy], dtype=torch.float64, device=maps.device)
     return torch.where(any_fg.view(t, b, 1), box, empty)
 
 
 @functools.lru_cache(maxsize=8)
-def _pixel_values(kind: str, b: int, h: int, w: int, device: torch.device) -> Tensor:
-    """Per-pixel int32 rows whose column maxima over a set of pixels describe it, for a ``(B, H, W)`` batch.
+def _pixel_rows(kind: str, h: int, w: int, device: torch.device) -> Tensor:
+    """Per-pixel int32 rows ``(H·W, C)`` whose column maxima over a set of pixels describe it.
 
     ``"box"``: ``(-x, -y, x, y)``, the box; ``"first"``: ``(-x, x, y, -(y·W + x))``, the box and the first pixel
-    in raster order (whose row is the box's top). The rows depend on the shape only, and the chunks of a split
-    share it, so they are cached (read-only).
+    in raster order (whose row is the box's top). They depend on the shape only: cached (read-only).
     """
     ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
     cols = [-xs, -ys, xs, ys] if kind == "box" else [-xs, xs, ys, -(ys * w + xs)]
-    rows = torch.stack(cols, -1).to(torch.int32).view(1, h * w, len(cols))
-    return rows.expand(b, -1, -1).reshape(b * h * w, len(cols))
+    return torch.stack(cols, -1).to(torch.int32).view(h * w, len(cols))
+
+
+@functools.lru_cache(maxsize=2)
+def _pixel_values(kind: str, b: int, h: int, w: int, device: torch.device) -> Tensor:
+    """:func:`_pixel_rows` repeated for a ``(B, H, W)`` batch, ``(B·H·W, C)``: cached for the chunk size and
+    the last, shorter chunk of a split (two entries, so the memory held stays that of two chunks)."""
+    return _pixel_rows(kind, h, w, device).repeat(b, 1)
 
 
 def _clip_boxes(x0: Tensor, y0: Tensor, xe: Tensor, ye: Tensor, h: int, w: int) -> Tensor:
@@ -221,7 +230,7 @@ def _hole_intervals(u: Tensor) -> _Intervals:
     # only pixels whose own node is a hole can be in a hole: the others' nodes and ancestors all hold the frame
     node = mt.pixel_node
     inside = ((node >= 0) & ~framed.index_select(0, node.clamp(min=0))).nonzero().view(-1)
-    vals = _pixel_values("box", b, h + 2, w + 2, u.device).index_select(0, inside)
+    vals = _pixel_rows("box", h + 2, w + 2, u.device).index_select(0, inside % n)
     t = _trees.subtree_reduce(mt, node.index_select(0, inside), vals, "amax", _NEUTRAL)
     keep = (~framed).nonzero().view(-1)
     t = t.index_select(0, keep)
@@ -278,13 +287,15 @@ def _filled_levels(u: Tensor) -> Tensor:
     on_chain = torch.zeros(num_nodes, dtype=torch.bool, device=u.device)
     cur = frame_leaf
     acc = torch.full_like(cur, big)
-    while cur.numel() > 0:  # climbs O(log) tree levels
+    # one climb step per tree level, the same number for every image (no sync): an image whose climb has
+    # reached its root stays there and writes the same values again
+    for _ in range(len(tree.bounds) - 1):
         t[cur] = acc
         on_chain[cur] = True
         par = tree.parent[cur]
-        keep = par >= 0
-        acc = torch.minimum(acc, tree.cut[cur])[keep]
-        cur = par[keep]
+        up = par >= 0
+        acc = torch.where(up, torch.minimum(acc, tree.cut[cur]), acc)
+        cur = torch.where(up, par, cur)
     for r in range(len(tree.bounds) - 2, -1, -1):
         lo, hi = tree.bounds[r], tree.bounds[r + 1]
         par = tree.parent[lo:hi]

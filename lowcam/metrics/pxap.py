@@ -139,8 +139,11 @@ class PxAP:
         bins = torch.searchsorted(edges, scores.reshape(-1), right=True) - 1
         if self._hist.device != device:
             self._hist, self._n = self._hist.to(device), self._n.to(device)
-        self._hist[0].index_add_(0, bins, (fg & keep).reshape(-1).to(torch.int64))
-        self._hist[1].index_add_(0, bins, (~fg & keep).reshape(-1).to(torch.int64))
+        # one histogram of (bin, class) pairs, class 0 foreground, 1 background, 2 ignored
+        side = torch.where(keep, (~fg).to(torch.int64), 2).reshape(-1)
+        nbins = self._hist.shape[1]
+        pairs = torch.bincount(bins * 3 + side, minlength=3 * nbins).view(nbins, 3)
+        self._hist += pairs[:, :2].T
         self._n += b
         self._synced = None
         return self

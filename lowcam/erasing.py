@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -249,13 +249,38 @@ def erase_torch(
     """
     draws = draw_erasing_randoms(a, p, min_factor, max_factor, per_sample_factor, generator)
     region = erasing_region(a, draws.factor, draws.chosen, draws.half_size, min_size)
-    squashed = a.to(compute_dtype(a.dtype)).mul(scale).add_(shift)  # a fresh tensor: safe to update
-    kept_mask = (draws.keep >= squashed).logical_or_(region.logical_not())
-    # A float multiplier instead of masked_fill/where (both branch on every pixel, slow on noisy regions),
-    # written into the uniforms' buffer, which is not needed any more.
-    kept = draws.keep.copy_(kept_mask)
-    erased = squashed.mul_(kept)
-    return erased.to(a.dtype), region, kept
+    erased, kept = _SquashAndDrop.apply(a, draws.keep, region, scale, shift)
+    return erased, region, kept
+
+
+class _SquashAndDrop(torch.autograd.Function):
+    """``erased = (scale · a + shift) · kept`` with ``kept = keep ≥ scale · a + shift`` or outside the region.
+
+    Written out so that the backward pass is one multiplication into one new buffer,
+    ``grad_a = grad · kept · scale`` (autograd's chain through the squashing allocates two full-size
+    buffers, which costs page faults at every step for large batches on the CPU).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, a: torch.Tensor, keep: torch.Tensor, region: torch.Tensor, scale: float, shift: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        squashed = a.to(compute_dtype(a.dtype)).mul(scale).add_(shift)  # a fresh tensor: safe to update
+        kept_mask = (keep >= squashed).logical_or_(region.logical_not())
+        # A float multiplier instead of masked_fill/where (both branch on every pixel, slow on noisy
+        # regions), written into the uniforms' buffer, which is ours and not needed any more.
+        kept = keep.copy_(kept_mask)
+        erased = squashed.mul_(kept).to(a.dtype)
+        ctx.save_for_backward(kept)
+        ctx.scale = scale
+        ctx.mark_non_differentiable(kept)
+        return erased, kept
+
+    @staticmethod
+    def backward(ctx: Any, grad_erased: torch.Tensor, grad_kept: torch.Tensor | None) -> tuple[Any, ...]:
+        (kept,) = ctx.saved_tensors
+        grad_a = torch.mul(grad_erased, kept).mul_(ctx.scale).to(grad_erased.dtype)
+        return grad_a, None, None, None, None
 
 
 class AttentiveErasing(nn.Module):

@@ -214,6 +214,9 @@ def main() -> None:
     parser.add_argument("--protocols", default="maxboxacc,maxboxacc_v2,ornet")
     parser.add_argument("--maps", default="smooth,noisy")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument(
+        "--name", default=None, help="file stem under --out (default metrics_cpu or metrics_cuda)"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.threads is not None:
@@ -255,14 +258,15 @@ def main() -> None:
             f"# lowcam.metrics benchmark ({env['device']})",
             "",
             f"torch {env['torch']}, {env['date']}, commit {env['commit']}, "
-            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, torch threads "
+            f"{torch.get_num_threads()}, {'one timed run after a warm-up' if args.quick else 'median of 3 runs'}",
             "",
             markdown_table(header, table),
             "",
             "Reference loops timed per image on the first images of each case (see benchmarks/bench_metrics.py).",
         ]
     )
-    name = "metrics_cuda" if device.type == "cuda" else "metrics_cpu"
+    name = args.name or ("metrics_cuda" if device.type == "cuda" else "metrics_cpu")
     write_results(Path(args.out) / name, {"environment": env, "args": vars(args), "rows": rows}, md)
     print(md)
 

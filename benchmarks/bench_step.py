@@ -84,6 +84,36 @@ def make_step(
     return step
 
 
+#: Dense peak tensor throughput in TFLOP/s from NVIDIA's data sheets (bf16; fp32 convolutions and matmuls
+#: at TF32 rates, which cuDNN uses for convolutions by default), for the compute floor of a step.
+PEAK_TFLOPS = {
+    "H100 PCIe": {"bf16": 756.0, "fp32": 378.0},
+    "H100": {"bf16": 989.4, "fp32": 494.7},
+    "H200": {"bf16": 989.4, "fp32": 494.7},
+    "A100": {"bf16": 312.0, "fp32": 156.0},
+}
+
+
+def peak_tflops(device: str, precision: str) -> float | None:
+    """The data-sheet peak of the current CUDA device for ``precision``, or None if unknown (or CPU)."""
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(device))
+    for key, peaks in PEAK_TFLOPS.items():  # "H100 PCIe" is tried before "H100"
+        if all(part in name for part in key.split()):
+            return peaks[precision]
+    return None
+
+
+def count_flops(step: Callable[[], None]) -> int:
+    """FLOPs of one step (forward and backward convolutions and matmuls), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
+
+
 def run(
     args: argparse.Namespace, on_row: Callable[[list[dict[str, Any]]], None] | None = None
 ) -> list[dict[str, Any]]:
@@ -99,10 +129,24 @@ def run(
             images = torch.randn(batch, 3, size, size, device=args.device, generator=g)
             images = images.contiguous(memory_format=memory_format)
             labels = torch.randint(0, args.classes, (batch,), device=args.device, generator=g)
+            flops = count_flops(make_step(model, "lowcam", images, labels, bf16))
+            peak = peak_tflops(str(args.device), precision)
             for pieces in ("loop", "lowcam"):
                 step = make_step(model, pieces, images, labels, bf16)
                 stats = time_fn(step, device=args.device, warmup=args.warmup, repeats=args.repeats)
-                rows.append({"precision": precision, "batch": batch, "pieces": pieces, **stats})
+                seconds = stats["median_ms"] / 1e3
+                rows.append(
+                    {
+                        "precision": precision,
+                        "batch": batch,
+                        "pieces": pieces,
+                        **stats,
+                        "gflop_per_image": flops / batch / 1e9,
+                        "achieved_tflops": flops / seconds / 1e12,
+                        "peak_tflops": peak,
+                        "floor_ms": None if peak is None else flops / (peak * 1e12) * 1e3,
+                    }
+                )
                 print(
                     f"{precision:5s} B={batch:<3d} {pieces:6s} {stats['median_ms']:.1f} ms "
                     f"({stats['p20_ms']:.1f}–{stats['p80_ms']:.1f}), peak {stats['peak_mem_mb']:.0f} MB",
@@ -123,6 +167,11 @@ def to_markdown(env: dict[str, Any], args: argparse.Namespace, rows: list[dict[s
             f"{r['median_ms']:.1f} ({r['p20_ms']:.1f}–{r['p80_ms']:.1f})",
             f"{r['peak_mem_mb']:.0f}" if str(args.device).startswith("cuda") else "—",
             f"{loop[(r['precision'], r['batch'])] / r['median_ms']:.2f}×",
+            f"{r['gflop_per_image']:.1f}",
+            f"{r['achieved_tflops']:.1f}",
+            "—"
+            if r.get("floor_ms") is None
+            else f"{r['floor_ms']:.1f} ({r['median_ms'] / r['floor_ms']:.1f}×)",
         ]
         for r in rows
     ]
@@ -135,9 +184,23 @@ def to_markdown(env: dict[str, Any], args: argparse.Namespace, rows: list[dict[s
             f"- commit {env['commit']}, {env['date']}",
             f"- images {args.image_size}×{args.image_size}, {args.classes} classes; ResNet-50 stem + generator, "
             "VGG16 evaluator, random weights; bf16 = bfloat16 autocast + channels-last",
+            "- GFLOP/img: convolutions and matmuls of one step, forward and backward, counted by "
+            "`torch.utils.flop_counter`; floor: those FLOPs at the device's data-sheet peak (bf16, or TF32 "
+            "for fp32), and how many times slower the step is",
             "",
             markdown_table(
-                ["precision", "B", "ORNet pieces", "step ms (p20–p80)", "peak MB", "speed-up vs loop"], table
+                [
+                    "precision",
+                    "B",
+                    "ORNet pieces",
+                    "step ms (p20–p80)",
+                    "peak MB",
+                    "speed-up vs loop",
+                    "GFLOP/img",
+                    "TFLOP/s",
+                    "floor ms (step / floor)",
+                ],
+                table,
             ),
         ]
     )

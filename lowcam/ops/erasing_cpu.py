@@ -1,8 +1,9 @@
 """The torch backend of attentive erasing as one opaque operation, for ``torch.compile`` on CPU.
 
 Inductor's CPU code for attentive erasing is several times slower than the eager torch backend (its
-per-element random numbers and the bool reductions do not vectorize: measured 75 ms against 21 ms at
-64 × 1 × 224 × 224 on one core, ``benchmarks/results/cpu_ops.md``). Under ``torch.compile`` a CPU input
+per-element random numbers and the bool reductions do not vectorize: 74 ms against 21 ms for eager at
+64 × 1 × 224 × 224 on one core of the development machine, measured when this op was written; with it,
+``benchmarks/results/cpu_ops.md`` has compiled erasing level with eager). Under ``torch.compile`` a CPU input
 therefore goes through :func:`attentive_erasing_opaque`, a ``torch.library`` custom op whose
 implementation is the eager backend: compiled code calls it as it is, and draws the same random numbers
 as eager from the default generator. The op is tagged ``nondeterministic_seeded`` so that the compiler

@@ -164,18 +164,7 @@ def _drive_launchers() -> None:
             for contiguous in (True, False):
                 base = torch.rand(2, 1, 10, 12, dtype=dtype)
                 a = (base if contiguous else base.transpose(2, 3)).requires_grad_()
-                erased, _ = erasing_ops.attentive_erasing_triton(
-                    a,
-                    p=0.5,
-                    min_factor=0.0,
-                    max_factor=0.5,
-                    min_size=1,
-                    scale=0.6,
-                    shift=0.2,
-                    per_sample_factor=per_sample_factor,
-                    generator=None,
-                )
-                _backward(erased, a)
+                _erase(a, min_size=1, per_sample_factor=per_sample_factor)  # min_size 1: specialized
 
     for size in (56, 224):  # ORNet's map sizes pick the largest blocks
         for dtype in (torch.float32, torch.bfloat16):
@@ -188,18 +177,23 @@ def _drive_launchers() -> None:
             maps = torch.empty(2, 200, size, size, dtype=dtype).requires_grad_()
             loss = area_ops.area_loss_triton(p, maps, torch.rand(2, 200), topk=3, skip=1, reduction="mean")
             _backward(loss, p, maps)
-            erased, _ = erasing_ops.attentive_erasing_triton(
-                p,
-                p=0.5,
-                min_factor=0.0,
-                max_factor=0.5,
-                min_size=4,
-                scale=0.6,
-                shift=0.2,
-                per_sample_factor=False,
-                generator=None,
-            )
-            _backward(erased, p)
+            _erase(p, min_size=4, per_sample_factor=False)
+
+
+def _erase(a: torch.Tensor, *, min_size: int, per_sample_factor: bool) -> None:
+    """Attentive erasing forward and backward through the Triton launcher, ORNet's other settings."""
+    erased, _ = erasing_ops.attentive_erasing_triton(
+        a,
+        p=0.5,
+        min_factor=0.0,
+        max_factor=0.5,
+        min_size=min_size,
+        scale=0.6,
+        shift=0.2,
+        per_sample_factor=per_sample_factor,
+        generator=None,
+    )
+    _backward(erased, a)
 
 
 def _compile(kernel: Any, launch: Launch, arch: int) -> Any:

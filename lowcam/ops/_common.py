@@ -6,6 +6,8 @@ import contextlib
 import struct
 
 import torch
+import triton
+import triton.language as tl
 
 #: The dtypes the kernels accept; math runs in float32, or in float64 for float64 inputs.
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -35,6 +37,16 @@ def device_of(tensor: torch.Tensor) -> contextlib.AbstractContextManager[object]
     this, tensors on ``cuda:1`` with ``cuda:0`` current would be read from the wrong GPU.
     """
     return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
+
+
+@triton.jit
+def strided_offset(rows, cols, stride_h, stride_w):  # type: ignore[no-untyped-def]
+    """Element offsets ``rows · stride_h + cols · stride_w`` of a strided plane, in int64.
+
+    Row and column indices are int32; their products with the strides of a large permuted view can pass
+    2³¹, so they are widened first.
+    """
+    return rows.to(tl.int64) * stride_h + cols.to(tl.int64) * stride_w
 
 
 def next_power_of_2(n: int) -> int:

@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 
 from lowcam._checks import Reduction
-from lowcam.ops._common import accumulate_dtype, block_size, check_supported, device_of
+from lowcam.ops._common import accumulate_dtype, block_size, check_supported, device_of, strided_offset
 
 _BLOCK_MAX = 1024
 
@@ -41,11 +41,7 @@ def _plane_mean(  # type: ignore[no-untyped-def]
     for start in range(0, hw, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < hw
-        src = (
-            offs
-            if CONTIGUOUS
-            else (offs // width).to(tl.int64) * stride_h + (offs % width).to(tl.int64) * stride_w
-        )
+        src = offs if CONTIGUOUS else strided_offset(offs // width, offs % width, stride_h, stride_w)
         x = tl.load(ptr + src, mask=mask, other=0.0)
         acc += x.to(acc.dtype)
     return tl.sum(acc, axis=0) / hw
@@ -115,11 +111,7 @@ def _area_bwd_kernel(  # type: ignore[no-untyped-def]
     for start in range(0, hw, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < hw
-        dst = (
-            offs
-            if CONTIGUOUS
-            else (offs // width).to(tl.int64) * g_stride_h + (offs % width).to(tl.int64) * g_stride_w
-        )
+        dst = offs if CONTIGUOUS else strided_offset(offs // width, offs % width, g_stride_h, g_stride_w)
         fill = tl.zeros((BLOCK,), dtype=value.dtype) + value
         tl.store(plane + dst, fill.to(grad_ptr.dtype.element_ty), mask=mask)
 

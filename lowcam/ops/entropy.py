@@ -30,7 +30,14 @@ import triton.language as tl
 
 from lowcam._checks import Reduction
 from lowcam.losses.entropy import ENTROPY_EPS
-from lowcam.ops._common import accumulate_dtype, block_size, check_supported, device_of, split_float
+from lowcam.ops._common import (
+    accumulate_dtype,
+    block_size,
+    check_supported,
+    device_of,
+    split_float,
+    strided_offset,
+)
 
 _BLOCK_MAX = 1024
 
@@ -69,7 +76,7 @@ def _entropy_fwd_kernel(  # type: ignore[no-untyped-def]
     if CONTIGUOUS:
         src = b * stride_b + offs
     else:
-        src = b * stride_b + (offs // width).to(tl.int64) * stride_h + (offs % width).to(tl.int64) * stride_w
+        src = b * stride_b + strided_offset(offs // width, offs % width, stride_h, stride_w)
     x = tl.load(p_ptr + src, mask=mask, other=0.5)
     if FP64:
         x = x.to(tl.float64)
@@ -125,8 +132,7 @@ def _entropy_bwd_kernel(  # type: ignore[no-untyped-def]
     mask = offs < hw
     local = tl.load(local_ptr + b * hw + offs, mask=mask, other=0.0)
     if PER_ELEMENT:
-        rows = (offs // width).to(tl.int64)
-        src = b * gout_stride_b + rows * gout_stride_h + (offs % width).to(tl.int64) * gout_stride_w
+        src = b * gout_stride_b + strided_offset(offs // width, offs % width, gout_stride_h, gout_stride_w)
         g = tl.load(gout_ptr + src, mask=mask, other=0.0)
     else:
         g = tl.load(gout_ptr + b * gout_stride_b)

@@ -33,7 +33,14 @@ import torch
 import triton
 import triton.language as tl
 
-from lowcam.ops._common import accumulate_dtype, block_size, check_supported, device_of, split_float
+from lowcam.ops._common import (
+    accumulate_dtype,
+    block_size,
+    check_supported,
+    device_of,
+    split_float,
+    strided_offset,
+)
 
 _BLOCK_MAX = 2048
 _SEED_HIGH = 2**63 - 1  # exclusive bound: seeds use 63 of the 64 key bits of Philox
@@ -87,11 +94,7 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
     for start in range(0, hw, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < hw
-        src = (
-            offs
-            if CONTIGUOUS
-            else (offs // width).to(tl.int64) * stride_h + (offs % width).to(tl.int64) * stride_w
-        )
+        src = offs if CONTIGUOUS else strided_offset(offs // width, offs % width, stride_h, stride_w)
         x = tl.load(src_base + src, mask=mask, other=0.0).to(COMPUTE)
         better = mask & (x > lane_max)
         lane_arg = tl.where(better, offs, lane_arg)
@@ -112,7 +115,7 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
         mask = offs < hw
         rows = offs // width
         cols = offs % width
-        src = offs if CONTIGUOUS else rows.to(tl.int64) * stride_h + cols.to(tl.int64) * stride_w
+        src = offs if CONTIGUOUS else strided_offset(rows, cols, stride_h, stride_w)
         x = tl.load(src_base + src, mask=mask, other=0.0).to(COMPUTE)
         hit = mask & (x > threshold)
         lane_ymin = tl.where(hit, tl.minimum(lane_ymin, rows), lane_ymin)
@@ -143,7 +146,7 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
         mask = offs < hw
         rows = offs // width
         cols = offs % width
-        src = offs if CONTIGUOUS else rows.to(tl.int64) * stride_h + cols.to(tl.int64) * stride_w
+        src = offs if CONTIGUOUS else strided_offset(rows, cols, stride_h, stride_w)
         x = tl.load(src_base + src, mask=mask, other=0.0).to(COMPUTE)
         squashed = scale * x + shift
         near = (tl.abs(rows - cy) < half_y) & (tl.abs(cols - cx) < half_x)

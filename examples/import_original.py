@@ -315,44 +315,54 @@ def import_original(
             f"{out} already holds {', '.join(existing)}; choose another --output_dir or pass --overwrite"
         )
 
-    coarse_state = read_state_dict(coarse, "coarse model")
-    evaluator_state = read_state_dict(evaluator, "evaluator")
-    fine_state = read_state_dict(fine, "fine model") if fine is not None else None
+    problems: list[str] = []
+
+    def read(path: Path, what: str) -> dict[str, torch.Tensor]:
+        try:
+            return read_state_dict(path, what)
+        except ImportFailed as error:
+            problems.append(str(error))
+            return {}
+
+    coarse_state = read(coarse, "coarse model")
+    evaluator_state = read(evaluator, "evaluator")
+    fine_state = read(fine, "fine model") if fine is not None else {}
+    if problems:
+        raise ImportFailed("\n".join(problems))
     num_classes = infer_num_classes(coarse_state, coarse)
     with torch.device("meta"):
         coarse_net = CoarseNet(backbone, num_classes, width)
         classifier = build_classifier(evaluator_arch, num_classes)
-    hints = _hints(cfg, num_classes, coarse_state, {**evaluator_state, **(fine_state or {})})
+    hints = _hints(cfg, num_classes, coarse_state, {**evaluator_state, **fine_state})
 
-    converted = {
-        "evaluator": convert(
-            evaluator_state, EVALUATOR_RULES, _meta(classifier), evaluator, "evaluator", hints
-        ),
-        "coarse": convert(coarse_state, COARSE_RULES, _meta(coarse_net), coarse, "coarse model", hints),
-    }
-    if fine is not None and fine_state is not None:
-        inner = {k: v for k, v in fine_state.items() if k.startswith(FINE_EVALUATOR_PREFIX)}
-        rest = {k: v for k, v in fine_state.items() if not k.startswith(FINE_EVALUATOR_PREFIX)}
+    # (what, state, rules, target, source): every part is checked, then all problems are reported
+    parts: list[tuple[str, dict[str, torch.Tensor], list[tuple[str, str]], dict[str, torch.Tensor], Path]] = [
+        ("evaluator", evaluator_state, EVALUATOR_RULES, _meta(classifier), evaluator),
+        ("coarse model", coarse_state, COARSE_RULES, _meta(coarse_net), coarse),
+    ]
+    if fine is not None:
         fine_target = _meta(FineNet.from_coarse(coarse_net))
         del fine_target[CLASS_HEAD]
-        fine_rules = [(FINE_EVALUATOR_PREFIX + old, new) for old, new in EVALUATOR_RULES]
-        problems: list[str] = []
-        imported_fine: Imported | None = None
+        rest = {k: v for k, v in fine_state.items() if not k.startswith(FINE_EVALUATOR_PREFIX)}
+        inner = {k: v for k, v in fine_state.items() if k.startswith(FINE_EVALUATOR_PREFIX)}
+        inner_rules = [(FINE_EVALUATOR_PREFIX + old, new) for old, new in EVALUATOR_RULES]
+        parts.append(("fine model", rest, GENERATOR_RULES, fine_target, fine))
+        parts.append(("fine model's evaluator (vgg.*)", inner, inner_rules, _meta(classifier), fine))
+    done: dict[str, Imported] = {}
+    for what, state, rules, target, source in parts:
         try:
-            imported_fine = convert(rest, GENERATOR_RULES, fine_target, fine, "fine model", hints)
+            done[what] = convert(state, rules, target, source, what, hints)
         except ImportFailed as error:
             problems.append(str(error))
-        try:
-            inner_copy = convert(inner, fine_rules, _meta(classifier), fine, "fine model's evaluator (vgg.*)")
-        except ImportFailed as error:
-            problems.append(str(error))
-        if problems:
-            raise ImportFailed("\n".join(problems))
-        assert imported_fine is not None
-        reference = converted["evaluator"].state
+    if problems:
+        raise ImportFailed("\n".join(problems))
+
+    converted = {"evaluator": done["evaluator"], "coarse": done["coarse model"]}
+    if fine is not None:
+        reference = done["evaluator"].state
         differ = [
             f"{FINE_EVALUATOR_PREFIX}{to_original_name(k, EVALUATOR_RULES)}"
-            for k, v in inner_copy.state.items()
+            for k, v in done["fine model's evaluator (vgg.*)"].state.items()
             if not torch.equal(v, reference[k])
         ]
         if differ:
@@ -361,8 +371,8 @@ def import_original(
                 f"({', '.join(differ[:5])}{', …' if len(differ) > 5 else ''}); the authors evaluate the "
                 "fine model with the copy inside it: pass the evaluator it was trained with"
             )
-        imported_fine.state[CLASS_HEAD] = converted["coarse"].state[CLASS_HEAD]
-        converted["fine"] = imported_fine
+        converted["fine"] = done["fine model"]
+        converted["fine"].state[CLASS_HEAD] = done["coarse model"].state[CLASS_HEAD]
 
     written: dict[str, Path] = {}
     for stage, imported in converted.items():

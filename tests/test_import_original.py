@@ -440,6 +440,8 @@ def test_wrong_width_and_class_count_are_explained(
     err = capsys.readouterr().err
     assert "base width 4" in err and "model.generator_width is 8" in err
     assert "generator.down1.0.weight is (16, 64, 3, 3)" in err
+    # every file's problems are reported in one go, not only the first file's
+    assert "is not the authors' coarse model" in err and "is not the authors' fine model" in err
     other = AuthorsEvaluator(EVALUATOR, 7)
     err = run_with(files, tmp_path, "evaluator", {"state_dict": other.state_dict()}, capsys)
     assert "model.classifier.1.weight: (7, 512, 1, 1) in the file" in err
@@ -495,6 +497,22 @@ def test_corrupted_files_give_a_clear_error(
     err = run_with_path(files, tmp_path, "coarse", path, capsys)
     assert str(path) in err and "cannot be read as a PyTorch checkpoint" in err
     assert "Traceback" not in err and "weights_only=False" not in err
+
+
+def test_problems_of_several_files_are_reported_together(
+    files: AuthorsFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    damaged = tmp_path / "damaged.pth"
+    damaged.write_bytes(b"not a checkpoint")
+    not_dict = tmp_path / "tensor.pth"
+    torch.save(torch.zeros(2), not_dict)
+    argv = files.argv(tmp_path / "out")
+    argv[argv.index("--coarse") + 1] = str(damaged)
+    argv[argv.index("--fine") + 1] = str(not_dict)
+    assert import_original.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged}: cannot be read" in err and f"{not_dict}: expected a dict" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_unsafe_pickle_is_refused_without_advice_to_load_it_unsafely(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import torch
 from metrics_reference import (
     ref_prepare_scoremap,
     ref_pxap,
@@ -318,3 +320,35 @@ def test_module_help_runs() -> None:
     assert result.returncode == 0, result.stderr
     for flag in ("--scoremap_root", "--metadata_root", "--mask_root", "--multi_contour_eval", "--json"):
         assert flag in result.stdout
+
+
+def test_docs_python_examples_agree_with_the_script(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/evaluate.md: maps saved by its save_scoremaps, evaluated by its evaluate_in_python and by the CLI."""
+    page = ROOT / "docs" / "evaluate.md"
+    if not page.is_file():
+        pytest.skip("docs/ is not shipped in the sdist")
+    namespace: dict[str, Any] = {}
+    for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S):
+        exec(compile(block, str(page), "exec"), namespace)
+    data = write_box_dataset(tmp_path)
+    keep = 5
+    meta = tmp_path / "metadata" / "CUB" / "test"
+    for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
+        lines = (meta / name).read_text().splitlines(keepends=True)
+        (meta / name).write_text(
+            "".join(line for line in lines if line.split(",")[0].strip() in data["ids"][:keep])
+        )
+    cams = torch.rand(keep, 14, 14, generator=torch.Generator().manual_seed(1)) ** 2
+    namespace["save_scoremaps"](cams, data["ids"][:keep], str(tmp_path / "scoremaps"))
+    value = namespace["evaluate_in_python"](str(meta), str(tmp_path / "scoremaps"))
+    code, out, err = run(
+        capsys,
+        *box_args(
+            tmp_path, "--multi_contour_eval", "--multi_iou_eval", "--cam_curve_interval", "0.001", "--json"
+        ),
+    )
+    assert code == 0, err
+    assert json.loads(out)["localization"] == pytest.approx(value, rel=1e-12)
+    assert json.loads(out)["metric"] == "MaxBoxAccV2"

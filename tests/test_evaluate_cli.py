@@ -285,6 +285,16 @@ def test_metadata_errors_and_bad_options(tmp_path: Path, capsys: pytest.CaptureF
     (meta / "image_sizes.txt").write_text(sizes.replace(",", ",x", 1))
     assert f"{meta / 'image_sizes.txt'}:1: width must be an integer" in _error(capsys, tmp_path)
     (meta / "image_sizes.txt").write_text(sizes)
+    boxes = (meta / "localization.txt").read_text()
+    first = boxes.splitlines()[0].split(",")
+    width = sizes.splitlines()[0].split(",")[1]
+    (meta / "localization.txt").write_text(
+        ",".join([*first[:3], str(int(width) + 5), first[4]]) + "\n" + boxes
+    )
+    assert f"{meta / 'localization.txt'}:1: box" in (err := _error(capsys, tmp_path)) and "leaves its" in err
+    code, _, err = run(capsys, *box_args(tmp_path, "--keep_boxes_outside_image"))
+    assert code == 0, err  # the reference keeps such a box
+    (meta / "localization.txt").write_text(boxes)
     assert "lacks 50" in _error(capsys, tmp_path, "--iou_threshold_list", "30", "70")
     assert "distinct" in _error(capsys, tmp_path, "--iou_threshold_list", "50", "50")
     assert "cam_curve_interval" in _error(capsys, tmp_path, "--cam_curve_interval", "0")

@@ -240,3 +240,21 @@ def test_box_frame_errors() -> None:
         metrics.ornet_gt_boxes([[1, 2, 3, 4]], (10, 10), box_format="cxcywh")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="crop"):
         metrics.ornet_gt_boxes([[1, 2, 3, 4]], (10, 10), resize=200, crop=224)
+
+
+def test_boxes_outside_the_image_can_be_kept(tmp_path: Path) -> None:
+    folder = write_split(tmp_path, localization="001.A/a_1.jpg,10,20,501,280\n")
+    with pytest.raises(DataError, match="leaves its 500x300 image"):
+        read_wsol_metadata(folder, require_localization=False)
+    meta = read_wsol_metadata(folder, require_localization=False, boxes_outside="keep")
+    assert meta.boxes["001.A/a_1.jpg"] == ((10.0, 20.0, 501.0, 280.0),)
+    with pytest.raises(ValueError, match="boxes_outside"):
+        read_wsol_metadata(folder, boxes_outside="clip")  # type: ignore[arg-type]
+
+
+def test_read_mask_16_bit_keeps_the_top_byte_like_opencv(tmp_path: Path) -> None:
+    values = np.array([[0, 255, 256, 511], [32768, 65535, 128, 40000]], dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    assert cv2.imwrite(str(path), values)
+    expected = np.float32(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
+    assert np.array_equal(metrics.read_mask(path, size=None).numpy(), expected)

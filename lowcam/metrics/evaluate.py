@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         help="lowcam addition: accept raw CAMs of any size; resize them bicubically in float64 to 224x224 "
         "and min-max normalise them (the reference's inference path) before evaluating",
     )
+    parser.add_argument(
+        "--keep_boxes_outside_image",
+        action="store_true",
+        help="lowcam addition: keep a GT box that reaches beyond its image's size (the reference keeps it; "
+        "lowcam refuses it by default, naming the localization.txt line)",
+    )
     parser.add_argument("--batch_size", type=int, default=64, help="maps evaluated together (memory only)")
     parser.add_argument("--device", default="cpu", help="torch device for the counting, e.g. cpu or cuda")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar on stderr")
@@ -254,6 +260,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         localization="masks" if masks else "boxes",
         require_localization=True,
         require_labels=False,
+        boxes_outside="keep" if args.keep_boxes_outside_image else "error",
     )
     if not meta.image_ids:
         raise DataError(meta.ids_path, None, "lists no image: nothing to evaluate")

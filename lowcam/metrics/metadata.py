@@ -155,6 +155,7 @@ def read_wsol_metadata(
     require_labels: bool = True,
     require_sizes: bool | None = None,
     num_classes: int | None = None,
+    boxes_outside: Literal["error", "keep"] = "error",
 ) -> WSOLMetadata:
     """Read and check one split in the wsolevaluation metadata layout (see the module docstring).
 
@@ -172,10 +173,13 @@ def read_wsol_metadata(
         require_sizes: ``image_sizes.txt`` must exist and give every image its size; ``None`` means
             ``localization == "boxes" and require_localization`` (the boxes are rescaled with the sizes).
         num_classes: when given, labels must be below it.
+        boxes_outside: a box reaching beyond its image's size (``x1 > width`` or ``y1 > height``) is an
+            ``"error"`` (default), or is kept (``"keep"``, the reference's behaviour).
 
     Returns:
         The checked :class:`WSOLMetadata`. Boxes are ``(x0, y0, x1, y1)`` floats in original pixels; with
-        the image's size known, ``0 <= x0 < x1 <= width`` and ``0 <= y0 < y1 <= height``.
+        the image's size known (and ``boxes_outside="error"``), ``0 <= x0 < x1 <= width`` and
+        ``0 <= y0 < y1 <= height``.
 
     Raises:
         DataError: a missing required file; a malformed line (field count, a non-numeric label, size or
@@ -199,6 +203,8 @@ def read_wsol_metadata(
         raise ValueError(f"localization must be 'boxes' or 'masks', got {localization!r}")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)):
         raise TypeError(f"num_classes must be an int or None, got {type(num_classes).__name__}")
+    if boxes_outside not in ("error", "keep"):
+        raise ValueError(f"boxes_outside must be 'error' or 'keep', got {boxes_outside!r}")
     if require_sizes is None:
         require_sizes = localization == "boxes" and require_localization
     meta = Path(metadata_dir)
@@ -277,7 +283,7 @@ def read_wsol_metadata(
                         line,
                         f"invalid box (x0, y0, x1, y1) = {(x0, y0, x1, y1)}: needs 0 <= x0 < x1 and 0 <= y0 < y1",
                     )
-                if image_id in sizes:
+                if image_id in sizes and boxes_outside == "error":
                     width, height = sizes[image_id]
                     if x1 > width or y1 > height:
                         raise DataError(
@@ -357,6 +363,8 @@ def read_mask(path: str | os.PathLike[str], *, size: int | tuple[int, int] | Non
         raise ImportError(
             "reading mask images needs Pillow: pip install pillow (or pip install 'lowcam[examples]')"
         ) from error
+    import numpy as np
+
     from lowcam.metrics.pxap import resize_nearest
 
     mask_path = Path(path)
@@ -366,8 +374,8 @@ def read_mask(path: str | os.PathLike[str], *, size: int | tuple[int, int] | Non
         with Image.open(mask_path) as image:
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # OpenCV's IMREAD_GRAYSCALE keeps the top 8 bits of a 16-bit image
-                grey = torch.tensor(list(image.getdata()), dtype=torch.int64) // 256
-                data = grey.clamp(0, 255).to(torch.float32).view(image.height, image.width)
+                grey = torch.from_numpy(np.asarray(image).astype(np.int64)) // 256
+                data = grey.clamp(0, 255).to(torch.float32)
             else:
                 converted = image.convert("L")
                 raw = torch.frombuffer(bytearray(converted.tobytes()), dtype=torch.uint8)

@@ -191,3 +191,12 @@ def test_wheel_installs_and_exposes_the_public_api(tmp_path: Path) -> None:
     assert report["version"] == report["dist_version"] == lowcam.__version__
     assert report["py_typed"]
     assert report["entropy"] == pytest.approx(0.6931, abs=1e-4)
+
+    # The console script is installed with the package and runs from the fresh environment.
+    script = env_dir / ("Scripts/lowcam-eval.exe" if os.name == "nt" else "bin/lowcam-eval")
+    assert script.is_file(), "the wheel installs no lowcam-eval script"
+    help_run = subprocess.run(
+        [str(script), "--help"], cwd=scratch, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert help_run.returncode == 0, help_run.stderr[-3000:]
+    assert "--multi_contour_eval" in help_run.stdout

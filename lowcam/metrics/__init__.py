@@ -26,20 +26,36 @@ from __future__ import annotations
 from lowcam.metrics.accuracy import BoxAccuracy, Protocol
 from lowcam.metrics.boxes import ContourBoxes, boxes_all_pixels, contour_boxes
 from lowcam.metrics.iou import box_iou
+from lowcam.metrics.metadata import (
+    DataError,
+    MaskRef,
+    WSOLMetadata,
+    ornet_gt_boxes,
+    read_mask,
+    read_wsol_metadata,
+    wsoleval_gt_boxes,
+)
 from lowcam.metrics.pxap import PxAP, resize_nearest
 from lowcam.metrics.scoremap import ornet_thresholds, prepare_scoremap, quantize_scoremap, wsoleval_thresholds
 
 __all__ = [
     "BoxAccuracy",
     "ContourBoxes",
+    "DataError",
+    "MaskRef",
     "Protocol",
     "PxAP",
+    "WSOLMetadata",
     "box_iou",
     "boxes_all_pixels",
     "contour_boxes",
+    "ornet_gt_boxes",
     "ornet_thresholds",
     "prepare_scoremap",
     "quantize_scoremap",
+    "read_mask",
+    "read_wsol_metadata",
     "resize_nearest",
+    "wsoleval_gt_boxes",
     "wsoleval_thresholds",
 ]

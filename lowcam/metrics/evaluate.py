@@ -1,0 +1,346 @@
+"""``lowcam-eval``: clovaai/wsolevaluation's offline evaluation (``evaluation.py``), exact and batched.
+
+A drop-in for ``python evaluation.py ...`` of the reference code: the same flags, defaults, metadata layout
+(``<metadata_root>/<dataset_name>/<split>/``), score maps (``<scoremap_root>/<image_id>.npy``), masks
+(``<mask_root>/OpenImages/<mask path>``) and numbers. docs/evaluate.md describes it in full.
+
+Usage::
+
+    lowcam-eval --scoremap_root train_log/scoremaps --metadata_root metadata --dataset_name CUB \\
+        --split test --multi_contour_eval --multi_iou_eval --cam_curve_interval 0.001 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lowcam import metrics
+from lowcam.metrics.metadata import DataError, WSOLMetadata, read_mask, read_wsol_metadata, wsoleval_gt_boxes
+
+__all__ = ["main"]
+
+#: The reference squashes images, masks and score maps to 224×224.
+SCOREMAP_SIZE = 224
+_DATASETS = ("CUB", "ILSVRC", "OpenImages")
+_T = TypeVar("_T")
+
+
+def _str2bool(value: str) -> bool:
+    """The reference's ``str2bool``: yes/true/t/y/1 and no/false/f/n/0, any case."""
+    if value.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if value.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"boolean value expected, got {value!r}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lowcam-eval",
+        description=(
+            "Evaluate saved score maps as clovaai/wsolevaluation's evaluation.py does (same flags, same "
+            "numbers): MaxBoxAcc / MaxBoxAccV2 for CUB and ILSVRC, PxAP for OpenImages."
+        ),
+        epilog=(
+            "MaxBoxAccV2 is --multi_contour_eval --multi_iou_eval (IoU 30, 50, 70). The reference paper's "
+            "numbers use --cam_curve_interval 0.001; this script's default, like the reference script's, is "
+            "0.01. Score maps must be 224x224 float arrays in [0, 1] (or pass --prepare_scoremaps)."
+        ),
+    )
+    parser.add_argument(
+        "--scoremap_root", default="train_log/scoremaps/", help="folder of <image_id>.npy score maps"
+    )
+    parser.add_argument(
+        "--metadata_root", default="metadata/", help="folder holding <dataset_name>/<split>/*.txt"
+    )
+    parser.add_argument(
+        "--mask_root", default="dataset/", help="masks are read from <mask_root>/OpenImages/<mask path>"
+    )
+    parser.add_argument("--dataset_name", required=True, choices=_DATASETS)
+    parser.add_argument("--split", required=True, help="the metadata split folder, e.g. val or test")
+    parser.add_argument(
+        "--cam_curve_interval",
+        type=float,
+        default=0.01,
+        help="score-map threshold step: thresholds np.arange(0, 1, step) (default 0.01, the reference "
+        "script's; its training code and papers use 0.001)",
+    )
+    parser.add_argument(
+        "--multi_contour_eval",
+        type=_str2bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="boxes of every contour (MaxBoxAccV2) instead of the largest contour's (MaxBoxAcc)",
+    )
+    parser.add_argument(
+        "--multi_iou_eval",
+        type=_str2bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="report the mean over --iou_threshold_list instead of the value at IoU 50",
+    )
+    parser.add_argument(
+        "--iou_threshold_list",
+        nargs="+",
+        type=int,
+        default=[30, 50, 70],
+        help="IoU thresholds in percent (default 30 50 70)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    parser.add_argument(
+        "--prepare_scoremaps",
+        action="store_true",
+        help="lowcam addition: accept raw CAMs of any size; resize them bicubically in float64 to 224x224 "
+        "and min-max normalise them (the reference's inference path) before evaluating",
+    )
+    parser.add_argument(
+        "--keep_boxes_outside_image",
+        action="store_true",
+        help="lowcam addition: keep a GT box that reaches beyond its image's size (the reference keeps it; "
+        "lowcam refuses it by default, naming the localization.txt line)",
+    )
+    parser.add_argument("--batch_size", type=int, default=64, help="maps evaluated together (memory only)")
+    parser.add_argument("--device", default="cpu", help="torch device for the counting, e.g. cpu or cuda")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar on stderr")
+    return parser
+
+
+# -------------------------------------------------------------------------------------------- reading
+
+
+def _load_scoremap(root: Path, image_id: str, meta: WSOLMetadata, prepare: bool) -> Tensor:
+    """One score map as a ``(224, 224)`` float64 tensor, checked as the reference's ``check_scoremap_validity``."""
+    ids_path, line = meta.origin(image_id)
+    path = root / f"{image_id}.npy"
+    if not path.is_file():
+        raise DataError(ids_path, line, f"score map of image {image_id!r} not found: {path}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(path, None, f"unreadable score map (image {image_id!r}): {error}") from error
+    where = f"score map of image {image_id!r} ({ids_path.name} line {line})"
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        kind = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+        raise DataError(path, None, f"{where} must hold real numbers, got {kind}")
+    if array.ndim != 2 or 0 in array.shape:
+        raise DataError(path, None, f"{where} must be a 2-D (H, W) array, got shape {array.shape}")
+    values = np.asarray(array, dtype=np.float64)  # the reference evaluates maps in float64 (t2n)
+    if prepare:
+        if np.isinf(values).any():
+            raise DataError(path, None, f"{where} holds an infinite value")
+        return metrics.prepare_scoremap(torch.from_numpy(values)[None], size=SCOREMAP_SIZE)[0]
+    if array.shape != (SCOREMAP_SIZE, SCOREMAP_SIZE):
+        raise DataError(
+            path,
+            None,
+            f"{where} has shape {array.shape}; wsolevaluation evaluates 224x224 maps (its inference resizes "
+            "each CAM bicubically to 224x224 and min-max normalises it): save such maps, or pass "
+            "--prepare_scoremaps to do it here",
+        )
+    if np.isnan(values).any():
+        raise DataError(path, None, f"{where} holds NaN (the reference rejects it too)")
+    low, high = float(values.min()), float(values.max())
+    if low < 0.0 or high > 1.0:
+        raise DataError(
+            path,
+            None,
+            f"{where} must lie in [0, 1], got min {low} and max {high} (min-max normalise the maps, or pass "
+            "--prepare_scoremaps)",
+        )
+    return torch.from_numpy(values)
+
+
+def _load_masks(mask_root: Path, image_id: str, meta: WSOLMetadata) -> tuple[Tensor, Tensor]:
+    """``(N, 224, 224)`` instance masks and the ``(224, 224)`` ignore mask (zeros if none), grey levels."""
+    loc_path = meta.directory / "localization.txt"
+
+    def load(path: str, line: int, what: str) -> Tensor:
+        file = mask_root / path
+        if not file.is_file():
+            raise DataError(loc_path, line, f"{what} of image {image_id!r} not found: {file}")
+        return read_mask(file, size=SCOREMAP_SIZE)
+
+    masks = torch.stack([load(ref.path, ref.line, "mask") for ref in meta.masks[image_id]])
+    ref = meta.ignore.get(image_id)
+    ignore = load(ref.path, ref.line, "ignore mask") if ref is not None else torch.zeros_like(masks[0])
+    return masks, ignore
+
+
+def _progress(items: Sequence[_T], enabled: bool) -> Iterator[_T]:
+    """Iterate with a progress bar on stderr: tqdm's when it is installed, else a line every 10 %."""
+    if not enabled:
+        yield from items
+        return
+    try:
+        tqdm: Any = importlib.import_module("tqdm").tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is not None:
+        yield from tqdm(items, desc="lowcam-eval", unit="map", file=sys.stderr, leave=False)
+        return
+    total = len(items)
+    step = max(1, math.ceil(total / 10))
+    for i, item in enumerate(items, start=1):
+        yield item
+        if i % step == 0 or i == total:
+            print(f"lowcam-eval: {i}/{total} score maps", file=sys.stderr, flush=True)
+
+
+def _batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    batch: list[_T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# -------------------------------------------------------------------------------------------- results
+
+
+def _read_result(result: dict[str, Any], iou_percents: Sequence[int] | None) -> dict[str, Any]:
+    """Everything the script reads from a metric's ``compute()`` result, in one place.
+
+    Returns ``{"n": images, "value": headline from the metric}`` and, for box metrics (``iou_percents``
+    given, in the order the metric was built with), ``"acc"`` and ``"threshold"``: per IoU percent, the
+    accuracy in percent at the best score-map threshold and that threshold.
+    """
+    out: dict[str, Any] = {"n": int(result["n"]), "value": float(result["value"])}
+    if iou_percents is not None:
+        out["acc"] = {p: float(result["acc"][p / 100]) for p in iou_percents}
+        out["threshold"] = {p: float(result["threshold"][p / 100]) for p in iou_percents}
+    return out
+
+
+def _box_metric_name(multi_contour: bool, multi_iou: bool, ious: Sequence[int]) -> str:
+    if multi_contour and multi_iou and list(ious) == [30, 50, 70]:
+        return "MaxBoxAccV2"
+    if not multi_contour and not multi_iou:
+        return "MaxBoxAcc"
+    contours = "all contours" if multi_contour else "largest contour"
+    how = "mean over IoU " + "/".join(map(str, ious)) if multi_iou else "IoU 50"
+    return f"box accuracy ({contours}, {how})"
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    interval = args.cam_curve_interval
+    if not (0.0 < interval <= 1.0):
+        raise ValueError(f"--cam_curve_interval must be in (0, 1], got {interval}")
+    if args.batch_size <= 0:
+        raise ValueError(f"--batch_size must be positive, got {args.batch_size}")
+    ious: list[int] = list(args.iou_threshold_list)
+    if any(not 0 <= p <= 100 for p in ious) or len(set(ious)) != len(ious):
+        raise ValueError(f"--iou_threshold_list must be distinct integers in 0..100, got {ious}")
+    masks = args.dataset_name == "OpenImages"
+    if not masks and not args.multi_iou_eval and 50 not in ious:
+        raise ValueError(
+            f"--iou_threshold_list {ious} lacks 50, the IoU whose accuracy is reported without --multi_iou_eval"
+        )
+    device = torch.device(args.device)
+    meta = read_wsol_metadata(
+        Path(args.metadata_root) / args.dataset_name / args.split,
+        localization="masks" if masks else "boxes",
+        require_localization=True,
+        require_labels=False,
+        boxes_outside="keep" if args.keep_boxes_outside_image else "error",
+    )
+    if not meta.image_ids:
+        raise DataError(meta.ids_path, None, "lists no image: nothing to evaluate")
+    thresholds = metrics.wsoleval_thresholds(interval)
+    scoremap_root = Path(args.scoremap_root)
+    mask_root = Path(args.mask_root) / "OpenImages"  # as the reference joins it
+    metric: Any
+    if masks:
+        metric = metrics.PxAP(thresholds=thresholds)
+    else:
+        metric = metrics.BoxAccuracy(
+            "maxboxacc_v2" if args.multi_contour_eval else "maxboxacc",
+            thresholds=thresholds,
+            iou_thresholds=[p / 100 for p in ious],
+        )
+    ids = _progress(meta.image_ids, enabled=not args.no_progress)
+    for batch in _batches(ids, args.batch_size):
+        maps = torch.stack([_load_scoremap(scoremap_root, i, meta, args.prepare_scoremaps) for i in batch])
+        if masks:
+            loaded = [_load_masks(mask_root, i, meta) for i in batch]
+            metric.update(maps.to(device), [m for m, _ in loaded], [g for _, g in loaded])
+        else:
+            gt = [wsoleval_gt_boxes(meta.boxes[i], meta.sizes[i], size=SCOREMAP_SIZE) for i in batch]
+            metric.update(maps.to(device), gt)
+    summary = _read_result(metric.compute(), None if masks else ious)
+    report: dict[str, Any] = {"dataset_name": args.dataset_name, "split": args.split, "n": summary["n"]}
+    if masks:
+        report.update(metric="PxAP", localization=summary["value"], pxap=summary["value"])
+    else:
+        accs = summary["acc"]
+        headline = sum(accs.values()) / len(accs) if args.multi_iou_eval else accs[50]
+        report.update(
+            metric=_box_metric_name(args.multi_contour_eval, args.multi_iou_eval, ious), localization=headline
+        )
+        for p in ious:
+            report[f"acc@{p}"] = accs[p]
+        for p in ious:
+            report[f"threshold@{p}"] = summary["threshold"][p]
+        report.update(
+            multi_contour_eval=bool(args.multi_contour_eval),
+            multi_iou_eval=bool(args.multi_iou_eval),
+            iou_threshold_list=ious,
+        )
+    report["cam_curve_interval"] = interval
+    return report
+
+
+def _print_text(report: dict[str, Any]) -> None:
+    split = report["split"]
+    if report["metric"] == "PxAP":
+        print(f"Mask AUC on split {split}: {report['pxap']}")
+    else:
+        contours = "all contours" if report["multi_contour_eval"] else "largest contour"
+        for p in report["iou_threshold_list"]:
+            print(
+                f"box accuracy on split {split}, IoU {p}, {contours}: {report[f'acc@{p}']} "
+                f"(score-map threshold {report[f'threshold@{p}']:.6g})"
+            )
+        print(f"{report['metric']} over {report['n']} images")
+    print(f"localization: {report['localization']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lowcam-eval`` with ``argv`` (default: the command line); return the exit status.
+
+    0 on success; 1 for a problem in the data (a missing or malformed score map, mask or metadata line;
+    the message names the file and the line) or a bad option value; 2 for a usage error (argparse).
+    """
+    args = _parser().parse_args(argv)
+    try:
+        report = _evaluate(args)
+    except (DataError, ValueError, RuntimeError, ImportError) as error:
+        print(f"lowcam-eval: error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,9 +17,9 @@ class CountingMetric:
     """A metric accumulated as a fixed set of int64 count tensors (its *state*), summed batch by batch.
 
     The state never grows with the number of images, and a sum of states is the state of the union of the
-    data: that is what makes :meth:`sync` (an all-reduce) exact. A subclass defines :meth:`_empty_state`
+    data: that is what makes :meth:`sync` (an all-reduce) exact. A subclass defines ``_empty_state()``
     (the state after :meth:`reset`), adds to ``self._state[name]`` in its ``update`` (after
-    :meth:`_prepare_update`), and reads :meth:`_global_state` in its ``compute``. It behaves as a
+    ``_prepare_update(device)``), and reads ``_global_state()`` in its ``compute``. It behaves as a
     ``torchmetrics`` user expects:
 
     - ``compute()`` sums the state over the processes of ``process_group`` when ``torch.distributed`` is

@@ -27,7 +27,7 @@ def _axes(ax: Any) -> Any:
 
 
 class BoxAccuracyResult(dict[str, Any]):
-    """What :meth:`BoxAccuracy.compute <lowcam.metrics.BoxAccuracy.compute>` returns.
+    """What :meth:`~lowcam.metrics.BoxAccuracy.compute` returns.
 
     Built from the correct counts; every number is in percent of the ``n`` images. The accuracy at IoU
     threshold ``δ`` is the best over the map thresholds τ (the first τ reaching it); the value is the mean
@@ -183,7 +183,7 @@ class BoxAccuracyResult(dict[str, Any]):
 
 
 class PxAPResult(dict[str, Any]):
-    """What :meth:`PxAP.compute <lowcam.metrics.PxAP.compute>` returns.
+    """What :meth:`~lowcam.metrics.PxAP.compute` returns.
 
     As a ``dict`` it holds ``"value"`` (PxAP, percent), ``"precision"`` and ``"recall"`` (``(T + 2,)`` float64,
     from the top bin down) and ``"n"`` (images).

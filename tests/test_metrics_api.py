@@ -176,3 +176,57 @@ def test_old_protocol_alias_warns() -> None:
     assert alias is metrics.BoxProtocol
     with pytest.raises(AttributeError):
         metrics.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_documented_valid_mask_marks_exactly_the_sampler_padding(shuffle: bool) -> None:
+    """The docs/metrics.md recipe: position ``rank + j * world_size`` is padding iff ``>= len(dataset)``."""
+    from torch.utils.data import DistributedSampler
+
+    dataset = list(range(10))
+    world = 4  # 10 samples over 4 ranks: 12 slots, 2 padded
+    counted: list[int] = []
+    for rank in range(world):
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=3)
+        indices = list(sampler)
+        position = rank + torch.arange(len(indices)) * world
+        valid = position < len(dataset)
+        counted += [i for i, v in zip(indices, valid.tolist()) if v]
+    assert sorted(counted) == dataset
+
+
+def test_transposed_maps_in_ornet_and_pxap() -> None:
+    rng = np.random.default_rng(8)
+    maps = torch.from_numpy(rng.random((3, 9, 9)))
+    gts = [torch.tensor([[1.0, 2.0, 7.0, 8.0]])] * 3
+    a = metrics.BoxAccuracy("ornet", image_size=9).update(maps.mT, gts).compute()
+    b = metrics.BoxAccuracy("ornet", image_size=9).update(maps.mT.contiguous(), gts).compute()
+    assert a.scalars() == b.scalars() and torch.equal(a.curve, b.curve)
+    masks = torch.from_numpy(rng.random((3, 9, 9)) < 0.4)
+    p = metrics.PxAP().update(maps.mT, masks).compute()
+    q = metrics.PxAP().update(maps.mT.contiguous(), masks).compute()
+    assert p.value == q.value
+
+
+def test_bench_threads_under_load_smoke(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    args = ["--threads-under-load", "--n", "2", "--before-n", "1", "--quick", "--out", str(tmp_path)]
+    subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "bench_metrics.py"), *args],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    rows = json.loads((tmp_path / "metrics_threads.json").read_text())["rows"]
+    assert [(r["competing_process"], r["torch_threads"]) for r in rows] == [
+        (False, torch.get_num_threads()), (False, torch.get_num_threads()), (False, 1),
+        (True, torch.get_num_threads()), (True, torch.get_num_threads()), (True, 1),
+    ]  # fmt: skip
+    assert all(r["median_s"] > 0 for r in rows)
+    assert "vs one thread" in (tmp_path / "metrics_threads.md").read_text()

@@ -166,7 +166,7 @@ class PxAP(CountingMetric):
         nan = torch.isnan(scores).flatten(1).any(1).view(b, 1, 1)
         scores = torch.where(nan, torch.zeros_like(scores), scores)
         edges = self.edges.to(device)
-        bins = torch.searchsorted(edges, scores, right=True) - 1
+        bins = torch.searchsorted(edges, scores.contiguous(), right=True) - 1
         counted = counted & (bins >= 0)  # below the first edge: in no bin, as in np.histogram
         self._prepare_update(device)
         # one histogram of (bin, class) pairs, class 0 foreground, 1 background, 2 not counted

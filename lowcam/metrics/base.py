@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from typing_extensions import Self
 
 __all__ = ["CountingMetric", "cpu_threads", "valid_mask"]
 
@@ -63,7 +64,7 @@ class CountingMetric:
         """The device the state lives on."""
         return self._device
 
-    def to(self, device: torch.device | str) -> CountingMetric:
+    def to(self, device: torch.device | str) -> Self:
         """Move the state to ``device``; returns ``self``."""
         self._device = torch.device(device)
         self._state = {k: v.to(self._device) for k, v in self._state.items()}

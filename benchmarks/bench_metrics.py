@@ -8,14 +8,19 @@ on the first ``--ref-n`` images and reported per image; lowcam is timed on all `
 
     python benchmarks/bench_metrics.py --n 1000            # full
     python benchmarks/bench_metrics.py --n 64 --quick      # a minute or two
+    python benchmarks/bench_metrics.py --threads-under-load  # default threads vs one, with a busy core
 
-Writes ``benchmarks/results/metrics_<device>.json`` and ``.md``.
+Writes ``benchmarks/results/metrics_<device>.json`` and ``.md`` (``metrics_threads`` for the threads mode).
+The reference loops are the test oracle, ``tests/metrics_reference.py`` (one copy for tests and benchmark).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +31,10 @@ import torch
 from benchmarks._timing import environment, markdown_table, synchronize, time_fn, write_results
 from lowcam import metrics
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 try:
-    import cv2
+    import cv2  # the oracle needs it
+    from metrics_reference import ref_ornet_counts, ref_wsoleval_counts
 except ImportError:  # pragma: no cover - the benchmark then has no OpenCV reference
     cv2 = None
 
@@ -75,75 +82,6 @@ def gt_boxes(n: int, size: float, seed: int) -> list[torch.Tensor]:
     ]
 
 
-# -- the reference loops ------------------------------------------------------------------------------------
-
-
-def ref_wsoleval(maps: np.ndarray, gts: list[np.ndarray], multi: bool) -> np.ndarray:
-    """The reference's BoxEvaluator.accumulate, one image and one threshold at a time with OpenCV."""
-    taus = np.arange(0, 1, 0.001)
-    deltas = (30, 50, 70) if multi else (50,)
-    counts = {d: np.zeros(len(taus), dtype=np.int64) for d in deltas}
-    for scoremap, gt in zip(maps, gts):
-        h, w = scoremap.shape
-        img = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
-        boxes_all, numbers = [], []
-        for tau in taus:
-            _, binary = cv2.threshold(img, int(tau * np.max(img)), 255, cv2.THRESH_BINARY)
-            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-            if len(contours) == 0:
-                boxes_all.append(np.asarray([[0, 0, 0, 0]]))
-                numbers.append(1)
-                continue
-            if not multi:
-                contours = [max(contours, key=cv2.contourArea)]
-            boxes = []
-            for c in contours:
-                x, y, bw, bh = cv2.boundingRect(c)
-                boxes.append([x, y, min(x + bw, w - 1), min(y + bh, h - 1)])
-            boxes_all.append(np.asarray(boxes))
-            numbers.append(len(contours))
-        a = np.concatenate(boxes_all, 0)[:, None, :].astype(np.float64)
-        b = np.asarray(gt, dtype=np.float64)[None]
-        iw = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
-        ih = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
-        inter = iw * ih
-        union = (
-            (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-            + (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-            - inter
-        )
-        best_per_box = (inter / union).max(1)
-        idx, sliced = 0, []
-        for nr in numbers:
-            sliced.append(best_per_box[idx : idx + nr].max())
-            idx += nr
-        for d in deltas:
-            counts[d][np.where(np.asarray(sliced) >= d / 100)[0]] += 1
-    return np.stack([counts[d] for d in deltas])
-
-
-def ref_ornet(maps: np.ndarray, gts: list[np.ndarray]) -> np.ndarray:
-    """Per image, per threshold in NumPy, the ORNet way."""
-    taus = [(i + 1) / 20 for i in range(19)]
-    counts = np.zeros(len(taus), dtype=np.int64)
-    for m, gt in zip(maps, gts):
-        s = 224 / m.shape[1]
-        for j, tau in enumerate(taus):
-            ys, xs = np.where(m.astype(np.float64) > tau)
-            box = (
-                [0.0, 0.0, 224.0, 224.0]
-                if len(xs) == 0
-                else [xs.min() * s, ys.min() * s, xs.max() * s, ys.max() * s]
-            )
-            g = gt[0]
-            iw = max(0.0, min(box[2], g[2]) - max(box[0], g[0]))
-            ih = max(0.0, min(box[3], g[3]) - max(box[1], g[1]))
-            inter = iw * ih
-            union = (box[2] - box[0]) * (box[3] - box[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter
-            counts[j] += inter / union > 0.5
-    return counts
-
-
 # -- main ---------------------------------------------------------------------------------------------------
 
 
@@ -174,16 +112,21 @@ def run_case(
         "peak_mem_mb": stats["peak_mem_mb"],
         "value": out["value"],
     }
-    if protocol != "ornet" and cv2 is None:
+    if cv2 is None:
         row["reference"] = "cv2 not installed"
         return row
     sub = maps[:ref_n].numpy()
     sub_gt = [g.numpy() for g in gts[:ref_n]]
     start = time.perf_counter()
     if protocol == "ornet":
-        ref = ref_ornet(sub, sub_gt)[None]
+        ref = ref_ornet_counts(sub, sub_gt, metrics.ornet_thresholds().tolist(), scale=224 / sub.shape[2])[0][
+            None
+        ]
     else:
-        ref = ref_wsoleval(sub, sub_gt, multi=protocol == "maxboxacc_v2")
+        multi = protocol == "maxboxacc_v2"
+        ref = ref_wsoleval_counts(
+            sub, sub_gt, multi=multi, iou_thresholds=(0.3, 0.5, 0.7) if multi else (0.5,)
+        )
     ref_s = time.perf_counter() - start
     check = metrics.BoxAccuracy(protocol).update(maps_dev[:ref_n], gts[:ref_n]).compute()  # type: ignore[arg-type]
     got = np.stack([c.numpy() for c in check["counts"].values()])
@@ -194,11 +137,126 @@ def run_case(
     return row
 
 
+def threads_under_load(n: int, before_n: int, repeats: int, out: Path, name: str | None) -> None:
+    """MaxBoxAccV2 over ``n`` noisy maps: torch's default threads against one, idle and beside a busy core.
+
+    Three settings: torch's default thread count with ``cpu_threads=None`` (what every release before the
+    ``cpu_threads`` option did; timed once on the first ``before_n`` maps only, as it is several times
+    slower), the same with the library's default ``cpu_threads=1``, and torch set to one thread for the whole
+    process (the target: the default must stay within 1.5× of it under load). Times are compared per map.
+    The competing process is a Python loop spinning on one core.
+    """
+    maps = wsoleval_maps("noisy", n, seed=1)
+    gts = gt_boxes(n, 224.0, seed=1)
+    default_threads = torch.get_num_threads()
+    settings: list[tuple[str, int, int | None]] = [
+        (f"torch default ({default_threads} threads), cpu_threads=None (before)", default_threads, None),
+        (f"torch default ({default_threads} threads), cpu_threads=1 (library default)", default_threads, 1),
+        ("torch.set_num_threads(1)", 1, None),
+    ]
+    rows: list[dict[str, Any]] = []
+    for load in (False, True):
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load else None
+        times: list[list[float]] = [[] for _ in settings]
+        loads: list[list[float]] = [[] for _ in settings]
+        try:
+            time.sleep(0.5 if load else 0.0)
+            for _, threads, cpu in settings:  # warm-up
+                torch.set_num_threads(threads)
+                metrics.BoxAccuracy("maxboxacc_v2", cpu_threads=cpu).update(maps[:8], gts[:8])
+            # the settings take turns, so that the other processes' load drifts over all of them alike
+            for rep in range(repeats):
+                for i, (_, threads, cpu) in enumerate(settings):
+                    if i == 0 and rep > 0:
+                        continue  # the slow setting runs once
+                    m = min(n, before_n) if i == 0 else n
+                    torch.set_num_threads(threads)
+                    loads[i].append(os.getloadavg()[0])
+                    start = time.perf_counter()
+                    metrics.BoxAccuracy("maxboxacc_v2", cpu_threads=cpu).update(maps[:m], gts[:m])
+                    times[i].append(time.perf_counter() - start)
+        finally:
+            if spinner is not None:
+                spinner.kill()
+                spinner.wait()
+            torch.set_num_threads(default_threads)
+        for i, (label, threads, cpu) in enumerate(settings):
+            m = min(n, before_n) if i == 0 else n
+            row = {
+                "competing_process": load,
+                "setting": label,
+                "torch_threads": threads,
+                "cpu_threads": cpu,
+                "n": m,
+                "runs_s": times[i],
+                "median_s": statistics.median(times[i]),
+                "ms_per_map": statistics.median(times[i]) * 1e3 / m,
+                "min_s": min(times[i]),
+                "max_s": max(times[i]),
+                "runs": len(times[i]),
+                "load_avg_1min": statistics.mean(loads[i]),
+            }
+            rows.append(row)
+            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    for row in rows:
+        one = next(
+            r["ms_per_map"]
+            for r in rows
+            if r["competing_process"] == row["competing_process"] and r["torch_threads"] == 1
+        )
+        row["vs_one_thread"] = row["ms_per_map"] / one
+    env = environment("cpu")
+    table = [
+        [
+            "yes" if r["competing_process"] else "no",
+            r["setting"],
+            r["n"],
+            r["runs"],
+            f"{r['median_s']:.2f} ({r['min_s']:.2f}–{r['max_s']:.2f})",
+            f"{r['ms_per_map']:.1f}",
+            f"{r['vs_one_thread']:.2f}×",
+            f"{r['load_avg_1min']:.2f}",
+        ]
+        for r in rows
+    ]
+    md = "\n".join(
+        [
+            f"# lowcam.metrics on a busy CPU ({env['device']})",
+            "",
+            f"MaxBoxAccV2 over {n} noisy 224×224 score maps (the benchmark's noisy kind; the slow 'before' "
+            f"setting on the first {min(n, before_n)}, once), torch {env['torch']}, {env['date']}, commit "
+            f"{env['commit']}, median of the runs (min–max in brackets; the settings take turns run by run), "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}. The competing process is a Python "
+            "loop spinning on one core. The machine is a shared 2-core x86_64 box on which other agents were "
+            "running tests and builds at the same time, so the mean load average (1 min, before each run) is "
+            "given, and absolute times vary from run to run.",
+            "",
+            markdown_table(
+                [
+                    "competing process",
+                    "setting",
+                    "maps",
+                    "runs",
+                    "seconds",
+                    "ms/map",
+                    "vs one thread",
+                    "load avg",
+                ],
+                table,
+            ),
+            "",
+            "`python benchmarks/bench_metrics.py --threads-under-load` reproduces this table.",
+        ]
+    )
+    write_results(out / (name or "metrics_threads"), {"environment": env, "rows": rows}, md)
+    print(md)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--n", type=int, default=1000, help="maps per case (e.g. 1000, 5000)")
+    parser.add_argument("--n", type=int, default=None, help="maps per case (default 1000; 120 with threads)")
     parser.add_argument(
         "--ref-n", type=int, default=None, help="maps for the reference loops (default: per case)"
     )
@@ -211,6 +269,17 @@ def main() -> None:
         help="torch intra-op threads (default: torch's choice). On a loaded CPU, spinning OpenMP threads can "
         "slow the many medium-sized ops of the contour protocols several-fold: try 1, or OMP_WAIT_POLICY=passive",
     )
+    parser.add_argument(
+        "--threads-under-load",
+        action="store_true",
+        help="time MaxBoxAccV2 on --n noisy maps (default 120) with default threads vs one, idle and loaded",
+    )
+    parser.add_argument(
+        "--before-n",
+        type=int,
+        default=None,
+        help="maps for the slow cpu_threads=None setting (threads mode; default --n)",
+    )
     parser.add_argument("--protocols", default="maxboxacc,maxboxacc_v2,ornet")
     parser.add_argument("--maps", default="smooth,noisy")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -218,6 +287,11 @@ def main() -> None:
         "--name", default=None, help="file stem under --out (default metrics_cpu or metrics_cuda)"
     )
     args = parser.parse_args()
+    if args.threads_under_load:
+        n = args.n or 120
+        threads_under_load(n, args.before_n or n, 1 if args.quick else 3, Path(args.out), args.name)
+        return
+    args.n = args.n or 1000
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -104,3 +104,34 @@ def reduce(values: torch.Tensor, reduction: Reduction) -> torch.Tensor:
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype math is done in: float32 for half types, the input's own dtype for float32/float64."""
     return torch.promote_types(dtype, torch.float32)
+
+
+def check_batch_of_maps(
+    name: str,
+    value: object,
+    *,
+    dtype: Literal["floating", "real", "uint8"] = "floating",
+    allow_empty_batch: bool = False,
+) -> torch.Tensor:
+    """Return ``value`` as ``(B, H, W)``: a tensor of shape ``(B, H, W)`` or ``(B, 1, H, W)`` with ``H, W >= 1``.
+
+    ``dtype`` is what the tensor must hold: a floating dtype, any real dtype (no bool or complex) or uint8.
+    ``B = 0`` is accepted with ``allow_empty_batch``. Looks at the shape and dtype only.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if dtype == "floating" and not value.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {value.dtype}")
+    if dtype == "real" and (value.is_complex() or value.dtype == torch.bool):
+        raise TypeError(f"{name} must have a real dtype, got {value.dtype}")
+    if dtype == "uint8" and value.dtype != torch.uint8:
+        raise TypeError(f"{name} must be a uint8 torch.Tensor, got {value.dtype}")
+    maps = value[:, 0] if value.dim() == 4 and value.shape[1] == 1 else value
+    if maps.dim() != 3:
+        raise ValueError(
+            f"{name} must hold one 2-D map per image: {name} must have shape (B, H, W) or (B, 1, H, W), "
+            f"got shape {tuple(value.shape)}"
+        )
+    if maps.shape[1] == 0 or maps.shape[2] == 0 or (maps.shape[0] == 0 and not allow_empty_batch):
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    return maps

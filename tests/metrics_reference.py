@@ -1,8 +1,12 @@
 """The oracle for lowcam.metrics: the reference protocols written as plain per-image, per-threshold loops.
 
-Protocol "wsoleval" follows clovaai/wsolevaluation's inference and evaluation path (OpenCV's findContours,
-boundingRect, contourArea; NumPy's histogram), protocol "ornet" the ORNet evaluation (NumPy), both written
-here from docs/metrics.md / the spec, one image and one threshold at a time. OpenCV is needed (test-only).
+Both protocol families are written here from their specification in docs/metrics.md ("The specification"),
+one image and one threshold at a time: "wsoleval" with OpenCV's findContours, boundingRect and contourArea
+and NumPy's histogram (the wsolevaluation code's inference and evaluation path, in the same structure: all
+thresholds' boxes of an image, then one IoU matrix), "ornet" with NumPy. OpenCV is needed (test-only).
+
+This is the one copy of the oracle: the tests import it, and so does benchmarks/bench_metrics.py (for its
+reference timings and its count check).
 """
 
 from __future__ import annotations
@@ -99,11 +103,12 @@ def ref_wsoleval_counts(
             scoremap = np.zeros_like(scoremap)
         u8 = (scoremap * 255).astype(np.uint8)
         top = int(u8.max())
-        for j, tau in enumerate(taus):
-            boxes = ref_boxes_at(u8, int(tau * top), multi)
-            best = _iou_plus1(boxes, np.asarray(gt).reshape(-1, 4)).max()
-            for d, delta in enumerate(iou_thresholds):
-                counts[d, j] += int(best >= delta)
+        per_tau = [ref_boxes_at(u8, int(tau * top), multi) for tau in taus]
+        best_per_box = _iou_plus1(np.concatenate(per_tau), np.asarray(gt).reshape(-1, 4)).max(1)
+        ends = np.cumsum([len(b) for b in per_tau])
+        best = np.array([best_per_box[e - len(b) : e].max() for b, e in zip(per_tau, ends)])
+        for d, delta in enumerate(iou_thresholds):
+            counts[d] += best >= delta
     return counts
 
 

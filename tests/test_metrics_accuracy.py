@@ -225,7 +225,7 @@ def test_ornet_rejects_infinite_maps_but_takes_nan() -> None:
 @pytest.mark.parametrize("shape", [(7, 1, 1), (4, 9, 5), (3, 2, 1)])
 def test_boxes_all_pixels_nan_free_path_matches_loop(shape: tuple[int, int, int]) -> None:
     """The path for maps known to hold no NaN (used by ``BoxAccuracy``) gives the loop's boxes, ties included."""
-    from lowcam.metrics.boxes import _boxes_all_pixels
+    from lowcam.metrics.ornet_boxes import all_pixel_boxes as _boxes_all_pixels
 
     rng = np.random.default_rng(sum(shape))
     maps = (rng.integers(0, 5, shape) / 4).astype(np.float32)  # ties with the thresholds

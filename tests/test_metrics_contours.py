@@ -188,7 +188,7 @@ def test_quantised_score_maps_match_opencv(noise: float) -> None:
 
 def test_alive_intervals_cover_each_contour_once() -> None:
     """Every contour of every cut is one interval's row: expanding the intervals gives OpenCV's count."""
-    from lowcam.metrics.boxes import contour_intervals
+    from lowcam.metrics.contours import contour_intervals
 
     rng = np.random.default_rng(3)
     img = (rng.integers(0, 4, size=(1, 16, 16)) * 60).astype(np.uint8)
@@ -202,7 +202,7 @@ def test_alive_intervals_cover_each_contour_once() -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_euler_hole_test_matches_hole_tree(seed: int) -> None:
     """``_has_holes`` (Euler numbers) flags exactly the images whose hole tree has a hole at some cut."""
-    from lowcam.metrics.boxes import _has_holes, _hole_intervals, _outer_intervals
+    from lowcam.metrics.contours import _has_holes, _hole_intervals, _outer_intervals
 
     g = torch.Generator().manual_seed(seed)
     smooth = torch.nn.functional.interpolate(

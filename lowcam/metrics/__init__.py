@@ -1,14 +1,18 @@
 """Exact, batched WSOL evaluation: GT-known / Top-1 / Top-5 Loc, MaxBoxAcc, MaxBoxAccV2 and PxAP.
 
-Two protocols, both reproduced count for count (docs/metrics.md):
+Two protocol families, both reproduced count for count (docs/metrics.md is their specification):
 
-- ``"ornet"``: one box over all pixels of the raw activation map above each of 19 thresholds
-  (:func:`boxes_all_pixels`), IoU without ``+1``, ``IoU > 0.5``.
-- ``"wsoleval"`` (Choe et al., CVPR 2020): score maps prepared by :func:`prepare_scoremap`, boxes of OpenCV's
-  contours at 1000 thresholds (:func:`contour_boxes`), IoU with ``+1``, ``IoU ≥ δ``.
+- ``"ornet"`` (the ORNet code): one box over all pixels of the raw activation map above each of 19
+  thresholds (:func:`boxes_all_pixels`), IoU without ``+1``, ``IoU > 0.5``.
+- ``"wsoleval"`` (the wsolevaluation code, Choe et al., CVPR 2020): score maps prepared by
+  :func:`prepare_scoremap`, boxes of OpenCV's contours at 1000 thresholds (:func:`contour_boxes`), IoU with
+  ``+1``, ``IoU ≥ δ``: the metrics ``"maxboxacc"`` and ``"maxboxacc_v2"``, and :class:`PxAP`.
 
-:class:`BoxAccuracy` and :class:`PxAP` accumulate integer counts batch by batch and sum them over
-``torch.distributed`` processes with ``sync()``. The package depends on torch only.
+:class:`BoxAccuracy` and :class:`PxAP` are :class:`CountingMetric` s: they accumulate integer counts batch by
+batch, sum them over ``torch.distributed`` processes inside ``compute()``, move with ``.to()`` and save with
+``state_dict()``. ``compute()`` returns a typed result (:class:`BoxAccuracyResult`, :class:`PxAPResult`) with
+flat float ``scalars()`` for loggers and a ``plot()`` (matplotlib, the ``plot`` extra). The package depends on
+torch only.
 
 Example:
     >>> import torch
@@ -17,14 +21,18 @@ Example:
     >>> maps = metrics.prepare_scoremap(cams, size=28)
     >>> gt = [torch.tensor([[4, 4, 20, 20]]), torch.tensor([[0, 0, 27, 27]])]
     >>> out = metrics.BoxAccuracy("maxboxacc_v2").update(maps, gt).compute()
-    >>> sorted(out["acc"]), out["n"]
+    >>> sorted(out.acc), out.n
     ([0.3, 0.5, 0.7], 2)
 """
 
 from __future__ import annotations
 
-from lowcam.metrics.accuracy import BoxAccuracy, Protocol
-from lowcam.metrics.boxes import ContourBoxes, boxes_all_pixels, contour_boxes
+import warnings
+from typing import Any
+
+from lowcam.metrics.accuracy import BoxAccuracy, BoxProtocol
+from lowcam.metrics.base import CountingMetric
+from lowcam.metrics.contours import ContourBoxes, contour_boxes
 from lowcam.metrics.iou import box_iou
 from lowcam.metrics.metadata import (
     DataError,
@@ -35,16 +43,21 @@ from lowcam.metrics.metadata import (
     read_wsol_metadata,
     wsoleval_gt_boxes,
 )
+from lowcam.metrics.ornet_boxes import boxes_all_pixels
 from lowcam.metrics.pxap import PxAP, resize_nearest
+from lowcam.metrics.results import BoxAccuracyResult, PxAPResult
 from lowcam.metrics.scoremap import ornet_thresholds, prepare_scoremap, quantize_scoremap, wsoleval_thresholds
 
 __all__ = [
     "BoxAccuracy",
+    "BoxAccuracyResult",
+    "BoxProtocol",
     "ContourBoxes",
+    "CountingMetric",
     "DataError",
     "MaskRef",
-    "Protocol",
     "PxAP",
+    "PxAPResult",
     "WSOLMetadata",
     "box_iou",
     "boxes_all_pixels",
@@ -59,3 +72,13 @@ __all__ = [
     "wsoleval_gt_boxes",
     "wsoleval_thresholds",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``metrics.Protocol``, the old name of :data:`BoxProtocol`, with a ``DeprecationWarning``."""
+    if name == "Protocol":
+        warnings.warn(
+            "lowcam.metrics.Protocol is renamed lowcam.metrics.BoxProtocol", DeprecationWarning, stacklevel=2
+        )
+        return BoxProtocol
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

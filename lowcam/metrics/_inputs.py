@@ -1,4 +1,8 @@
-"""Input checks of the metrics: errors name the argument, the image, its shape and what was expected."""
+"""Input checks of the metrics: errors name the argument, the image, its shape and what was expected.
+
+The shape checks shared with the components (``(B, H, W)`` or ``(B, 1, H, W)`` maps) live in
+``lowcam._checks``; the checks here read values (boxes, thresholds, the ``[0, 1]`` range of score maps).
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from lowcam._checks import check_batch_of_maps
+
 __all__ = ["check_gt_boxes", "check_maps", "check_thresholds", "check_values"]
 
 
 def check_maps(name: str, maps: object) -> Tensor:
-    """Return ``maps`` as ``(B, H, W)``: a floating tensor of shape ``(B, H, W)`` or ``(B, 1, H, W)``."""
-    if not isinstance(maps, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(maps).__name__}")
-    if not maps.is_floating_point():
-        raise TypeError(f"{name} must have a floating dtype, got {maps.dtype}")
-    if maps.dim() == 4 and maps.shape[1] == 1:
-        maps = maps[:, 0]
-    if maps.dim() != 3:
-        raise ValueError(
-            f"{name} must hold one 2-D map per image, shape (B, H, W) or (B, 1, H, W), "
-            f"got shape {tuple(maps.shape)}"
-        )
-    if maps.shape[0] == 0 or maps.shape[1] == 0 or maps.shape[2] == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(maps.shape)}")
-    return maps
+    """Return ``maps`` as ``(B, H, W)``: a floating tensor of shape ``(B, H, W)`` or ``(B, 1, H, W)``, ``B >= 0``."""
+    return check_batch_of_maps(name, maps, allow_empty_batch=True)
 
 
 def check_values(name: str, maps: Tensor, *, unit_interval: bool) -> bool:
@@ -66,7 +59,9 @@ def check_gt_boxes(name: str, boxes: object, batch: int, device: torch.device) -
     """Check a list of ``(K_i, 4)`` boxes, one entry per image; return them padded, ``(B, K_max, 4)`` float64.
 
     Padding repeats an image's first box, so that a maximum over the padded boxes equals the one over its own.
-    A ``(4,)`` entry counts as one box. The checks run on the boxes' own device (usually the CPU).
+    A ``(4,)`` entry counts as one box. The checks run on the boxes' own device (usually the CPU). An all-zero
+    row is rejected: zero padding of a ``(B, K, 4)`` tensor looks like that, and it would match the box
+    ``[0, 0, 0, 0]`` of an empty map.
     """
     if isinstance(boxes, Tensor):
         if boxes.dim() != 3 or boxes.shape[-1] != 4:
@@ -80,6 +75,8 @@ def check_gt_boxes(name: str, boxes: object, batch: int, device: torch.device) -
         raise ValueError(
             f"{name} has {len(entries)} entries for a batch of {batch} maps; expected one per image"
         )
+    if batch == 0:
+        return torch.zeros(0, 1, 4, dtype=torch.float64, device=device)
     uniform = _stack_uniform(entries)
     if uniform is not None:  # one shape and dtype for all: no per-image work
         flat = uniform.to(device="cpu", dtype=torch.float64).reshape(-1, 4)
@@ -127,12 +124,20 @@ def _stack_uniform(entries: Sequence[object]) -> Tensor | None:
 
 def _check_rows(name: str, flat: Tensor, counts: Tensor, shapes: list[tuple[int, ...]]) -> None:
     """Raise ``ValueError`` naming the first box row of ``flat`` (``(N, 4)`` float64, ``counts[i]`` rows for
-    image ``i``, whose entry has shape ``shapes[i]``) that is not finite or has ``x0 > x1`` or ``y0 > y1``."""
-    wrong = ~torch.isfinite(flat).all(1) | (flat[:, 0] > flat[:, 2]) | (flat[:, 1] > flat[:, 3])
+    image ``i``, whose entry has shape ``shapes[i]``) that is not finite, has ``x0 > x1`` or ``y0 > y1``, or
+    is all zero."""
+    zero = (flat == 0).all(1)
+    wrong = ~torch.isfinite(flat).all(1) | (flat[:, 0] > flat[:, 2]) | (flat[:, 1] > flat[:, 3]) | zero
     if bool(wrong.any()):
         row = int(wrong.nonzero()[0, 0])
         i = int(torch.searchsorted(torch.cumsum(counts, 0), row, right=True))
         j = row - int(counts[:i].sum())
+        if bool(zero[row]):
+            raise ValueError(
+                f"{name}[{i}] (shape {shapes[i]}) row {j} is all zero, which looks like padding and would "
+                "match the box [0, 0, 0, 0] of an empty map; expected a real box (pad a (B, K, 4) tensor by "
+                "repeating an image's first box, or pass a list of (K_i, 4) tensors)"
+            )
         raise ValueError(
             f"{name}[{i}] (shape {shapes[i]}) row {j} is {flat[row].tolist()}; "
             "expected finite coordinates with x0 <= x1 and y0 <= y1"

@@ -3,24 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from lowcam.metrics._inputs import check_gt_boxes, check_maps, check_thresholds, check_values
-from lowcam.metrics.boxes import NUM_CUTS, _boxes_all_pixels, contour_intervals
+from lowcam.metrics.base import CountingMetric, cpu_threads, valid_mask
+from lowcam.metrics.contours import NUM_CUTS, contour_intervals
 from lowcam.metrics.iou import box_iou
-from lowcam.metrics.scoremap import _quantize_scoremap, ornet_thresholds, wsoleval_thresholds
+from lowcam.metrics.ornet_boxes import all_pixel_boxes
+from lowcam.metrics.results import BoxAccuracyResult
+from lowcam.metrics.scoremap import ornet_thresholds, quantize_scoremap, wsoleval_thresholds
 
-__all__ = ["BoxAccuracy", "Protocol"]
+__all__ = ["BoxAccuracy", "BoxProtocol"]
 
-Protocol = Literal["ornet", "maxboxacc", "maxboxacc_v2"]
+BoxProtocol: TypeAlias = Literal["ornet", "maxboxacc", "maxboxacc_v2"]
 _PROTOCOLS = ("ornet", "maxboxacc", "maxboxacc_v2")
 
 
-class BoxAccuracy:
+def _check_iou_thresholds(value: object, protocol: str) -> tuple[float, ...]:
+    """The IoU thresholds δ as a tuple of distinct floats in ``[0, 1]`` (a bare number is one δ)."""
+    if value is None:
+        return (0.3, 0.5, 0.7) if protocol == "maxboxacc_v2" else (0.5,)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value,)
+    if isinstance(value, Tensor):
+        value = value.reshape(-1).tolist()
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"iou_thresholds must be a number or a sequence of numbers in [0, 1], got {type(value).__name__}"
+        )
+    if any(not isinstance(d, (int, float)) or isinstance(d, bool) for d in value):
+        raise TypeError(f"iou_thresholds must hold numbers in [0, 1], got {list(value)!r}")
+    deltas = tuple(float(d) for d in value)
+    if not deltas or any(not 0.0 <= d <= 1.0 for d in deltas):
+        raise ValueError(f"iou_thresholds must be a non-empty list of numbers in [0, 1], got {list(value)!r}")
+    if len(set(deltas)) != len(deltas):
+        raise ValueError(f"iou_thresholds must be distinct (one accuracy per δ), got {list(value)!r}")
+    return deltas
+
+
+class BoxAccuracy(CountingMetric):
     """Box localisation accuracy over a split, accumulated batch by batch as integer counts.
 
     Protocols (docs/metrics.md gives every convention):
@@ -38,20 +62,28 @@ class BoxAccuracy:
       ``δ ∈ {0.5}`` (MaxBoxAcc) or ``{0.3, 0.5, 0.7}`` (MaxBoxAccV2).
 
     An image counts as correct when its box (any of its boxes for MaxBoxAccV2) matches any of its GT boxes.
-    The state is a ``(D, T)`` int64 tensor of correct counts per IoU threshold δ and map threshold τ, on the
-    maps' device; memory does not grow with the number of images. :meth:`sync` sums it over
-    ``torch.distributed`` processes.
+    The state (:class:`~lowcam.metrics.CountingMetric`) is ``(D, T)`` int64 correct counts per IoU threshold
+    δ and map threshold τ, on the maps' device; memory does not grow with the number of images.
+    ``compute()`` sums it over ``torch.distributed`` processes and returns a
+    :class:`~lowcam.metrics.BoxAccuracyResult`.
 
     Args:
         protocol: ``"ornet"``, ``"maxboxacc"`` or ``"maxboxacc_v2"``.
         thresholds: map thresholds τ in ``[0, 1]``; default as above.
-        iou_thresholds: IoU thresholds δ; default ``(0.5,)``, or ``(0.3, 0.5, 0.7)`` for MaxBoxAccV2.
+        iou_thresholds: distinct IoU thresholds δ (a bare number is one); default ``(0.5,)``, or
+            ``(0.3, 0.5, 0.7)`` for MaxBoxAccV2.
         image_size: "ornet" only, the side of the image the boxes live in (224): ``s = image_size / W``.
         chunk_size: images processed together by the contour protocols (bounds the memory); ``None``
             picks 8 on the CPU, where larger chunks gain nothing, and 128 on other devices, where each
             chunk costs a fixed number of kernel launches and host synchronisations (a few per Borůvka
             round) that larger chunks amortise. Not tuned on a GPU yet; peak memory grows about linearly
             with it.
+        cpu_threads: torch intra-op threads for the contour protocols on the CPU (restored afterwards);
+            ``None`` keeps torch's setting. The default 1 avoids a several-fold slowdown of their many small
+            ops on a busy machine (benchmarks/results/metrics_threads.md).
+        process_group: the ``torch.distributed`` group that ``compute()`` / ``sync()`` sum over.
+        sync_on_compute: sum over the processes inside ``compute()`` (when ``torch.distributed`` is
+            initialised).
 
     Example:
         >>> import torch
@@ -62,71 +94,63 @@ class BoxAccuracy:
         >>> metric = BoxAccuracy("maxboxacc")
         >>> _ = metric.update(maps, gt)
         >>> out = metric.compute()
-        >>> out["value"], out["n"], out["counts"][0.5][:3].tolist()
+        >>> out.value, out.n, out.counts[0.5][:3].tolist()
         (50.0, 2, [1, 1, 1])
+        >>> out.scalars()
+        {'value': 50.0, 'n': 2.0, 'acc@0.5': 50.0, 'threshold@0.5': 0.0}
     """
 
     def __init__(
         self,
-        protocol: Protocol = "maxboxacc_v2",
+        protocol: BoxProtocol = "maxboxacc_v2",
         *,
         thresholds: Tensor | Sequence[float] | None = None,
-        iou_thresholds: Sequence[float] | None = None,
+        iou_thresholds: Sequence[float] | float | None = None,
         image_size: int = 224,
         chunk_size: int | None = None,
+        cpu_threads: int | None = 1,
+        process_group: Any = None,
+        sync_on_compute: bool = True,
     ) -> None:
         if protocol not in _PROTOCOLS:
             raise ValueError(f"protocol must be one of {_PROTOCOLS}, got {protocol!r}")
-        self.protocol: Protocol = protocol
+        self.protocol: BoxProtocol = protocol
         default_thr = ornet_thresholds() if protocol == "ornet" else wsoleval_thresholds()
         self.thresholds = check_thresholds("thresholds", thresholds, default_thr)
-        if iou_thresholds is None:
-            iou_thresholds = (0.3, 0.5, 0.7) if protocol == "maxboxacc_v2" else (0.5,)
-        deltas = tuple(float(d) for d in iou_thresholds)
-        if not deltas or any(not 0.0 <= d <= 1.0 for d in deltas):
-            raise ValueError(
-                f"iou_thresholds must be a non-empty list of numbers in [0, 1], got {iou_thresholds!r}"
-            )
-        self.iou_thresholds = deltas
-        if not isinstance(image_size, int) or image_size <= 0:
+        self.iou_thresholds = _check_iou_thresholds(iou_thresholds, protocol)
+        if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size <= 0:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
             raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+        if cpu_threads is not None and (not isinstance(cpu_threads, int) or cpu_threads <= 0):
+            raise ValueError(f"cpu_threads must be a positive int or None, got {cpu_threads!r}")
         self.image_size = image_size
         self.chunk_size = chunk_size
-        self.reset()
+        self.cpu_threads = cpu_threads
+        self._classes: bool | None = None
+        super().__init__(process_group=process_group, sync_on_compute=sync_on_compute)
 
     # -- state ---------------------------------------------------------------------------------------------
 
-    def reset(self) -> None:
-        """Forget every image seen."""
+    def _empty_state(self) -> dict[str, Tensor]:
         d, t = len(self.iou_thresholds), self.thresholds.numel()
-        # rows: correct, top-1 correct, top-5 correct; last column of row 0 of the extra block: n
-        self._state = torch.zeros(3, d, t, dtype=torch.int64)
-        self._n = torch.zeros((), dtype=torch.int64)
-        self._classes: bool | None = None
-        self._synced: tuple[Tensor, Tensor] | None = None
+        zeros = torch.zeros(d, t, dtype=torch.int64)
+        return {
+            "correct": zeros,  # (D, T) images whose box matches at (δ, τ)
+            "top1": zeros.clone(),  # ... and whose top-1 class is right ("ornet" with logits)
+            "top5": zeros.clone(),  # ... and whose class is in the top 5
+            "n": torch.zeros((), dtype=torch.int64),  # images counted
+            "n_classes": torch.zeros((), dtype=torch.int64),  # images counted with logits and targets
+        }
 
-    def _to(self, device: torch.device) -> None:
-        if self._state.device != device:
-            self._state = self._state.to(device)
-            self._n = self._n.to(device)
+    def reset(self) -> None:
+        """Forget every image seen (the device is kept)."""
+        self._classes = None
+        super().reset()
 
-    def sync(self) -> None:
-        """Sum the counts over all ``torch.distributed`` processes (a no-op without a process group).
-
-        Every process must call it. The local counts are kept: calling :meth:`sync` again, or after more
-        updates, gives the new global sums, never double counts. :meth:`compute` uses the synced counts until
-        the next :meth:`update` or :meth:`reset`.
-        """
-        if not (dist.is_available() and dist.is_initialized()):
-            return
-        state = self._state
-        if dist.get_backend() == "nccl" and state.device.type != "cuda":
-            state = state.to(torch.device("cuda", torch.cuda.current_device()))
-        flat = torch.cat([state.reshape(-1), self._n.to(state.device).reshape(1)])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        self._synced = (flat[:-1].view_as(self._state), flat[-1])
+    def _after_load(self) -> None:
+        n, n_classes = int(self._state["n"]), int(self._state["n_classes"])
+        self._classes = None if n == 0 else n_classes > 0
 
     # -- update --------------------------------------------------------------------------------------------
 
@@ -137,17 +161,22 @@ class BoxAccuracy:
         *,
         logits: Tensor | None = None,
         targets: Tensor | None = None,
+        valid: Tensor | None = None,
     ) -> BoxAccuracy:
         """Count a batch.
 
         Args:
             maps: ``(B, H, W)`` or ``(B, 1, H, W)`` floating maps: raw activation maps ("ornet") or score
                 maps in ``[0, 1]`` (the others; a map holding a NaN counts as all zeros, as the reference's
-                normalisation makes it). Values must be finite or NaN.
+                normalisation makes it). Values must be finite or NaN. Any strides. ``B = 0`` counts nothing.
             gt_boxes: one ``(K_i, 4)`` tensor of ``(x0, y0, x1, y1)`` boxes per image (several boxes: any may
-                match), in the maps' pixel frame for "wsoleval" and in the ``image_size`` frame for "ornet".
+                match), in the maps' pixel frame for "wsoleval" and in the ``image_size`` frame for "ornet",
+                or a ``(B, K, 4)`` tensor. An all-zero row is rejected: it is what zero padding looks like,
+                and it would match the box of an empty map (pad by repeating a real box, or pass a list).
             logits: ``(B, C)`` class scores of the whole images ("ornet", for Top-1 / Top-5 Loc).
             targets: ``(B,)`` true classes, with ``logits``.
+            valid: ``(B,)`` bool, the images to count (None: all). Use it to leave out the duplicates that a
+                ``DistributedSampler`` pads the last batches with (docs/metrics.md shows how).
 
         Returns:
             ``self``.
@@ -155,36 +184,46 @@ class BoxAccuracy:
         Raises:
             TypeError: an argument of the wrong type.
             ValueError: a wrong shape, a ``gt_boxes`` list of the wrong length, a box with ``x0 > x1`` or
-                ``y0 > y1``, an infinite value, or (contour protocols) a value outside ``[0, 1]``; the message
-                names the image.
+                ``y0 > y1`` or all zero, an infinite value, or (contour protocols) a value outside ``[0, 1]``;
+                the message names the image.
         """
         maps = check_maps("maps", maps)
         b = maps.shape[0]
         device = maps.device
         gt = check_gt_boxes("gt_boxes", gt_boxes, b, device)
+        keep = valid_mask("valid", valid, b, device)
         nan_free = check_values("maps", maps, unit_interval=self.protocol != "ornet")
         top1, top5 = self._check_classes(logits, targets, b, device)
-        self._to(device)
-        self._synced = None
+        if b == 0:
+            return self
+        self._prepare_update(device)
         deltas = torch.tensor(self.iou_thresholds, dtype=torch.float64, device=device)
         thr = self.thresholds.to(device)
+        state = self._state
         if self.protocol == "ornet":
             _, h, w = maps.shape
             sx, sy = self.image_size / w, self.image_size / h
-            boxes = _boxes_all_pixels(maps, thr, sx, sy, nan_free=nan_free)  # (T, B, 4)
+            boxes = all_pixel_boxes(maps, thr, sx, sy, nan_free=nan_free)  # (T, B, 4)
             iou = box_iou(boxes.unsqueeze(2), gt.unsqueeze(0), plus_one=False).amax(2)  # (T, B)
             hit = iou.unsqueeze(2) > deltas  # (T, B, D), strict
-            self._state[0] += hit.sum(1).T
+            if keep is not None:
+                hit = hit & keep.view(1, b, 1)
+            state["correct"] += hit.sum(1).T
             if top1 is not None and top5 is not None:
-                self._state[1] += (hit & top1.view(1, b, 1)).sum(1).T
-                self._state[2] += (hit & top5.view(1, b, 1)).sum(1).T
+                state["top1"] += (hit & top1.view(1, b, 1)).sum(1).T
+                state["top5"] += (hit & top5.view(1, b, 1)).sum(1).T
         else:
             chunk = self.chunk_size or (8 if device.type == "cpu" else 128)
-            for start in range(0, b, chunk):  # chunks bound the memory
-                stop = min(start + chunk, b)
-                u8 = _quantize_scoremap(maps[start:stop], nan_free=nan_free)
-                self._state[0] += self._count_contours(u8, gt[start:stop], thr, deltas)
-        self._n += b
+            with cpu_threads(self.cpu_threads, device):
+                for start in range(0, b, chunk):  # chunks bound the memory
+                    stop = min(start + chunk, b)
+                    u8 = quantize_scoremap(maps[start:stop], nan_free=nan_free)
+                    part = None if keep is None else keep[start:stop]
+                    state["correct"] += self._count_contours(u8, gt[start:stop], thr, deltas, part)
+        counted = torch.tensor(b, device=device) if keep is None else keep.sum()
+        state["n"] += counted
+        if top1 is not None:
+            state["n_classes"] += counted
         return self
 
     def _check_classes(
@@ -215,8 +254,10 @@ class BoxAccuracy:
         top5 = (logits.topk(min(5, logits.shape[1]), 1).indices == targets.view(-1, 1)).any(1)
         return top1, top5
 
-    def _count_contours(self, u8: Tensor, gt: Tensor, thr: Tensor, deltas: Tensor) -> Tensor:
-        """``(D, T)`` correct counts of a chunk of 8-bit maps.
+    def _count_contours(
+        self, u8: Tensor, gt: Tensor, thr: Tensor, deltas: Tensor, keep: Tensor | None
+    ) -> Tensor:
+        """``(D, T)`` correct counts of a chunk of 8-bit maps (of the images with ``keep``, when given).
 
         Each contour box comes with the interval of cuts where it is a contour (:func:`contour_intervals`).
         Whether some box matches at cut ``k`` is whether ``k`` lies in the interval of a matching box: a
@@ -239,42 +280,45 @@ class BoxAccuracy:
         found = alive.gather(1, cuts.unsqueeze(2).expand(-1, -1, d))  # (B, T, D)
         has = (cuts < top.view(-1, 1)).unsqueeze(2)  # foreground at the cut: {u8 > k} is not empty
         correct = torch.where(has, found, empty_hit.view(b, 1, d))
+        if keep is not None:
+            correct = correct & keep.view(b, 1, 1)
         return correct.sum(0).T
 
     # -- compute -------------------------------------------------------------------------------------------
 
-    def compute(self) -> dict[str, Any]:
-        """The accuracies, in percent, at the best threshold of the split (one τ per δ).
+    def compute(self) -> BoxAccuracyResult:
+        """The accuracies, in percent, at the best threshold of the split (one τ per δ), over all processes.
+
+        Under ``torch.distributed`` (and ``sync_on_compute``) this sums the counts over the processes first:
+        call it on every rank; every rank gets the same result.
 
         Returns:
-            ``{"value", "acc": {δ: %}, "threshold": {δ: τ}, "counts": {δ: (T,) int64 tensor}, "n"}``; for
-            "ornet" also ``"gt_known"``, ``"top1_loc"``, ``"top5_loc"`` (at the first δ's best τ; the Top
-            entries are None without logits), and ``"top1_counts"`` / ``"top5_counts"``.
+            A :class:`~lowcam.metrics.BoxAccuracyResult`: ``value``, ``acc`` / ``threshold`` per δ, the
+            accuracy ``curve`` over the thresholds, ``counts``, ``n`` and, for "ornet", ``gt_known``,
+            ``top1_loc`` and ``top5_loc`` (None without logits); also readable as the ``dict`` of earlier
+            versions (``result["acc"][0.5]``).
 
         Raises:
-            RuntimeError: no image was seen.
+            RuntimeError: no image was seen (on any process).
+            ValueError: some processes or updates gave logits and targets and others did not.
         """
-        state, n_t = self._synced if self._synced is not None else (self._state, self._n)
-        n = int(n_t)
+        state = self._global_state()
+        n = int(state["n"])
         if n == 0:
             raise RuntimeError("BoxAccuracy.compute() called before any update()")
-        state = state.cpu()
-        acc = state[0].to(torch.float64) * 100.0 / n  # (D, T)
-        best = acc.argmax(1)  # first maximum
-        taus = self.thresholds
-        out: dict[str, Any] = {
-            "acc": {dl: float(acc[i, best[i]]) for i, dl in enumerate(self.iou_thresholds)},
-            "threshold": {dl: float(taus[best[i]]) for i, dl in enumerate(self.iou_thresholds)},
-            "counts": {dl: state[0, i].clone() for i, dl in enumerate(self.iou_thresholds)},
-            "n": n,
-        }
-        out["value"] = sum(out["acc"].values()) / len(self.iou_thresholds)
-        if self.protocol == "ornet":
-            j = int(best[0])
-            out["gt_known"] = float(acc[0, j])
-            with_classes = bool(self._classes)
-            out["top1_loc"] = float(state[1, 0, j]) * 100.0 / n if with_classes else None
-            out["top5_loc"] = float(state[2, 0, j]) * 100.0 / n if with_classes else None
-            out["top1_counts"] = {dl: state[1, i].clone() for i, dl in enumerate(self.iou_thresholds)}
-            out["top5_counts"] = {dl: state[2, i].clone() for i, dl in enumerate(self.iou_thresholds)}
-        return out
+        n_classes = int(state["n_classes"])
+        if 0 < n_classes < n:
+            raise ValueError(
+                f"logits and targets were given for {n_classes} of {n} images (over all processes): give them "
+                "to every update or none"
+            )
+        with_classes = n_classes > 0
+        return BoxAccuracyResult.from_counts(
+            self.protocol,
+            self.thresholds,
+            self.iou_thresholds,
+            state["correct"],
+            n,
+            top1_counts=state["top1"] if with_classes else None,
+            top5_counts=state["top5"] if with_classes else None,
+        )

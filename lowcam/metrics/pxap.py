@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from lowcam.metrics._inputs import check_maps, check_thresholds, check_values
+from lowcam.metrics.base import CountingMetric, valid_mask
+from lowcam.metrics.results import PxAPResult
 from lowcam.metrics.scoremap import wsoleval_thresholds
 
 __all__ = ["PxAP", "resize_nearest"]
@@ -77,7 +78,7 @@ def _masks_to_bool(
     return torch.stack(out)
 
 
-class PxAP:
+class PxAP(CountingMetric):
     """Pixel average precision (PxAP, Choe et al. 2020) accumulated over a split as integer histograms.
 
     Scores (float64) fall into the bins of edges ``[τ_0, …, τ_{T−1}, 1, 2, 3]`` (left-closed;
@@ -86,9 +87,18 @@ class PxAP:
     neither side. With ``tp``, ``fp`` the cumulative sums from the top bin, ``precision = tp / (tp + fp)``
     and ``recall = tp / N_pos``, ``PxAP = 100 · Σ_i precision[i] · (recall[i] − recall[i−1])`` over the bins
     where ``tp + fp > 0``. Masks of another size than the maps are resized with OpenCV's nearest rule.
+    Scores below the first threshold fall in no bin (as in ``np.histogram``): they count on neither side.
+
+    The state (:class:`~lowcam.metrics.CountingMetric`) is the two ``(T + 2,)`` int64 histograms;
+    ``compute()`` sums them over ``torch.distributed`` processes and returns a
+    :class:`~lowcam.metrics.PxAPResult`.
 
     Args:
-        thresholds: the score thresholds (bin edges below 1); default ``np.arange(0, 1, 0.001)``.
+        thresholds: the score thresholds (bin edges below 1, strictly increasing); default
+            ``np.arange(0, 1, 0.001)``.
+        process_group: the ``torch.distributed`` group that ``compute()`` / ``sync()`` sum over.
+        sync_on_compute: sum over the processes inside ``compute()`` (when ``torch.distributed`` is
+            initialised).
 
     Example:
         >>> import torch
@@ -98,20 +108,33 @@ class PxAP:
         100.0
     """
 
-    def __init__(self, *, thresholds: Tensor | Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        thresholds: Tensor | Sequence[float] | None = None,
+        process_group: Any = None,
+        sync_on_compute: bool = True,
+    ) -> None:
         taus = check_thresholds("thresholds", thresholds, wsoleval_thresholds())
         if not bool((taus[1:] > taus[:-1]).all()) or float(taus[-1]) >= 1.0:
-            raise ValueError("thresholds must increase strictly and stay below 1")
+            raise ValueError(f"thresholds must increase strictly and stay below 1, got {taus.tolist()!r:.80}")
         self.edges = torch.cat([taus, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)])
-        self.reset()
+        super().__init__(process_group=process_group, sync_on_compute=sync_on_compute)
 
-    def reset(self) -> None:
-        """Forget every image seen."""
-        self._hist = torch.zeros(2, self.edges.numel() - 1, dtype=torch.int64)
-        self._n = torch.zeros((), dtype=torch.int64)
-        self._synced: tuple[Tensor, Tensor] | None = None
+    def _empty_state(self) -> dict[str, Tensor]:
+        return {
+            "hist": torch.zeros(2, self.edges.numel() - 1, dtype=torch.int64),  # foreground, background
+            "n": torch.zeros((), dtype=torch.int64),
+        }
 
-    def update(self, maps: Tensor, masks: MaskInput, ignore: MaskInput | None = None) -> PxAP:
+    @property
+    def _hist(self) -> Tensor:
+        """The local ``(2, T + 2)`` histograms (foreground, background)."""
+        return self._state["hist"]
+
+    def update(
+        self, maps: Tensor, masks: MaskInput, ignore: MaskInput | None = None, *, valid: Tensor | None = None
+    ) -> PxAP:
         """Count a batch.
 
         Args:
@@ -120,6 +143,8 @@ class PxAP:
             masks: per image, the instance masks: a ``(B, h, w)`` / ``(B, N, h, w)`` tensor or a list of
                 ``(h_i, w_i)`` / ``(N_i, h_i, w_i)`` tensors.
             ignore: per image, the ignore mask, in the same forms, or None.
+            valid: ``(B,)`` bool, the images to count (None: all), e.g. to leave out a
+                ``DistributedSampler``'s padded duplicates (docs/metrics.md).
 
         Returns:
             ``self``.
@@ -128,48 +153,45 @@ class PxAP:
         check_values("maps", maps, unit_interval=True)
         b, h, w = maps.shape
         device = maps.device
+        keep = valid_mask("valid", valid, b, device)
+        if b == 0:
+            return self
         fg = _masks_to_bool("masks", masks, b, (h, w), device)
-        keep = torch.ones_like(fg)
+        counted = torch.ones_like(fg)
         if ignore is not None:
-            keep = ~(_masks_to_bool("ignore", ignore, b, (h, w), device) & ~fg)
+            counted = ~(_masks_to_bool("ignore", ignore, b, (h, w), device) & ~fg)
+        if keep is not None:
+            counted = counted & keep.view(b, 1, 1)
         scores = maps.to(torch.float64)
         nan = torch.isnan(scores).flatten(1).any(1).view(b, 1, 1)
         scores = torch.where(nan, torch.zeros_like(scores), scores)
         edges = self.edges.to(device)
-        bins = torch.searchsorted(edges, scores.reshape(-1), right=True) - 1
-        if self._hist.device != device:
-            self._hist, self._n = self._hist.to(device), self._n.to(device)
-        # one histogram of (bin, class) pairs, class 0 foreground, 1 background, 2 ignored
-        side = torch.where(keep, (~fg).to(torch.int64), 2).reshape(-1)
-        nbins = self._hist.shape[1]
-        pairs = torch.bincount(bins * 3 + side, minlength=3 * nbins).view(nbins, 3)
-        self._hist += pairs[:, :2].T
-        self._n += b
-        self._synced = None
+        bins = torch.searchsorted(edges, scores.contiguous(), right=True) - 1
+        counted = counted & (bins >= 0)  # below the first edge: in no bin, as in np.histogram
+        self._prepare_update(device)
+        # one histogram of (bin, class) pairs, class 0 foreground, 1 background, 2 not counted
+        side = torch.where(counted, (~fg).to(torch.int64), 2).reshape(-1)
+        nbins = self._state["hist"].shape[1]
+        pairs = torch.bincount(bins.clamp(min=0).reshape(-1) * 3 + side, minlength=3 * nbins).view(nbins, 3)
+        self._state["hist"] += pairs[:, :2].T
+        self._state["n"] += b if keep is None else keep.sum()
         return self
 
-    def sync(self) -> None:
-        """Sum the histograms over all ``torch.distributed`` processes (no-op without a process group)."""
-        if not (dist.is_available() and dist.is_initialized()):
-            return
-        state = self._hist
-        if dist.get_backend() == "nccl" and state.device.type != "cuda":
-            state = state.to(torch.device("cuda", torch.cuda.current_device()))
-        flat = torch.cat([state.reshape(-1), self._n.to(state.device).reshape(1)])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        self._synced = (flat[:-1].view_as(self._hist), flat[-1])
+    def compute(self) -> PxAPResult:
+        """PxAP in percent, with the precision and recall curves (from the top bin down), over all processes.
 
-    def compute(self) -> dict[str, Any]:
-        """PxAP in percent, with the precision and recall curves (from the top bin down).
+        Under ``torch.distributed`` (and ``sync_on_compute``) this sums the histograms over the processes
+        first: call it on every rank; every rank gets the same result.
 
         Returns:
+            A :class:`~lowcam.metrics.PxAPResult`, also the ``dict`` of earlier versions:
             ``{"value": float, "precision": (T + 2,) float64, "recall": (T + 2,) float64, "n": images}``.
 
         Raises:
             RuntimeError: no positive pixel, or no pixel at all, was seen.
         """
-        hist, n_t = self._synced if self._synced is not None else (self._hist, self._n)
-        hist = hist.cpu()
+        state = self._global_state()
+        hist, n_t = state["hist"], state["n"]
         pos, neg = hist[0], hist[1]
         tp = pos.flip(0).cumsum(0).to(torch.float64)
         fp = neg.flip(0).cumsum(0).to(torch.float64)
@@ -181,4 +203,4 @@ class PxAP:
         recall = tp / n_pos
         terms = precision[1:] * (recall[1:] - recall[:-1])
         value = float(torch.where(nonzero[1:], terms, torch.zeros_like(terms)).sum()) * 100.0
-        return {"value": value, "precision": precision, "recall": recall, "n": int(n_t)}
+        return PxAPResult.from_curves(value, precision, recall, int(n_t))

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lowcam._checks import check_batch_of_maps
+
 __all__ = ["ornet_thresholds", "prepare_scoremap", "quantize_scoremap", "wsoleval_thresholds"]
 
 
@@ -16,7 +18,9 @@ def prepare_scoremap(cams: Tensor, size: int | tuple[int, int] = 224) -> Tensor:
 
     This is the inference path of the "wsoleval" protocol: each ``h × w`` map is resized to ``size`` with
     bicubic interpolation (``align_corners=False``) in float64, then ``m ← m − min(m)``,
-    ``m ← m / max(m)`` in float64. A map holding a NaN, or a constant map, becomes all zeros.
+    ``m ← m / max(m)`` in float64. A map holding a NaN, or a constant map, becomes all zeros, as in the
+    reference. So does a map with an infinite value (anywhere after resizing): the reference then gives zeros
+    or, when the infinity covers the whole resized map, NaN; lowcam keeps the ``[0, 1]`` contract.
 
     Args:
         cams: ``(B, h, w)`` or ``(B, 1, h, w)`` real tensor.
@@ -26,7 +30,7 @@ def prepare_scoremap(cams: Tensor, size: int | tuple[int, int] = 224) -> Tensor:
         ``(B, H, W)`` float64 in ``[0, 1]``.
 
     Raises:
-        TypeError: ``cams`` is not a real tensor.
+        TypeError: ``cams`` is not a real tensor, or ``size`` is not an int or a pair of ints.
         ValueError: ``cams`` has another shape, or ``size`` is not positive.
 
     Example:
@@ -37,22 +41,15 @@ def prepare_scoremap(cams: Tensor, size: int | tuple[int, int] = 224) -> Tensor:
         (torch.Size([1, 4, 4]), torch.float64, 0.0, 1.0)
         >>> prepare_scoremap(torch.tensor([[[0.0, float("nan")], [1.0, 2.0]]]), size=3).sum().item()  # NaN
         0.0
+        >>> prepare_scoremap(torch.tensor([[[0.0, float("inf")], [1.0, 2.0]]]), size=3).sum().item()  # inf
+        0.0
     """
-    if not isinstance(cams, Tensor):
-        raise TypeError(f"cams must be a torch.Tensor, got {type(cams).__name__}")
-    if cams.is_complex() or cams.dtype == torch.bool:
-        raise TypeError(f"cams must have a real dtype, got {cams.dtype}")
-    if cams.dim() == 4 and cams.shape[1] == 1:
-        cams = cams[:, 0]
-    if cams.dim() != 3 or cams.shape[1] == 0 or cams.shape[2] == 0:
-        raise ValueError(f"cams must have shape (B, h, w) or (B, 1, h, w), got shape {tuple(cams.shape)}")
-    out_size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if min(out_size) <= 0:
-        raise ValueError(f"size must be positive, got {size}")
+    cams = check_batch_of_maps("cams", cams, dtype="real", allow_empty_batch=True)
+    out_size = _check_size(size)
     x = F.interpolate(cams.to(torch.float64).unsqueeze(1), size=out_size, mode="bicubic", align_corners=False)
     x = x.squeeze(1)
     flat = x.flatten(1)
-    bad = torch.isnan(flat).any(1)
+    bad = ~torch.isfinite(flat).all(1)
     lo = flat.amin(1).view(-1, 1, 1)
     x = x - lo
     hi = x.flatten(1).amax(1)
@@ -61,7 +58,25 @@ def prepare_scoremap(cams: Tensor, size: int | tuple[int, int] = 224) -> Tensor:
     return torch.where(bad.view(-1, 1, 1), torch.zeros_like(x), x)
 
 
-def quantize_scoremap(scoremaps: Tensor) -> Tensor:
+def _check_size(size: object) -> tuple[int, int]:
+    """``size`` as ``(H, W)``: a positive int or a pair of positive ints."""
+
+    def is_int(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if is_int(size):
+        pair: tuple[object, ...] = (size, size)
+    elif isinstance(size, (tuple, list, torch.Size)) and len(size) == 2 and all(is_int(v) for v in size):
+        pair = tuple(size)
+    else:
+        raise TypeError(f"size must be an int or a pair of ints (H, W), got {size!r}")
+    out = (int(pair[0]), int(pair[1]))  # type: ignore[call-overload]  # ints, checked above
+    if min(out) <= 0:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return out
+
+
+def quantize_scoremap(scoremaps: Tensor, *, nan_free: bool = False) -> Tensor:
     """Turn score maps in ``[0, 1]`` into 8-bit images as the reference does: ``uint8(floor(m · 255))``.
 
     The product is taken in the maps' own dtype (as NumPy's ``(m * 255).astype(np.uint8)`` does), then
@@ -69,6 +84,7 @@ def quantize_scoremap(scoremaps: Tensor) -> Tensor:
 
     Args:
         scoremaps: ``(B, H, W)`` floating tensor with values in ``[0, 1]`` or NaN (not checked here).
+        nan_free: the caller knows that the maps hold no NaN: a plain scale and cast (one pass less).
 
     Returns:
         ``(B, H, W)`` uint8.
@@ -78,11 +94,6 @@ def quantize_scoremap(scoremaps: Tensor) -> Tensor:
         >>> quantize_scoremap(torch.tensor([[[0.0, 0.5, 0.999, 1.0]]], dtype=torch.float64)).tolist()
         [[[0, 127, 254, 255]]]
     """
-    return _quantize_scoremap(scoremaps, nan_free=False)
-
-
-def _quantize_scoremap(scoremaps: Tensor, *, nan_free: bool) -> Tensor:
-    """:func:`quantize_scoremap`; with ``nan_free`` (the caller knows there is no NaN) a plain scale and cast."""
     scaled = scoremaps * 255
     if nan_free:
         return scaled.to(torch.uint8)

@@ -1,6 +1,6 @@
-"""Boxes from score maps: over all foreground pixels ("ornet") and from contours as OpenCV finds them.
+"""The contour engine of the "wsoleval" protocols: the boxes of OpenCV's contours, for every cut at once.
 
-Protocol "wsoleval" takes its boxes from ``cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)`` on the binary
+MaxBoxAcc and MaxBoxAccV2 take its boxes from ``cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)`` on the binary
 image ``{u8 > k}``. lowcam computes the same boxes, and the same largest contour, without tracing:
 
 - Outer contours: one per 8-connected foreground component; its ``boundingRect`` is the component's box.
@@ -31,16 +31,16 @@ box, is the same there), so boxes come as ``(box, interval)`` rows (:func:`conto
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lowcam._checks import check_batch_of_maps
 from lowcam.metrics import _trees
 
-__all__ = ["ContourBoxes", "boxes_all_pixels", "contour_boxes"]
+__all__ = ["NUM_CUTS", "ContourBoxes", "ContourIntervals", "contour_boxes", "contour_intervals"]
 
 _NEUTRAL = -(2**15)
 NUM_CUTS = 255  # cuts 0..254 of an 8-bit image; {u8 > 255} is always empty
@@ -66,8 +66,16 @@ class ContourBoxes(NamedTuple):
     hole: Tensor
 
 
-class _Intervals(NamedTuple):
-    """Boxes with the cuts where they are a contour's box, ``lo <= k < hi``: image, lo, hi, box, hole flag."""
+class ContourIntervals(NamedTuple):
+    """Contour boxes with the cuts where each is a contour's box (:func:`contour_intervals`).
+
+    Attributes:
+        image: ``(E,)`` int64, the image of each box.
+        lo: ``(E,)`` int64, the first cut where the box is a contour's box.
+        hi: ``(E,)`` int64, one past the last such cut (``lo <= k < hi``).
+        boxes: ``(E, 4)`` int64 ``(x0, y0, x1, y1)``, the reference's clipped ``boundingRect``.
+        hole: ``(E,)`` bool, whether the box comes from a hole contour.
+    """
 
     image: Tensor
     lo: Tensor
@@ -83,92 +91,6 @@ class _Entries(NamedTuple):
     cut: Tensor
     boxes: Tensor
     hole: Tensor
-
-
-def boxes_all_pixels(
-    maps: Tensor, thresholds: Tensor | Sequence[float], *, scale: float | tuple[float, float]
-) -> Tensor:
-    """Protocol "ornet": one box over all pixels above each threshold, for every threshold at once.
-
-    Foreground is ``map > τ`` compared in float64 (NaN is background). The box is
-    ``[min_x·s_x, min_y·s_y, max_x·s_x, max_y·s_y]`` over all foreground pixels, connected or not (no
-    ``+ s`` on the far side); with no foreground it is ``[0, 0, W·s_x, H·s_y]``. The boxes come from the
-    maps' row and column maxima, so the maps are read once for all thresholds.
-
-    Args:
-        maps: ``(B, H, W)`` or ``(B, 1, H, W)`` floating tensor.
-        thresholds: ``(T,)`` thresholds (converted to float64).
-        scale: ``s`` (e.g. 224 / 56 = 4), or ``(s_x, s_y)``.
-
-    Returns:
-        ``(T, B, 4)`` float64 boxes.
-
-    Example:
-        >>> import torch
-        >>> m = torch.zeros(1, 4, 4)
-        >>> m[0, 1, 2] = 0.7
-        >>> m[0, 3, 0] = 0.4
-        >>> boxes_all_pixels(m, [0.3, 0.5, 0.9], scale=4.0)[:, 0].tolist()
-        [[0.0, 4.0, 8.0, 12.0], [8.0, 4.0, 8.0, 4.0], [0.0, 0.0, 16.0, 16.0]]
-    """
-    if not isinstance(maps, Tensor) or not maps.is_floating_point():
-        raise TypeError(f"maps must be a floating torch.Tensor, got {type(maps).__name__}")
-    if maps.dim() == 4 and maps.shape[1] == 1:
-        maps = maps[:, 0]
-    if maps.dim() != 3 or maps.shape[1] == 0 or maps.shape[2] == 0:
-        raise ValueError(f"maps must have shape (B, H, W) or (B, 1, H, W), got shape {tuple(maps.shape)}")
-    sx, sy = (
-        (float(scale), float(scale))
-        if isinstance(scale, (int, float))
-        else (float(scale[0]), float(scale[1]))
-    )
-    thr = torch.as_tensor(thresholds, dtype=torch.float64, device=maps.device).reshape(-1)
-    return _boxes_all_pixels(maps, thr, sx, sy, nan_free=False)
-
-
-def _max_along(x: Tensor, dim: int) -> Tensor:
-    """``x.amax(dim)`` (NaN propagates) by halving: two overlapping halves at a time, one vectorised pass each.
-
-    Faster on the CPU than ``amax`` over a short dimension; the overlap is harmless to a maximum. Other
-    devices use ``amax`` (one kernel instead of ``log2`` of them).
-    """
-    if x.device.type != "cpu":
-        return x.amax(dim)
-    while x.shape[dim] > 1:
-        n = x.shape[dim]
-        half = (n + 1) // 2
-        x = torch.maximum(x.narrow(dim, 0, half), x.narrow(dim, n - half, half))
-    return x.squeeze(dim)
-
-
-def _boxes_all_pixels(maps: Tensor, thr: Tensor, sx: float, sy: float, *, nan_free: bool) -> Tensor:
-    """:func:`boxes_all_pixels` of checked ``(B, H, W)`` maps and ``(T,)`` float64 thresholds on their device.
-
-    With ``nan_free`` (the caller knows that the maps hold no NaN) the NaN-to-background copy is skipped.
-    The first foreground column at ``τ`` is the number of columns whose running maximum (from the left) is at
-    most ``τ``, the last one the number of columns whose running maximum from the right is above ``τ``,
-    minus one: binary searches in the running maxima (the same for rows).
-    """
-    m = maps if nan_free else torch.nan_to_num(maps, nan=float("-inf"))
-    b, h, w = m.shape
-    t = thr.numel()
-    query = thr.view(1, -1).expand(b, -1).contiguous()  # (B, T)
-
-    def first_last(profile: Tensor, size: int) -> tuple[Tensor, Tensor]:
-        # profile: (B, size) maxima; first and last index above each threshold, (T, B) each
-        p = profile.to(torch.float64)
-        first = torch.searchsorted(p.cummax(1).values, query, right=True)  # count of prefix maxima <= τ
-        suffix = p.flip(1).cummax(1).values  # nondecreasing: maxima of the last 1, 2, … entries
-        last = (size - 1) - torch.searchsorted(suffix, query, right=True)
-        return first.T, last.T
-
-    x0, x1 = first_last(_max_along(m, 1), w)
-    y0, y1 = first_last(_max_along(m, 2), h)
-    any_fg = x0 < w
-    x0, y0, x1, y1 = (v.to(torch.float64) for v in (x0, y0, x1, y1))  # int64 * float would give float32
-    box = torch.stack([x0 * sx, y0 * sy, x1 * sx, y1 * sy], 2)
-    empty = torch.tensor([0.0, 0.0, w * sx, h * sy], dtype=torch.float64, device=maps.device)
-    return torch.where(any_fg.view(t, b, 1), box, empty)
 
 
 @functools.lru_cache(maxsize=8)
@@ -195,13 +117,13 @@ def _clip_boxes(x0: Tensor, y0: Tensor, xe: Tensor, ye: Tensor, h: int, w: int) 
     return torch.stack([x0, y0, xe.clamp(max=w - 1), ye.clamp(max=h - 1)], 1).to(torch.int64)
 
 
-def _outer_intervals(u: Tensor) -> _Intervals:
+def _outer_intervals(u: Tensor) -> ContourIntervals:
     """Outer-contour boxes of ``u`` (B, H, W) int64 in ``[0, 255]``: one row per level component."""
     b, h, w = u.shape
     mt = _trees.max_tree(_trees.build_tree(u, 8, 255))
     t = _trees.subtree_reduce(mt, mt.pixel_node, _pixel_values("box", b, h, w, u.device), "amax", _NEUTRAL)
     boxes = _clip_boxes(-t[:, 0], -t[:, 1], t[:, 2] + 1, t[:, 3] + 1, h, w)
-    return _Intervals(mt.image, mt.lo, mt.level, boxes, torch.zeros_like(mt.lo, dtype=torch.bool))
+    return ContourIntervals(mt.image, mt.lo, mt.level, boxes, torch.zeros_like(mt.lo, dtype=torch.bool))
 
 
 def _hole_tree(u: Tensor) -> _trees.ComponentTree:
@@ -214,7 +136,7 @@ def _hole_tree(u: Tensor) -> _trees.ComponentTree:
     return _trees.build_tree(up, 4, 255)
 
 
-def _hole_intervals(u: Tensor) -> _Intervals:
+def _hole_intervals(u: Tensor) -> ContourIntervals:
     """Hole-contour boxes of ``u`` (B, H, W) int64 in ``[0, 255]``: one row per level component of the
     background that does not hold the frame.
 
@@ -238,10 +160,12 @@ def _hole_intervals(u: Tensor) -> _Intervals:
     boxes = _clip_boxes(-t[:, 0] - 2, -t[:, 1] - 2, t[:, 2] + 1, t[:, 3] + 1, h, w)
     lo = NUM_CUTS - mt.level.index_select(0, keep)
     hi = NUM_CUTS - mt.lo.index_select(0, keep)
-    return _Intervals(mt.image.index_select(0, keep), lo, hi, boxes, torch.ones_like(lo, dtype=torch.bool))
+    return ContourIntervals(
+        mt.image.index_select(0, keep), lo, hi, boxes, torch.ones_like(lo, dtype=torch.bool)
+    )
 
 
-def _has_holes(u8: Tensor, outer: _Intervals) -> Tensor:
+def _has_holes(u8: Tensor, outer: ContourIntervals) -> Tensor:
     """``(B,)`` bool: whether ``u8`` (B, H, W) has a hole (a 4-connected background component off the border)
     at some cut, exactly, from Euler numbers.
 
@@ -315,7 +239,7 @@ def _expand(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     return row, k
 
 
-def _largest_intervals(u: Tensor) -> _Intervals:
+def _largest_intervals(u: Tensor) -> ContourIntervals:
     """The largest contour's box (MaxBoxAcc v1) at every cut with foreground of ``u`` (B, H, W) int64.
 
     The candidates are the level components of the hole-filled levels ``e``; one row per ``(image, cut)``,
@@ -354,15 +278,22 @@ def _largest_intervals(u: Tensor) -> _Intervals:
     t = t.index_select(0, node)
     y0 = torch.div(-t[:, 3], w, rounding_mode="floor")  # the first pixel's row
     boxes = _clip_boxes(-t[:, 0], y0, t[:, 1] + 1, t[:, 2] + 1, h, w)
-    return _Intervals(image.index_select(0, win), k, k + 1, boxes, torch.zeros_like(k, dtype=torch.bool))
+    return ContourIntervals(
+        image.index_select(0, win), k, k + 1, boxes, torch.zeros_like(k, dtype=torch.bool)
+    )
 
 
-def contour_intervals(u8: Tensor, *, largest_only: bool) -> _Intervals:
+def contour_intervals(u8: Tensor, *, largest_only: bool) -> ContourIntervals:
     """Boxes of every contour (or only the largest) of ``u8`` (B, H, W) uint8, each with its alive cuts.
 
     A row's box is a contour's box at every cut ``lo <= k < hi`` (within ``0..254``); at each cut, the rows
-    alive are exactly that cut's contours. Cuts without foreground have no row. Rows are unsorted.
+    alive are exactly that cut's contours. Cuts without foreground have no row. Rows are unsorted. Any strides
+    (e.g. ``maps.mT``) and ``B = 0`` are accepted.
     """
+    if u8.shape[0] == 0:
+        none = torch.zeros(0, dtype=torch.int64, device=u8.device)
+        return ContourIntervals(none, none, none, none.view(0, 1).expand(0, 4), none.to(torch.bool))
+    u8 = u8.contiguous()  # the trees index pixels in raster order
     u = u8.to(torch.int64)
     if largest_only:
         return _largest_intervals(u)
@@ -376,7 +307,7 @@ def contour_intervals(u8: Tensor, *, largest_only: bool) -> _Intervals:
     else:
         holes = _hole_intervals(u.index_select(0, holed))
         holes = holes._replace(image=holed.index_select(0, holes.image))
-    return _Intervals(*(torch.cat([x, y]) for x, y in zip(outer, holes)))
+    return ContourIntervals(*(torch.cat([x, y]) for x, y in zip(outer, holes)))
 
 
 def contour_entries(u8: Tensor, *, largest_only: bool) -> _Entries:
@@ -419,16 +350,7 @@ def contour_boxes(maps_u8: Tensor, cuts: Tensor, *, largest_only: bool) -> Conto
         >>> out.boxes.tolist(), out.cut.tolist(), out.hole.tolist()
         ([[1, 1, 4, 4], [1, 1, 4, 4], [0, 0, 0, 0]], [0, 0, 1], [False, True, False])
     """
-    if not isinstance(maps_u8, Tensor) or maps_u8.dtype != torch.uint8:
-        raise TypeError(
-            f"maps_u8 must be a uint8 torch.Tensor, got {getattr(maps_u8, 'dtype', type(maps_u8).__name__)}"
-        )
-    if maps_u8.dim() == 4 and maps_u8.shape[1] == 1:
-        maps_u8 = maps_u8[:, 0]
-    if maps_u8.dim() != 3 or maps_u8.shape[1] == 0 or maps_u8.shape[2] == 0:
-        raise ValueError(
-            f"maps_u8 must have shape (B, H, W) or (B, 1, H, W), got shape {tuple(maps_u8.shape)}"
-        )
+    maps_u8 = check_batch_of_maps("maps_u8", maps_u8, dtype="uint8", allow_empty_batch=True)
     if (
         not isinstance(cuts, Tensor)
         or cuts.is_floating_point()

@@ -56,9 +56,17 @@ def area_loss_per_sample(
 
 
 def erasing_region(
-    a: torch.Tensor, factor: torch.Tensor, chosen: torch.Tensor, half_size: torch.Tensor, min_size: int
+    a: torch.Tensor,
+    factor: torch.Tensor,
+    chosen: torch.Tensor,
+    half_size: torch.Tensor,
+    min_size: int | tuple[int, int],
 ) -> torch.Tensor:
-    """The region of attentive erasing given its random draws, one sample and one pixel at a time."""
+    """The region of attentive erasing given its random draws, one sample and one pixel at a time.
+
+    ``min_size`` is in pixels, one value for both axes or ``(rows, columns)``.
+    """
+    min_y, min_x = (min_size, min_size) if isinstance(min_size, int) else min_size
     batch, _, height, width = a.shape
     region = torch.zeros(a.shape, dtype=torch.bool)
     for b in range(batch):
@@ -75,10 +83,10 @@ def erasing_region(
         extent_y = max(y for y, _ in inside) - min(y for y, _ in inside)
         extent_x = max(x for _, x in inside) - min(x for _, x in inside)
         upper_y, upper_x = extent_y // 2, extent_x // 2
-        if upper_y <= min_size or upper_x <= min_size:
+        if upper_y <= min_y or upper_x <= min_x:
             continue
-        hh = min_size + math.floor(float(half_size[b, 0]) * (upper_y - min_size))
-        ww = min_size + math.floor(float(half_size[b, 1]) * (upper_x - min_size))
+        hh = min_y + math.floor(float(half_size[b, 0]) * (upper_y - min_y))
+        ww = min_x + math.floor(float(half_size[b, 1]) * (upper_x - min_x))
         for y, x in inside:
             if abs(y - cy) < hh and abs(x - cx) < ww:
                 region[b, 0, y, x] = True

@@ -36,18 +36,17 @@ def check_shape(name: str, value: torch.Tensor, expected: str, ndim: int) -> Non
         raise ValueError(f"{name} must have shape {expected}, got shape {tuple(value.shape)}")
 
 
-def check_map(name: str, value: object) -> torch.Tensor:
+def check_map(name: str, value: object, *, shape: str = "(B, 1, H, W)") -> torch.Tensor:
     """Check a single-channel map of shape ``(B, 1, H, W)`` with a floating dtype: the one map check.
 
     Every component that takes an activation map (the losses, erasing, the evaluator's masks, the map
     helpers) calls this; it reads only the shape and dtype, so it never synchronises with the device.
+    ``shape`` is how the message spells the expected shape (the evaluator's maps are ``(B, 1, h, w)``).
     """
     tensor = check_tensor(name, value)
-    check_shape(name, tensor, "(B, 1, H, W)", 4)
+    check_shape(name, tensor, shape, 4)
     if tensor.shape[1] != 1:
-        raise ValueError(
-            f"{name} must have shape (B, 1, H, W) with one channel, got shape {tuple(tensor.shape)}"
-        )
+        raise ValueError(f"{name} must have shape {shape} with one channel, got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(tensor.shape)}")
     return tensor

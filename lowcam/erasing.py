@@ -75,8 +75,9 @@ class ErasingParams:
             ``float`` in ``(0, 1)``, a fraction of the map side, resolved per axis at call time as
             ``max(1, floor(min_size * side + 0.5))`` (nearest pixel, halves up, at least 1) with
             ``side = H`` for the rows and ``W`` for the columns. ``4 / 56`` reproduces the reference's 4
-            pixels on its 56 × 56 maps and stays usable on 7 × 7 (1 pixel) and 14 × 14 (2 pixels) maps,
-            where the pixel default erases nothing (a region needs an extent above ``4 · min_size``).
+            pixels on its 56 × 56 maps and stays usable on 7 × 7 and 14 × 14 maps (1 pixel),
+            where the pixel default erases nothing (a sample needs a region extent of at least
+            ``2 · min_size + 2`` pixels on both axes).
         scale: slope of the squashing, in ``[0, 1]`` (reference 0.6).
         shift: offset of the squashing, in ``[0, 1]`` (reference 0.2); ``scale + shift <= 1``.
         per_sample_factor: one threshold factor per sample instead of one per batch (reference ``False``).

@@ -50,3 +50,31 @@ def test_triton_on_cpu_needs_the_interpreter(monkeypatch: pytest.MonkeyPatch) ->
 def test_unknown_backend() -> None:
     with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch', 'triton'\), got 'cuda'"):
         resolve_backend("cuda", torch.zeros(1))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: lowcam.AttentiveErasing(backend="bogus"),
+        lambda: lowcam.AreaLoss(backend="bogus"),
+        lambda: lowcam.WeightedEntropyLoss(backend="bogus"),
+        lambda: lowcam.attentive_erasing(torch.rand(1, 1, 4, 4), training=False, backend="bogus"),
+        lambda: lowcam.weighted_entropy_loss(torch.rand(1, 1, 4, 4), backend="bogus"),
+        lambda: lowcam.area_loss(
+            torch.rand(1, 1, 4, 4), torch.rand(1, 3, 4, 4), torch.rand(1, 3), topk=2, skip=1, backend="bogus"
+        ),
+    ],
+    ids=[
+        "AttentiveErasing",
+        "AreaLoss",
+        "WeightedEntropyLoss",
+        "attentive_erasing",
+        "weighted_entropy_loss",
+        "area_loss",
+    ],
+)
+def test_unknown_backend_fails_at_construction_or_call(make: object) -> None:
+    with pytest.raises(
+        ValueError, match=r"backend must be one of \('auto', 'torch', 'triton'\), got 'bogus'"
+    ):
+        make()  # type: ignore[operator]

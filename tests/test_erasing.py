@@ -310,3 +310,51 @@ def test_bad_input(kwargs: dict[str, object], error: type[Exception], match: str
     if "p" not in kwargs and "generator" not in kwargs:
         with pytest.raises(error, match=match):
             lowcam.AttentiveErasing(**args)  # type: ignore[arg-type]
+
+
+def test_min_size_fraction_resolves_per_axis() -> None:
+    params = ErasingParams(min_size=4 / 56)
+    assert params.min_sizes(56, 56) == (4, 4)  # the reference's 4 pixels on its 56 × 56 maps
+    assert params.min_sizes(7, 28) == (1, 2)  # nearest pixel, halves up: 0.5 -> 1, 2.0 -> 2
+    assert params.min_sizes(14, 21) == (1, 2)  # 1.0 -> 1, 1.5 -> 2
+    assert params.min_sizes(1, 3) == (1, 1)  # never below one pixel
+    assert ErasingParams(min_size=0.25).min_sizes(10, 30) == (3, 8)  # 2.5 -> 3, 7.5 -> 8
+    assert ErasingParams(min_size=4).min_sizes(7, 7) == (4, 4)  # an int is pixels, whatever the size
+
+
+def test_pixel_default_is_inert_on_7x7_maps_and_a_fraction_is_not() -> None:
+    # The usual CAM size: with min_size=4 pixels a region needs an extent > 9 per axis, impossible on 7 × 7.
+    a = blobs(64, 7, 7, seed=5, dtype=torch.float32)
+    pixels = run(a, 0, erase_prob=1.0)
+    assert not pixels.region.any()
+    assert pixels.was_erased.shape == (64,) and pixels.was_erased.dtype == torch.bool
+    assert int(pixels.was_erased.sum()) == 0
+    fraction = run(a, 0, erase_prob=1.0, min_size=4 / 56)
+    erased = fraction.was_erased
+    assert 0 < int(erased.sum()) <= 64
+    assert torch.equal(erased, fraction.region.flatten(1).any(1))
+    _, ref_region = reference_output(a, 0, erase_prob=1.0, min_size=4 / 56)
+    assert torch.equal(fraction.region, ref_region)
+
+
+def test_was_erased_counts_on_the_device_without_sync(device: str) -> None:
+    a = blobs(32, 24, 24, seed=2).to(device)
+    out = run(a, 1, erase_prob=0.5, min_size=1)
+    assert out.was_erased.device == a.device
+    assert torch.equal(out.was_erased, out.region.flatten(1).any(1))
+    assert 0 < int(out.was_erased.sum()) < 32  # about half of the samples
+    module = lowcam.AttentiveErasing(min_size=0.1).eval()
+    assert not module(a).was_erased.any()
+
+
+def test_unknown_backend_is_rejected_in_eval_mode_too() -> None:
+    with pytest.raises(ValueError, match="backend must be one of"):
+        lowcam.attentive_erasing(torch.rand(1, 1, 4, 4), training=False, backend="bogus")  # type: ignore[arg-type]
+
+
+def test_params_are_validated_once_and_frozen() -> None:
+    module = lowcam.AttentiveErasing(erase_prob=0.3, min_size=0.1)
+    assert module.params == ErasingParams(erase_prob=0.3, min_size=0.1)
+    with pytest.raises(AttributeError):
+        module.params.erase_prob = 0.9  # type: ignore[misc]
+    assert "erase_prob=0.3" in repr(module) and "min_size=0.1" in repr(module)

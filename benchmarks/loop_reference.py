@@ -1,4 +1,4 @@
-"""ORNet's three components written from shared/spec/ornet.md the way the paper's code writes them.
+"""ORNet's three components written from docs/method.md the way the paper's code writes them.
 
 This is the baseline of ``bench_ops.py`` and ``bench_step.py``, not an oracle (the oracles of the test-suite
 live in ``tests/reference.py``). It keeps the reference implementation's habits:

@@ -76,8 +76,8 @@ class ErasingParams:
             ``max(1, floor(min_size * side + 0.5))`` (nearest pixel, halves up, at least 1) with
             ``side = H`` for the rows and ``W`` for the columns. ``4 / 56`` reproduces the reference's 4
             pixels on its 56 × 56 maps and stays usable on 7 × 7 and 14 × 14 maps (1 pixel),
-            where the pixel default erases nothing (a sample needs a region extent of at least
-            ``2 · min_size + 2`` pixels on both axes).
+            where the pixel default erases nothing (a sample is erased only if both extents of its
+            most activated region, last minus first row and column, are at least ``2 · min_size + 2``).
         scale: slope of the squashing, in ``[0, 1]`` (reference 0.6).
         shift: offset of the squashing, in ``[0, 1]`` (reference 0.2); ``scale + shift <= 1``.
         per_sample_factor: one threshold factor per sample instead of one per batch (reference ``False``).
@@ -385,9 +385,9 @@ def attentive_erasing(
     CAM (unbounded scores) is not a valid input. Only the shape and dtype are checked (values would need a
     host sync).
 
-    **A silent no-op is visible.** With the pixel default ``min_size=4`` a sample is erased only if its
-    most activated region spans more than about 16 pixels per axis, so on 7 × 7 or 14 × 14 CAMs almost
-    nothing is erased; give ``min_size`` as a fraction of the map side (e.g. ``4 / 56``, the reference's
+    **A silent no-op is visible.** With the pixel default ``min_size=4`` a sample is erased only if both
+    extents of its most activated region (last minus first row, and column) are at least 10 pixels, so on
+    7 × 7 or 14 × 14 CAMs nothing or almost nothing is erased; give ``min_size`` as a fraction of the map side (e.g. ``4 / 56``, the reference's
     ratio) and check ``out.was_erased`` (a ``(B,)`` bool tensor on the device).
 
     Deviations from the reference code, both bug fixes: the reference never erases row 0 or column 0
@@ -444,7 +444,7 @@ def attentive_erasing(
 class AttentiveErasing(nn.Module):
     """Module form of :func:`attentive_erasing`; erases in training mode, identity in eval mode.
 
-    The hyper-parameters are validated once, here, into :attr:`params` (an :class:`ErasingParams`; to
+    The hyper-parameters are validated once, here, into ``params`` (an :class:`ErasingParams`; to
     change one later, assign ``dataclasses.replace(module.params, ...)``).
 
     Args:

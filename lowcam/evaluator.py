@@ -29,7 +29,10 @@ class Evaluator(nn.Module):
     mode whatever ``train()`` is called with — BatchNorm statistics stay fixed and dropout is off, as one
     expects of a frozen model. ``follow_parent_mode=True`` reproduces the reference code, where the frozen
     evaluator follows ``train()``/``eval()``: its BN running statistics still move and its dropout is on
-    during training.
+    during training. Specification: ``docs/method.md`` (section "Evaluator").
+
+    The maps follow lowcam's map contract: ``(B, 1, h, w)`` with values in ``[0, 1]`` (the image is
+    multiplied by them), e.g. the generator's activation or :func:`lowcam.normalize_map` of a CAM.
 
     Args:
         classifier: any module mapping ``(B, 3, H, W)`` images to ``(B, C)`` logits.

@@ -72,7 +72,7 @@ class LowLevelActivationGenerator(nn.Module):
     Deviation from the reference code: the reference upsamples by exactly ×2 and hard-codes a 56×56
     pooling window, so it only works when H and W are multiples of 8 (and 56×56 maps). lowcam upsamples
     to each skip connection's size and pools globally, so any H×W works; for multiples of 8 the two
-    agree.
+    agree. Specification: ``docs/method.md`` (section "Generator").
 
     Dtypes: the network runs in the dtype of its parameters (float32 unless converted with ``.half()``,
     ``.bfloat16()`` or ``.double()``); features of another floating dtype are cast to it, and the three

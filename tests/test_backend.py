@@ -78,3 +78,25 @@ def test_unknown_backend_fails_at_construction_or_call(make: object) -> None:
         ValueError, match=r"backend must be one of \('auto', 'torch', 'triton'\), got 'bogus'"
     ):
         make()  # type: ignore[operator]
+
+
+def test_ops_is_a_leaf_and_erasing_has_no_import_cycle() -> None:
+    # lowcam.ops imports nothing from the components (they pass what the kernels need), and the
+    # components import lowcam.ops only lazily, inside the Triton branch.
+    import ast
+    from pathlib import Path
+
+    package = Path(lowcam.__file__).parent
+    for path in sorted((package / "ops").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lowcam"):
+                assert node.module.startswith("lowcam.ops"), (path.name, node.module)
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("lowcam") or alias.name.startswith("lowcam.ops"), (
+                        path.name
+                    )
+    for name in ("erasing.py", "losses/area.py", "losses/entropy.py"):
+        tree = ast.parse((package / name).read_text())
+        top_level = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
+        assert not any((n.module or "").startswith("lowcam.ops") for n in top_level), name

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -133,3 +136,15 @@ def test_compile_fullgraph() -> None:
 def test_bad_input(call: object, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         call()  # type: ignore[operator]
+
+
+def test_the_docs_page_example_runs() -> None:
+    page = Path(__file__).resolve().parent.parent / "docs" / "components" / "maps.md"
+    if not page.is_file():
+        pytest.skip("docs/ is not shipped in the sdist")
+    (block,) = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    namespace: dict[str, object] = {}
+    exec(compile(block, str(page), "exec"), namespace)
+    loss, features = namespace["loss"], namespace["features"]
+    assert isinstance(loss, torch.Tensor) and bool(torch.isfinite(loss))
+    assert isinstance(features, torch.Tensor) and features.grad is not None

@@ -22,7 +22,7 @@ with the first seed, :func:`triton.language.rand` at counter ``b·H·W + i`` giv
 The same generator state therefore gives the same output on the same device, whatever the block size; the
 stream differs from the torch backend's, so only the distribution is shared across backends.
 
-This module is forward only, like every kernel here it takes plain numbers (the parameters resolved by
+This module is forward only. Like every kernel here it takes plain numbers (the parameters resolved by
 :class:`lowcam.erasing.ErasingParams`) and imports nothing from the components. It writes the bool mask of
 the kept pixels (one byte per pixel); :mod:`lowcam.erasing` attaches the one backward pass of erasing,
 ``grad_p = scale · kept · grad_out``, shared with the torch implementation.

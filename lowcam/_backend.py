@@ -1,7 +1,7 @@
 """Resolution of the ``backend="auto" | "torch" | "triton"`` argument, in one place.
 
-``"torch"`` is the vectorized torch implementation of a component (``<component>_torch`` in its module),
-available everywhere. ``"triton"`` is the fused kernels of :mod:`lowcam.ops` (``<component>_triton``):
+``"torch"`` is the vectorized torch backend of a component (``<function>_torch`` beside the function),
+available everywhere. ``"triton"`` is the fused kernels of :mod:`lowcam.ops` (``<function>_triton``):
 an explicit opt-in that needs Triton and either CUDA tensors or ``TRITON_INTERPRET=1`` (Triton's CPU
 interpreter, used by the test-suite). ``"auto"`` resolves to ``"torch"`` on every device, CUDA included:
 the kernels are tested under the interpreter and compiled ahead of time, but until a committed GPU run

@@ -158,11 +158,11 @@ def _fraction_to_pixels(fraction: float, side: int) -> int:
     return max(1, math.floor(fraction * side + 0.5))
 
 
-# --- the torch implementation ------------------------------------------------------------------------
+# --- the torch backend ------------------------------------------------------------------------
 
 
 class ErasingDraws(NamedTuple):
-    """All random numbers one call of the torch implementation uses, drawn on the input's device.
+    """All random numbers one call of the torch backend uses, drawn on the input's device.
 
     Attributes:
         factor: ``(B,)`` threshold factors in ``[min_factor, max_factor)`` (one value repeated unless
@@ -181,7 +181,7 @@ class ErasingDraws(NamedTuple):
 def draw_erasing_randoms(
     p: torch.Tensor, args: ErasingArgs, generator: torch.Generator | None
 ) -> ErasingDraws:
-    """Draw the random numbers of the torch implementation, in a fixed order, from ``generator``."""
+    """Draw the random numbers of the torch backend, in a fixed order, from ``generator``."""
     batch = p.shape[0]
     device = p.device
     factor_u = torch.rand(batch if args.per_sample_factor else 1, device=device, generator=generator)
@@ -237,7 +237,7 @@ def erasing_region(p: torch.Tensor, draws: ErasingDraws, min_size_y: int, min_si
 def attentive_erasing_torch(
     p: torch.Tensor, args: ErasingArgs, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The torch implementation in training mode, without autograd (arguments already validated).
+    """The torch backend in training mode, without autograd (arguments already validated).
 
     Returns:
         ``(erased, region, kept)``: the output in ``p``'s dtype, the bool region and the float32 multiplier
@@ -256,7 +256,7 @@ def attentive_erasing_torch(
     return erased, region, kept
 
 
-# Under torch.compile on CPU the torch implementation runs as this opaque custom op: inductor's CPU code
+# Under torch.compile on CPU the torch backend runs as this opaque custom op: inductor's CPU code
 # for erasing is several times slower than eager (its per-pixel random numbers and bool reductions do not
 # vectorize: 74 ms against 21 ms at 64 × 1 × 224 × 224 on one core of the development machine, measured
 # when the op was written). Tagged nondeterministic_seeded so that the compiler neither merges two calls
@@ -300,7 +300,7 @@ class _ThroughKept(torch.autograd.Function):
     """The one backward of attentive erasing: ``grad_p = grad · kept · scale``, whatever the backend.
 
     ``forward(p, erased, kept, scale)`` returns ``erased`` (computed without autograd by a backend) and
-    ties it to ``p``. ``kept`` is the multiplier of the kept pixels (float32 from the torch implementation,
+    ties it to ``p``. ``kept`` is the multiplier of the kept pixels (float32 from the torch backend,
     bool from the kernel); the product is formed in float32 (float64 for float64 gradients) and cast once,
     into one new buffer.
     """
@@ -396,7 +396,7 @@ def attentive_erasing(
     (no NumPy, no host sync, no loop over the batch), so a generator seeded the same way gives the same
     output on the same device and backend. Under ``torch.compile(fullgraph=True)`` pass ``generator=None``
     (dynamo cannot trace a :class:`torch.Generator` argument) and seed with :func:`torch.manual_seed`. On
-    CPU the compiled code runs the eager torch implementation as one opaque op (inductor's CPU code for it
+    CPU the compiled code runs the eager torch backend as one opaque op (inductor's CPU code for it
     is slower), so it draws exactly what eager draws; on CUDA inductor draws its own random numbers unless
     ``torch._inductor.config.fallback_random`` is set. Specification: ``docs/method.md``.
 
@@ -413,7 +413,7 @@ def attentive_erasing(
         per_sample_factor: draw the factor per sample instead of once per batch (reference ``False``).
         training: erase (``True``) or return the map unchanged (``False``).
         generator: a :class:`torch.Generator` on ``p``'s device, or ``None`` for the default one.
-        backend: ``"auto"`` (the torch implementation), ``"torch"`` or ``"triton"``; each draws its random
+        backend: ``"auto"`` (the torch backend), ``"torch"`` or ``"triton"``; each draws its random
             numbers its own way, so the same seed gives the same output only within one backend.
 
     Returns:

@@ -131,7 +131,7 @@ def _drive_launchers() -> None:
                 for contiguous in (True, False):
                     base = torch.rand(3, 1, 9, 14, dtype=dtype)
                     p = (base if contiguous else base.transpose(2, 3)).requires_grad_()
-                    loss = entropy_ops.weighted_entropy_triton(
+                    loss = entropy_ops.weighted_entropy_loss_triton(
                         p,
                         mu=0.5,
                         sigma=0.1,
@@ -142,7 +142,7 @@ def _drive_launchers() -> None:
                     )
                     _backward(loss, p)
             with torch.no_grad():  # the forward without gradient work (NEED_GRAD=False)
-                entropy_ops.weighted_entropy_triton(
+                entropy_ops.weighted_entropy_loss_triton(
                     torch.rand(2, 1, 5, 7, dtype=dtype),
                     mu=0.5,
                     sigma=0.1,
@@ -179,7 +179,7 @@ def _drive_launchers() -> None:
         for dtype in (torch.float32, torch.bfloat16):
             p = torch.empty(2, 1, size, size, dtype=dtype).uniform_().requires_grad_()
             for per_element in (True, False):
-                loss = entropy_ops.weighted_entropy_triton(
+                loss = entropy_ops.weighted_entropy_loss_triton(
                     p, mu=0.5, sigma=0.1, beta=1.0, eps=EPS, detach_weight=False, per_element=per_element
                 )
                 _backward(loss, p)

@@ -25,7 +25,7 @@ def _check_entropy_args(mu: float, sigma: float, beta: float, reduction: str) ->
             raise TypeError(f"{name} must be a float, got {type(value).__name__}")
     check_positive("sigma", sigma)
     # The weight's exponent is scaled by 1 / (2σ²); it must be a finite float32 number (the kernels and
-    # the float32 torch path multiply by it), else 0 · inf = NaN at p = mu.
+    # the float32 torch backend multiply by it), else 0 · inf = NaN at p = mu.
     if sigma * sigma == 0.0 or 0.5 / (sigma * sigma) > _FLOAT32_MAX:
         raise ValueError(
             f"sigma must be >= {_SIGMA_MIN:.3g} so that 1 / (2 sigma^2) is a finite float32 number, got {sigma}"
@@ -35,13 +35,13 @@ def _check_entropy_args(mu: float, sigma: float, beta: float, reduction: str) ->
     check_reduction(reduction)
 
 
-def weighted_entropy_torch(
+def weighted_entropy_loss_torch(
     p: torch.Tensor, mu: float, sigma: float, beta: float, detach_weight: bool
 ) -> torch.Tensor:
     """The torch backend: the *negated* per-element loss ``-ℓ(p)`` in float32 or wider, ``(B, 1, H, W)``.
 
     The caller applies the minus sign after the reduction (one scalar instead of a pass over the map each
-    way): ``loss = -reduce(weighted_entropy_torch(...), reduction)``.
+    way): ``loss = -reduce(weighted_entropy_loss_torch(...), reduction)``.
     """
     x = p.to(compute_dtype(p.dtype))
     one_minus = 1.0 - x
@@ -115,10 +115,10 @@ def weighted_entropy_loss(
     check_map("p", p)
     _check_entropy_args(mu, sigma, beta, reduction)
     if resolve_backend(backend, p) == "triton":
-        from lowcam.ops.entropy import weighted_entropy_triton
+        from lowcam.ops.entropy import weighted_entropy_loss_triton
 
         per_element = reduction == "none"
-        values = weighted_entropy_triton(
+        values = weighted_entropy_loss_triton(
             p,
             mu=mu,
             sigma=sigma,
@@ -129,7 +129,7 @@ def weighted_entropy_loss(
         )
         # per_element: the loss map, already in p's dtype; otherwise per-sample sums of the B·H·W terms.
         return reduce(values, reduction, count=p.numel()).to(p.dtype)
-    negated = weighted_entropy_torch(p, mu, sigma, beta, detach_weight)
+    negated = weighted_entropy_loss_torch(p, mu, sigma, beta, detach_weight)
     return (-reduce(negated, reduction)).to(p.dtype)
 
 

@@ -283,7 +283,7 @@ class WeightedEntropyFunction(torch.autograd.Function):
         return (_entropy_bwd(local_grad, grad_out, ctx.p_dtype),) + (None,) * 7
 
 
-def weighted_entropy_triton(
+def weighted_entropy_loss_triton(
     p: torch.Tensor,
     *,
     mu: float,

@@ -25,7 +25,7 @@ stream differs from the torch backend's, so only the distribution is shared acro
 This module is forward only. Like every kernel here it takes plain numbers (the parameters resolved by
 :class:`lowcam.erasing.ErasingParams`) and imports nothing from the components. It writes the bool mask of
 the kept pixels (one byte per pixel); :mod:`lowcam.erasing` attaches the one backward pass of erasing,
-``grad_p = scale · kept · grad_out``, shared with the torch implementation.
+``grad_p = scale · kept · grad_out``, shared with the torch backend.
 """
 
 from __future__ import annotations

@@ -301,8 +301,8 @@ class _ThroughKept(torch.autograd.Function):
 
     ``forward(p, erased, kept, scale)`` returns ``erased`` (computed without autograd by a backend) and
     ties it to ``p``. ``kept`` is the multiplier of the kept pixels (float32 from the torch backend,
-    bool from the kernel); the product is formed in float32 (float64 for float64 gradients) and cast once,
-    into one new buffer.
+    bool from the kernel); the product is formed in float32 (float64 for float64 gradients) and cast once
+    (for float32 gradients: one new buffer, as autograd's chain through the squashing would need two).
     """
 
     @staticmethod

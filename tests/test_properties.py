@@ -175,7 +175,7 @@ erasing_settings = st.fixed_dictionaries(
         "erase_prob": unit,
         "min_factor": st.floats(0.0, 0.5),
         "max_factor": st.floats(0.5, 1.0),
-        "min_size": st.integers(0, 3),
+        "min_size": st.one_of(st.integers(0, 3), st.floats(0.01, 0.99)),
         "per_sample_factor": st.booleans(),
     }
 )

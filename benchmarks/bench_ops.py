@@ -93,8 +93,8 @@ def _forward_fn(component: str, impl: str, inputs: dict[str, Any]) -> Callable[[
     return lambda: fn(p)
 
 
-def _erased(a: torch.Tensor, backend: str) -> torch.Tensor:
-    return lowcam.attentive_erasing(a, backend=backend).erased  # type: ignore[arg-type]
+def _erased(p: torch.Tensor, backend: str) -> torch.Tensor:
+    return lowcam.attentive_erasing(p, backend=backend).erased  # type: ignore[arg-type]
 
 
 def _backward_once(case: Case, device: str) -> float:

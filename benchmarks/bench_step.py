@@ -8,7 +8,8 @@ train), and a frozen VGG16 evaluator wrapped in :class:`~lowcam.Evaluator`. One 
     loss = CE(logits, y) + 0.02 · area(p, f, logits) + 1.5 · entropy(p);  loss.backward();  adam.step()
 
 with the three ORNet pieces taken either from ``benchmarks/loop_reference.py`` (``loop``) or from lowcam
-(``lowcam``, ``backend="auto"``: Triton on CUDA, torch on CPU). Both run in the same process, in float32
+(``lowcam``, ``--backend``: by default ``"triton"`` on CUDA — the kernels are what a GPU run must
+validate, and ``backend="auto"`` picks the torch backend until one has — and ``"torch"`` on CPU). Both run in the same process, in float32
 and in bfloat16 autocast with channels-last tensors, at each batch size. Results: median and 20/80 %
 quantiles of the step time, peak CUDA memory, written to ``<out>.json`` and ``<out>.md``.
 
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import lowcam
 from benchmarks._timing import environment, markdown_table, time_fn, write_results
 from benchmarks.loop_reference import area_loss_loop, attentive_erasing_loop, weighted_entropy_loop
+from lowcam._backend import Backend as lowcam_backend
 
 
 class Stage2(nn.Module):
@@ -56,13 +58,19 @@ class Stage2(nn.Module):
 
 
 def make_step(
-    model: Stage2, pieces: str, images: torch.Tensor, labels: torch.Tensor, bf16: bool
+    model: Stage2,
+    pieces: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    bf16: bool,
+    backend: lowcam_backend = "torch",
 ) -> Callable[[], None]:
     """One training step (forward, loss, backward, Adam) with the ``loop`` or the ``lowcam`` pieces."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-4)
     rng = np.random.default_rng(517)
-    erasing, area, entropy = lowcam.AttentiveErasing(), lowcam.AreaLoss(), lowcam.WeightedEntropyLoss()
+    erasing = lowcam.AttentiveErasing(backend=backend)
+    area, entropy = lowcam.AreaLoss(backend=backend), lowcam.WeightedEntropyLoss(backend=backend)
     device_type = images.device.type
 
     def step() -> None:
@@ -129,10 +137,10 @@ def run(
             images = torch.randn(batch, 3, size, size, device=args.device, generator=g)
             images = images.contiguous(memory_format=memory_format)
             labels = torch.randint(0, args.classes, (batch,), device=args.device, generator=g)
-            flops = count_flops(make_step(model, "lowcam", images, labels, bf16))
+            flops = count_flops(make_step(model, "lowcam", images, labels, bf16, args.backend))
             peak = peak_tflops(str(args.device), precision)
             for pieces in ("loop", "lowcam"):
-                step = make_step(model, pieces, images, labels, bf16)
+                step = make_step(model, pieces, images, labels, bf16, args.backend)
                 stats = time_fn(step, device=args.device, warmup=args.warmup, repeats=args.repeats)
                 seconds = stats["median_ms"] / 1e3
                 rows.append(
@@ -184,6 +192,7 @@ def to_markdown(env: dict[str, Any], args: argparse.Namespace, rows: list[dict[s
             f"- commit {env['commit']}, {env['date']}",
             f"- images {args.image_size}×{args.image_size}, {args.classes} classes; ResNet-50 stem + generator, "
             "VGG16 evaluator, random weights; bf16 = bfloat16 autocast + channels-last",
+            f"- lowcam backend: `{args.backend}`",
             "- GFLOP/img: convolutions and matmuls of one step, forward and backward, counted by "
             "`torch.utils.flop_counter`; floor: those FLOPs at the device's data-sheet peak (bf16, or TF32 "
             "for fp32), and how many times slower the step is",
@@ -213,6 +222,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", nargs="+", type=int, default=[16, 64])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument(
+        "--backend",
+        choices=["torch", "triton"],
+        default=None,
+        help="lowcam's backend (default: triton on CUDA, torch on CPU)",
+    )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--classes", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=3)
@@ -222,6 +237,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, default=None, help="output stem (default benchmarks/results/<dev>_step)"
     )
     args = parser.parse_args(argv)
+    if args.backend is None:
+        args.backend = "triton" if args.device.startswith("cuda") else "torch"
     if args.threads is None and args.device == "cpu":
         args.threads = 1
     if args.out is None:

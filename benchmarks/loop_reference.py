@@ -1,4 +1,4 @@
-"""ORNet's three components written from shared/spec/ornet.md the way the paper's code writes them.
+"""ORNet's three components written from docs/method.md the way the paper's code writes them.
 
 This is the baseline of ``bench_ops.py`` and ``bench_step.py``, not an oracle (the oracles of the test-suite
 live in ``tests/reference.py``). It keeps the reference implementation's habits:
@@ -47,8 +47,8 @@ def area_loss_loop(
 
 
 def attentive_erasing_loop(
-    a: torch.Tensor,
-    p: float = 0.5,
+    p: torch.Tensor,
+    erase_prob: float = 0.5,
     min_factor: float = 0.0,
     max_factor: float = 0.5,
     min_size: int = 4,
@@ -62,16 +62,16 @@ def attentive_erasing_loop(
         ``(erased, region)`` like :func:`lowcam.attentive_erasing`.
     """
     rng = rng if rng is not None else np.random.default_rng()
-    batch, _, height, width = a.shape
+    batch, _, height, width = p.shape
     factor = rng.uniform(min_factor, max_factor)
-    rows = torch.arange(height, device=a.device).view(height, 1)
-    cols = torch.arange(width, device=a.device).view(1, width)
+    rows = torch.arange(height, device=p.device).view(height, 1)
+    cols = torch.arange(width, device=p.device).view(1, width)
     outputs, regions = [], []
     for b in range(batch):
-        squashed = scale * a[b] + shift
-        region = torch.zeros(1, height, width, dtype=torch.bool, device=a.device)
-        if rng.random() < p:
-            values = a[b, 0].detach()
+        squashed = scale * p[b] + shift
+        region = torch.zeros(1, height, width, dtype=torch.bool, device=p.device)
+        if rng.random() < erase_prob:
+            values = p[b, 0].detach()
             peak_value, low = values.max().item(), values.min().item()
             threshold = peak_value - (peak_value - low) * factor
             above = values > threshold

@@ -28,7 +28,7 @@ EOF
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     echo
     timeout 120 "$PYTHON" -m pytest -q -p no:cacheprovider -m "cuda or triton" \
-        tests/test_ops_entropy.py tests/test_ops_area.py tests/test_ops_erasing.py
+        tests/test_ops_entropy.py tests/test_ops_area.py tests/test_ops_erasing.py tests/test_ops_opcheck.py
     echo
     # the torch backend of every component on CUDA (the tests parametrized over the device) and "auto"
     timeout 40 "$PYTHON" -m pytest -q -p no:cacheprovider -k cuda \

@@ -120,7 +120,7 @@ def erasing_figure(out: Path) -> Path:
     factor = 0.35  # min_factor = max_factor fixes the drawn factor, so that P can be drawn here
     generator = torch.Generator().manual_seed(3)
     erased, region = lowcam.attentive_erasing(
-        a, p=1.0, min_factor=factor, max_factor=factor, min_size=4, generator=generator
+        a, erase_prob=1.0, min_factor=factor, max_factor=factor, min_size=4, generator=generator
     )
     threshold = a.max() - (a.max() - a.min()) * factor
     above = a > threshold

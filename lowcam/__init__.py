@@ -1,7 +1,8 @@
 """lowcam: reusable, fused PyTorch components and exact metrics for weakly supervised object localization.
 
 The pieces of ORNet (Xie et al., ICCV 2021) as standalone modules, each with a functional twin, plus the
-WSOL metrics of both evaluation protocols in :mod:`lowcam.metrics`.
+WSOL metrics of both evaluation protocols in :mod:`lowcam.metrics`, and the helpers of :mod:`lowcam.maps`
+that turn a CAM-style head into the ``[0, 1]`` maps the components expect (the map contract).
 """
 
 from lowcam import metrics
@@ -10,6 +11,7 @@ from lowcam.erasing import AttentiveErasing, ErasingOutput, attentive_erasing
 from lowcam.evaluator import Evaluator
 from lowcam.generator import GeneratorOutput, LowLevelActivationGenerator
 from lowcam.losses import AreaLoss, WeightedEntropyLoss, area_loss, weighted_entropy_loss
+from lowcam.maps import cam_class_maps, normalize_map, select_class_map
 
 __all__ = [
     "AreaLoss",
@@ -22,6 +24,9 @@ __all__ = [
     "__version__",
     "area_loss",
     "attentive_erasing",
+    "cam_class_maps",
     "metrics",
+    "normalize_map",
+    "select_class_map",
     "weighted_entropy_loss",
 ]

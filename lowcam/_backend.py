@@ -1,8 +1,11 @@
 """Resolution of the ``backend="auto" | "torch" | "triton"`` argument, in one place.
 
-``"auto"`` picks the fused Triton kernels when every tensor is on a CUDA device and Triton imports;
-otherwise the vectorized torch implementation. ``"triton"`` insists on the kernels: it needs Triton and
-either CUDA tensors or ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by the test-suite).
+``"torch"`` is the vectorized torch backend of a component (``<function>_torch`` beside the function),
+available everywhere. ``"triton"`` is the fused kernels of :mod:`lowcam.ops` (``<function>_triton``):
+an explicit opt-in that needs Triton and either CUDA tensors or ``TRITON_INTERPRET=1`` (Triton's CPU
+interpreter, used by the test-suite). ``"auto"`` resolves to ``"torch"`` on every device, CUDA included:
+the kernels are tested under the interpreter and compiled ahead of time, but until a committed GPU run
+(``benchmarks/results``) shows them correct and faster on real hardware, nobody is sent to them by default.
 """
 
 from __future__ import annotations
@@ -32,15 +35,30 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def check_backend(backend: object) -> Backend:
+    """Raise ``ValueError`` unless ``backend`` is ``"auto"``, ``"torch"`` or ``"triton"``; return it.
+
+    Called by every module's constructor and every function, so a misspelt backend fails at once rather
+    than at the first forward pass.
+
+    Example:
+        >>> check_backend("torch")
+        'torch'
+    """
+    if not isinstance(backend, str) or backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    return backend  # type: ignore[return-value]
+
+
 def resolve_backend(backend: str, *tensors: torch.Tensor) -> ResolvedBackend:
     """Turn a ``backend`` argument into the implementation that will run.
 
     Args:
         backend: ``"auto"``, ``"torch"`` or ``"triton"``.
-        *tensors: the inputs of the component; their device decides ``"auto"``.
+        *tensors: the inputs of the component; ``"triton"`` needs them on CUDA (or the interpreter).
 
     Returns:
-        ``"torch"`` or ``"triton"``.
+        ``"torch"`` or ``"triton"``; ``"auto"`` always gives ``"torch"`` (see the module docstring).
 
     Raises:
         ValueError: ``backend`` is not one of the three names, or ``"triton"`` was asked for where
@@ -50,16 +68,12 @@ def resolve_backend(backend: str, *tensors: torch.Tensor) -> ResolvedBackend:
         >>> resolve_backend("auto", torch.zeros(2, 1, 4, 4))
         'torch'
     """
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    if backend == "torch":
+    check_backend(backend)
+    if backend != "triton":
         return "torch"
-    on_cuda = all(t.is_cuda for t in tensors)
-    if backend == "auto":
-        return "triton" if on_cuda and triton_available() else "torch"
     if not triton_available():
         raise ValueError("backend='triton' needs the 'triton' package, which is not installed")
-    if not (on_cuda or triton_interpret()):
+    if not (all(t.is_cuda for t in tensors) or triton_interpret()):
         devices = sorted({str(t.device) for t in tensors})
         raise ValueError(
             f"backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for the CPU interpreter), "

@@ -36,14 +36,17 @@ def check_shape(name: str, value: torch.Tensor, expected: str, ndim: int) -> Non
         raise ValueError(f"{name} must have shape {expected}, got shape {tuple(value.shape)}")
 
 
-def check_map(name: str, value: object) -> torch.Tensor:
-    """Check a single-channel activation map of shape ``(B, 1, H, W)`` with a floating dtype."""
+def check_map(name: str, value: object, *, shape: str = "(B, 1, H, W)") -> torch.Tensor:
+    """Check a single-channel map of shape ``(B, 1, H, W)`` with a floating dtype: the one map check.
+
+    Every component that takes an activation map (the losses, erasing, the evaluator's masks, the map
+    helpers) calls this; it reads only the shape and dtype, so it never synchronises with the device.
+    ``shape`` is how the message spells the expected shape (the evaluator's maps are ``(B, 1, h, w)``).
+    """
     tensor = check_tensor(name, value)
-    check_shape(name, tensor, "(B, 1, H, W)", 4)
+    check_shape(name, tensor, shape, 4)
     if tensor.shape[1] != 1:
-        raise ValueError(
-            f"{name} must have shape (B, 1, H, W) with one channel, got shape {tuple(tensor.shape)}"
-        )
+        raise ValueError(f"{name} must have shape {shape} with one channel, got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(tensor.shape)}")
     return tensor
@@ -91,11 +94,26 @@ def check_int(name: str, value: int, *, minimum: int = 0) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
-def reduce(values: torch.Tensor, reduction: Reduction) -> torch.Tensor:
-    """Apply ``reduction`` to ``values`` (already float32); ``"none"`` returns them as they are."""
+def reduce(values: torch.Tensor, reduction: Reduction, *, count: int | None = None) -> torch.Tensor:
+    """Apply ``reduction`` to a loss's unreduced values: the one reduction of every lowcam loss.
+
+    The contract: ``values`` are what the loss returns for ``reduction="none"`` — its *natural unit*,
+    which is per element ``(B, 1, H, W)`` for the weighted entropy loss (a pixel-wise loss) and per
+    sample ``(B,)`` for the area loss (a loss on whole maps) — or partial sums of those terms (a kernel's
+    per-sample sums), in which case ``count`` is the number of terms they add up to (default
+    ``values.numel()``). Then ``"none"`` returns ``values`` unchanged, ``"sum"`` their sum and ``"mean"``
+    the sum divided by ``count``: the mean over the natural unit, which is the reference's reduction of
+    both losses. ``values`` should already be in the compute dtype; the caller casts the result.
+
+    Example:
+        >>> reduce(torch.tensor([1.0, 2.0, 6.0]), "mean")
+        tensor(3.)
+        >>> reduce(torch.tensor([3.0, 6.0]), "mean", count=6)  # two per-sample sums of 3 terms each
+        tensor(1.5000)
+    """
     if reduction == "mean":
         # sum / n, not mean(): mean's backward materialises grad / n over the whole input, sum's is a view.
-        return values.sum() / values.numel()
+        return values.sum() / (values.numel() if count is None else count)
     if reduction == "sum":
         return values.sum()
     return values

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from typing_extensions import Self
 
-from lowcam._checks import check_int, check_same_sizes, check_shape, check_tensor
+from lowcam._checks import check_int, check_map, check_same_sizes, check_shape, check_tensor
 
 UpsampleMode: TypeAlias = Literal["nearest", "nearest-exact", "bilinear", "bicubic", "area"]
 _MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
@@ -29,7 +29,10 @@ class Evaluator(nn.Module):
     mode whatever ``train()`` is called with — BatchNorm statistics stay fixed and dropout is off, as one
     expects of a frozen model. ``follow_parent_mode=True`` reproduces the reference code, where the frozen
     evaluator follows ``train()``/``eval()``: its BN running statistics still move and its dropout is on
-    during training.
+    during training. Specification: ``docs/method.md`` (section "Evaluator").
+
+    The maps follow lowcam's map contract: ``(B, 1, h, w)`` with values in ``[0, 1]`` (the image is
+    multiplied by them), e.g. the generator's activation or :func:`lowcam.normalize_map` of a CAM.
 
     Args:
         classifier: any module mapping ``(B, 3, H, W)`` images to ``(B, C)`` logits.
@@ -75,10 +78,7 @@ class Evaluator(nn.Module):
 
     def mask(self, images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         """Return ``images * up(maps)``, the maps resized to the images' size."""
-        check_tensor("maps", maps)
-        check_shape("maps", maps, "(B, 1, h, w)", 4)
-        if maps.shape[1] != 1:
-            raise ValueError(f"maps must have shape (B, 1, h, w), got shape {tuple(maps.shape)}")
+        check_map("maps", maps, shape="(B, 1, h, w)")
         check_same_sizes("maps", maps, (0,), "images", images, (0,))
         align = False if self.upsample in ("bilinear", "bicubic") else None
         resized = F.interpolate(maps, size=images.shape[-2:], mode=self.upsample, align_corners=align)
@@ -96,9 +96,20 @@ class Evaluator(nn.Module):
 
     @torch.no_grad()
     def topk(self, images: torch.Tensor, k: int = 5, maps: torch.Tensor | None = None) -> torch.Tensor:
-        """Indices ``(B, k)`` of the ``k`` best classes, best first (ties follow :func:`torch.topk`)."""
+        """Indices ``(B, k)`` of the ``k`` best classes, best first (ties follow :func:`torch.topk`).
+
+        Raises:
+            ValueError: ``k < 1``, or ``k`` larger than the number of classes ``C`` of the logits.
+        """
         check_int("k", k, minimum=1)
-        return torch.topk(self(images, maps), k, dim=1).indices
+        logits: torch.Tensor = self(images, maps)
+        if logits.dim() != 2:
+            raise ValueError(
+                f"the classifier must return logits of shape (B, C), got shape {tuple(logits.shape)}"
+            )
+        if k > logits.shape[1]:
+            raise ValueError(f"k must be <= the number of classes C={logits.shape[1]}, got k={k}")
+        return torch.topk(logits, k, dim=1).indices
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:

@@ -72,7 +72,14 @@ class LowLevelActivationGenerator(nn.Module):
     Deviation from the reference code: the reference upsamples by exactly ×2 and hard-codes a 56×56
     pooling window, so it only works when H and W are multiples of 8 (and 56×56 maps). lowcam upsamples
     to each skip connection's size and pools globally, so any H×W works; for multiples of 8 the two
-    agree.
+    agree. Specification: ``docs/method.md`` (section "Generator").
+
+    Dtypes: the network runs in the dtype of its parameters (float32 unless converted with ``.half()``,
+    ``.bfloat16()`` or ``.double()``); features of another floating dtype are cast to it, and the three
+    outputs come back in the *features'* dtype, like every lowcam component. So float16 features through a
+    float32 generator are computed in float32 and returned in float16; to compute in float64, convert the
+    module (``generator.double()``). Under :func:`torch.autocast` the autocast rules choose the compute
+    dtype of the convolutions as usual.
 
     Args:
         in_channels: channels of the low-level feature (64 for ResNet).
@@ -81,7 +88,8 @@ class LowLevelActivationGenerator(nn.Module):
 
     Shape:
         - Input: ``(B, in_channels, h, w)``, any ``h, w >= 1``.
-        - Output: :class:`GeneratorOutput` with ``(B, 1, h, w)``, ``(B, C, h, w)`` and ``(B, C)``.
+        - Output: :class:`GeneratorOutput` with ``(B, 1, h, w)``, ``(B, C, h, w)`` and ``(B, C)``, in the
+          input's dtype.
 
     Example:
         >>> gen = LowLevelActivationGenerator(in_channels=8, num_classes=5, base_width=4)
@@ -131,12 +139,17 @@ class LowLevelActivationGenerator(nn.Module):
                 f"features must have {self.in_channels} channels (B, {self.in_channels}, h, w), "
                 f"got shape {tuple(features.shape)}"
             )
-        d1 = self.down1(self._pool(features))
+        # Compute in the parameters' dtype (float16/bfloat16/float64 features with float32 weights would
+        # not convolve); return in the features' dtype.
+        param_dtype = self.class_head.weight.dtype
+        x = features.to(param_dtype)
+        d1 = self.down1(self._pool(x))
         d2 = self.down2(self._pool(d1))
         d3 = self.down3(self._pool(d2))
         u1 = self.up1(d3, d2)
         u2 = self.up2(u1, d1)
-        class_maps = self.up3(u2, features)
+        class_maps = self.up3(u2, x)
         activation = torch.sigmoid(self.map_head(class_maps))
         logits = self.class_head(class_maps).mean(dim=(2, 3))
-        return GeneratorOutput(activation, class_maps, logits)
+        out_dtype = features.dtype
+        return GeneratorOutput(activation.to(out_dtype), class_maps.to(out_dtype), logits.to(out_dtype))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import reference
 import torch
-from conftest import tolerance
+from _helpers import tolerance
 
 import lowcam
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import reference
 import torch
-from conftest import tolerance
+from _helpers import tolerance
 
 import lowcam
 
@@ -133,6 +133,9 @@ def test_compiled_equals_eager() -> None:
         ({"p": [[0.5]]}, TypeError, "p must be a torch.Tensor, got list"),
         ({"sigma": 0.0}, ValueError, "sigma must be > 0, got 0.0"),
         ({"sigma": -1.0}, ValueError, "sigma must be > 0, got -1.0"),
+        ({"sigma": 1e-200}, ValueError, r"sigma must be >= 3.83e-20 .* got 1e-200"),
+        ({"sigma": 1e-20}, ValueError, r"1 / \(2 sigma\^2\) is a finite float32 number, got 1e-20"),
+        ({"sigma": float("nan")}, ValueError, "sigma must be > 0, got nan"),
         ({"beta": -0.1}, ValueError, "beta must be >= 0, got -0.1"),
         ({"reduction": "batchmean"}, ValueError, "reduction must be one of"),
         ({"backend": "cuda"}, ValueError, "backend must be one of"),
@@ -151,3 +154,13 @@ def test_bad_module_arguments_fail_at_construction() -> None:
         lowcam.WeightedEntropyLoss(sigma=0.0)
     with pytest.raises(ValueError, match="reduction must be one of"):
         lowcam.WeightedEntropyLoss(reduction="avg")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_smallest_valid_sigma_gives_finite_values(dtype: torch.dtype) -> None:
+    # 1 / (2 sigma^2) just below float32's maximum: the weight is 1 at mu and 0 elsewhere, no NaN.
+    p = torch.tensor([0.25, 0.5, 0.75], dtype=dtype).view(1, 1, 1, 3).requires_grad_()
+    loss = lowcam.weighted_entropy_loss(p, sigma=4e-20, reduction="none")
+    assert bool(torch.isfinite(loss).all())
+    torch.testing.assert_close(loss.flatten()[[0, 2]], torch.zeros(2, dtype=dtype))
+    assert abs(float(loss.detach().flatten()[1]) - 0.6931) < 1e-3

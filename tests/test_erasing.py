@@ -7,7 +7,7 @@ import reference
 import torch
 
 import lowcam
-from lowcam.erasing import draw_erasing_randoms
+from lowcam.erasing import ErasingParams, draw_erasing_randoms
 
 
 def blobs(
@@ -33,31 +33,17 @@ def run(a: torch.Tensor, seed: int, **kwargs: object) -> lowcam.ErasingOutput:
 
 
 def reference_output(a: torch.Tensor, seed: int, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
-    settings = {
-        "p": 0.5,
-        "min_factor": 0.0,
-        "max_factor": 0.5,
-        "min_size": 4,
-        "scale": 0.6,
-        "shift": 0.2,
-        "per_sample_factor": False,
-    }
-    settings.update(kwargs)
+    args = ErasingParams(**kwargs).resolve(a.shape[2], a.shape[3])  # type: ignore[arg-type]
     g = torch.Generator(device=a.device).manual_seed(seed)
-    draws = draw_erasing_randoms(
-        a,
-        settings["p"],
-        settings["min_factor"],
-        settings["max_factor"],  # type: ignore[arg-type]
-        bool(settings["per_sample_factor"]),
-        g,
-    )
+    draws = draw_erasing_randoms(a, args, g)
     region = reference.erasing_region(
-        a.cpu(), draws.factor.cpu(), draws.chosen.cpu(), draws.half_size.cpu(), int(settings["min_size"])
-    )  # type: ignore[call-overload]
-    out = reference.erase(
-        a.cpu(), region, draws.keep.cpu(), float(settings["scale"]), float(settings["shift"])
-    )  # type: ignore[arg-type]
+        a.cpu(),
+        draws.factor.cpu(),
+        draws.chosen.cpu(),
+        draws.half_size.cpu(),
+        (args.min_size_y, args.min_size_x),
+    )
+    out = reference.erase(a.cpu(), region, draws.keep.cpu(), args.scale, args.shift)
     return out, region
 
 
@@ -66,9 +52,9 @@ def reference_output(a: torch.Tensor, seed: int, **kwargs: object) -> tuple[torc
     "kwargs",
     [
         {},
-        {"p": 1.0, "min_size": 0},
-        {"p": 0.8, "min_size": 1, "per_sample_factor": True},
-        {"p": 1.0, "min_factor": 0.2, "max_factor": 0.9, "scale": 0.5, "shift": 0.1},
+        {"erase_prob": 1.0, "min_size": 0},
+        {"erase_prob": 0.8, "min_size": 1, "per_sample_factor": True},
+        {"erase_prob": 1.0, "min_factor": 0.2, "max_factor": 0.9, "scale": 0.5, "shift": 0.1},
     ],
 )
 def test_matches_reference_given_the_same_draws(
@@ -84,7 +70,7 @@ def test_matches_reference_given_the_same_draws(
 
 def test_reference_check_is_not_vacuous() -> None:
     a = blobs(16, 32, 32, seed=3)
-    sizes = [int(run(a, seed, p=1.0, min_size=1).region.sum()) for seed in range(4)]
+    sizes = [int(run(a, seed, erase_prob=1.0, min_size=1).region.sum()) for seed in range(4)]
     assert min(sizes) > 0
     assert len(set(sizes)) > 1
 
@@ -92,8 +78,8 @@ def test_reference_check_is_not_vacuous() -> None:
 def test_ties_pick_the_first_maximum() -> None:
     a = torch.zeros(1, 1, 20, 20, dtype=torch.float64)
     a[..., 2:18, 2:18] = 1.0  # a plateau: every pixel of it ties for the maximum
-    region = run(a, 0, p=1.0, min_size=2, min_factor=0.5, max_factor=0.5).region
-    _, ref_region = reference_output(a, 0, p=1.0, min_size=2, min_factor=0.5, max_factor=0.5)
+    region = run(a, 0, erase_prob=1.0, min_size=2, min_factor=0.5, max_factor=0.5).region
+    _, ref_region = reference_output(a, 0, erase_prob=1.0, min_size=2, min_factor=0.5, max_factor=0.5)
     assert torch.equal(region, ref_region)
     ys, xs = region[0, 0].nonzero().unbind(1)
     assert int(ys.min()) == 2 and int(xs.min()) == 2  # the box is centred on the first (top-left) maximum
@@ -103,21 +89,21 @@ def test_row_and_column_zero_can_be_erased() -> None:
     # The reference code never erases row 0 / column 0 (a bug lowcam does not copy).
     a = torch.zeros(1, 1, 24, 24, dtype=torch.float64)
     a[..., :12, :12] = 1.0
-    region = run(a, 0, p=1.0, min_size=0).region
+    region = run(a, 0, erase_prob=1.0, min_size=0).region
     assert bool(region[0, 0, 0, 0])
 
 
 def test_empty_range_is_not_erased() -> None:
     a = torch.zeros(2, 1, 16, 16)
     a[:, :, 6:10, 6:10] = 1.0  # extent 3 → 3 // 2 = 1 ≤ min_size=4: nothing erased
-    out, region = run(a, 0, p=1.0)
+    out, region = run(a, 0, erase_prob=1.0)
     assert not region.any()
     torch.testing.assert_close(out, 0.6 * a + 0.2)
 
 
 def test_constant_map_is_not_erased() -> None:
     a = torch.full((3, 1, 16, 16), 0.7)
-    out, region = run(a, 0, p=1.0, min_size=0)
+    out, region = run(a, 0, erase_prob=1.0, min_size=0)
     assert not region.any()
     torch.testing.assert_close(out, torch.full_like(a, 0.6 * 0.7 + 0.2))
 
@@ -127,16 +113,16 @@ def test_eval_mode_is_identity() -> None:
     out, region = lowcam.attentive_erasing(a, training=False)
     assert out is a
     assert region.dtype == torch.bool and region.shape == a.shape and not region.any()
-    module = lowcam.AttentiveErasing(p=1.0).eval()
+    module = lowcam.AttentiveErasing(erase_prob=1.0).eval()
     assert module(a).erased is a
 
 
-def test_share_of_erased_samples_is_p() -> None:
+def test_share_of_erased_samples_is_erase_prob() -> None:
     batch = 4000
     a = torch.zeros(batch, 1, 16, 16)
     a[:, :, 2:14, 2:14] = 1.0  # every chosen sample has a valid, non-empty region
     for p in (0.3, 0.5):
-        region = run(a, 7, p=p).region
+        region = run(a, 7, erase_prob=p).region
         share = region.flatten(1).any(1).float().mean()
         sd = (p * (1 - p) / batch) ** 0.5
         assert abs(float(share) - p) < 5 * sd, (share, p)
@@ -147,7 +133,7 @@ def test_drop_rate_inside_the_region_is_the_squashed_value() -> None:
     batch = 600
     a = torch.zeros(batch, 1, 24, 24)
     a[:, :, 2:22, 2:22] = 0.02 + 0.98 * torch.rand(batch, 1, 20, 20, generator=g)
-    out, region = run(a, 1, p=1.0, min_factor=1.0, max_factor=1.0, min_size=0)
+    out, region = run(a, 1, erase_prob=1.0, min_factor=1.0, max_factor=1.0, min_size=0)
     dropped = out == 0
     assert not (dropped & ~region).any()
     values = a[region]
@@ -163,9 +149,9 @@ def test_drop_rate_inside_the_region_is_the_squashed_value() -> None:
 def test_same_seed_same_output_different_seed_different() -> None:
     a = blobs(8, 28, 28, dtype=torch.float32)
     first, second, other = (
-        run(a, 5, p=1.0, min_size=1),
-        run(a, 5, p=1.0, min_size=1),
-        run(a, 6, p=1.0, min_size=1),
+        run(a, 5, erase_prob=1.0, min_size=1),
+        run(a, 5, erase_prob=1.0, min_size=1),
+        run(a, 6, erase_prob=1.0, min_size=1),
     )
     assert torch.equal(first.erased, second.erased) and torch.equal(first.region, second.region)
     assert not torch.equal(first.erased, other.erased)
@@ -173,7 +159,7 @@ def test_same_seed_same_output_different_seed_different() -> None:
 
 def test_gradient_is_scale_times_keep() -> None:
     a = blobs(4, 20, 20).requires_grad_()
-    out, region = run(a, 2, p=1.0, min_size=1)
+    out, region = run(a, 2, erase_prob=1.0, min_size=1)
     grad_out = torch.randn_like(out)
     out.backward(grad_out)
     dropped = region & (out.detach() == 0)
@@ -184,13 +170,13 @@ def test_gradient_is_scale_times_keep() -> None:
 
 def test_gradcheck() -> None:
     a = blobs(2, 12, 12).requires_grad_()
-    assert torch.autograd.gradcheck(lambda x: run(x, 3, p=1.0, min_size=1).erased, (a,))
+    assert torch.autograd.gradcheck(lambda x: run(x, 3, erase_prob=1.0, min_size=1).erased, (a,))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_dtypes_follow_the_input(device: str, dtype: torch.dtype) -> None:
     a = blobs(4, 15, 13, dtype=dtype).to(device).requires_grad_()
-    out, region = run(a, 0, p=1.0, min_size=1)
+    out, region = run(a, 0, erase_prob=1.0, min_size=1)
     assert out.dtype == dtype and out.device == a.device and region.dtype == torch.bool
     outside = ~region
     torch.testing.assert_close(
@@ -202,9 +188,9 @@ def test_dtypes_follow_the_input(device: str, dtype: torch.dtype) -> None:
 
 def test_non_contiguous_and_channels_last() -> None:
     a = blobs(4, 17, 23, dtype=torch.float32)
-    expected = run(a, 4, p=1.0, min_size=1)
+    expected = run(a, 4, erase_prob=1.0, min_size=1)
     for view in (a.transpose(2, 3).contiguous().transpose(2, 3), a.to(memory_format=torch.channels_last)):
-        got = run(view, 4, p=1.0, min_size=1)
+        got = run(view, 4, erase_prob=1.0, min_size=1)
         assert torch.equal(got.region, expected.region)
         torch.testing.assert_close(got.erased, expected.erased)
 
@@ -212,7 +198,7 @@ def test_non_contiguous_and_channels_last() -> None:
 def test_module_equals_function() -> None:
     a = blobs(4, 16, 16, dtype=torch.float32)
     module = lowcam.AttentiveErasing(
-        p=0.7,
+        erase_prob=0.7,
         min_factor=0.1,
         max_factor=0.6,
         min_size=2,
@@ -223,7 +209,15 @@ def test_module_equals_function() -> None:
     )
     got = module(a, generator=torch.Generator().manual_seed(9))
     want = run(
-        a, 9, p=0.7, min_factor=0.1, max_factor=0.6, min_size=2, scale=0.5, shift=0.3, per_sample_factor=True
+        a,
+        9,
+        erase_prob=0.7,
+        min_factor=0.1,
+        max_factor=0.6,
+        min_size=2,
+        scale=0.5,
+        shift=0.3,
+        per_sample_factor=True,
     )
     assert torch.equal(got.erased, want.erased) and torch.equal(got.region, want.region)
     assert "per_sample_factor=True" in repr(module)
@@ -235,7 +229,7 @@ def test_compiled_equals_eager() -> None:
     # seed gives the same numbers as eager without inductor's fallback_random.
     torch._dynamo.reset()
     a = blobs(6, 20, 20, dtype=torch.float32).requires_grad_()
-    module = lowcam.AttentiveErasing(p=1.0, min_size=1, backend="torch")
+    module = lowcam.AttentiveErasing(erase_prob=1.0, min_size=1, backend="torch")
     compiled = torch.compile(module, fullgraph=True)
     grad_out = torch.rand(a.shape, generator=torch.Generator().manual_seed(3)) + 0.5
     torch.manual_seed(11)
@@ -254,12 +248,14 @@ def test_compiled_equals_eager() -> None:
 def test_compiled_cpu_op_dtypes(dtype: torch.dtype) -> None:
     torch._dynamo.reset()
     a = blobs(3, 17, 23, dtype=dtype).requires_grad_()
-    compiled = torch.compile(lambda x: lowcam.attentive_erasing(x, p=1.0, backend="torch"), fullgraph=True)
+    compiled = torch.compile(
+        lambda x: lowcam.attentive_erasing(x, erase_prob=1.0, backend="torch"), fullgraph=True
+    )
     torch.manual_seed(5)
     got = compiled(a)
     (got_grad,) = torch.autograd.grad(got.erased.sum(), a)
     torch.manual_seed(5)
-    want = lowcam.attentive_erasing(a, p=1.0, backend="torch")
+    want = lowcam.attentive_erasing(a, erase_prob=1.0, backend="torch")
     (want_grad,) = torch.autograd.grad(want.erased.sum(), a)
     assert got.erased.dtype == dtype and got_grad.dtype == dtype
     assert torch.equal(got.erased, want.erased) and torch.equal(got.region, want.region)
@@ -267,41 +263,98 @@ def test_compiled_cpu_op_dtypes(dtype: torch.dtype) -> None:
 
 
 def test_cpu_compile_op_registration() -> None:
-    # p=0 erases nothing, so the op is deterministic and torch.library.opcheck can compare its runs.
-    from lowcam.ops.erasing_cpu import _erasing_op
+    # erase_prob=0 erases nothing, so the op is deterministic and torch.library.opcheck can compare its
+    # runs. The op takes the detached map (the gradient is attached outside it), so no autograd kernel.
+    from lowcam.erasing import _attentive_erasing_op
 
-    a = blobs(2, 9, 11, dtype=torch.float32).requires_grad_()
-    torch.library.opcheck(_erasing_op, (a, 0.0, 0.0, 0.5, 1, 0.6, 0.2, False))
+    a = blobs(2, 9, 11, dtype=torch.float32)
+    torch.library.opcheck(_attentive_erasing_op, (a, 0.0, 0.0, 0.5, 1, 2, 0.6, 0.2, False))
     assert torch.Tag.nondeterministic_seeded in torch.ops.lowcam.attentive_erasing_torch.default.tags
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"a": torch.rand(2, 8, 8)}, ValueError, r"a must have shape \(B, 1, H, W\), got shape \(2, 8, 8\)"),
-        ({"a": torch.rand(2, 2, 8, 8)}, ValueError, r"one channel, got shape \(2, 2, 8, 8\)"),
+        ({"p": torch.rand(2, 8, 8)}, ValueError, r"p must have shape \(B, 1, H, W\), got shape \(2, 8, 8\)"),
+        ({"p": torch.rand(2, 2, 8, 8)}, ValueError, r"one channel, got shape \(2, 2, 8, 8\)"),
         (
-            {"a": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)},
+            {"p": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)},
             TypeError,
-            "a must have a floating dtype, got torch.uint8",
+            "p must have a floating dtype, got torch.uint8",
         ),
-        ({"p": 1.5}, ValueError, r"p must be in \[0, 1\], got 1.5"),
-        ({"p": -0.1}, ValueError, r"p must be in \[0, 1\], got -0.1"),
+        ({"erase_prob": 1.5}, ValueError, r"erase_prob must be in \[0, 1\], got 1.5"),
+        ({"erase_prob": -0.1}, ValueError, r"erase_prob must be in \[0, 1\], got -0.1"),
         ({"min_factor": -0.5}, ValueError, r"min_factor must be in \[0, 1\], got -0.5"),
         ({"max_factor": 2.0}, ValueError, r"max_factor must be in \[0, 1\], got 2.0"),
         ({"min_factor": 0.6, "max_factor": 0.5}, ValueError, "min_factor must be <= max_factor"),
         ({"min_size": -1}, ValueError, "min_size must be >= 0, got -1"),
-        ({"min_size": 2.0}, TypeError, "min_size must be an int, got float"),
+        ({"min_size": 2.0}, ValueError, r"min_size given as a float is a fraction .* \(0, 1\), got 2.0"),
+        ({"min_size": 1.0}, ValueError, r"must be in \(0, 1\), got 1.0"),
+        ({"min_size": "4"}, TypeError, "min_size must be an int .* got str"),
+        ({"min_size": True}, TypeError, "min_size must be an int .* got bool"),
+        (
+            {"backend": "bogus"},
+            ValueError,
+            r"backend must be one of \('auto', 'torch', 'triton'\), got 'bogus'",
+        ),
         ({"scale": 0.9}, ValueError, "scale \\+ shift must be <= 1"),
         ({"generator": 3}, TypeError, "generator must be a torch.Generator or None, got int"),
     ],
 )
 def test_bad_input(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
-    args: dict[str, object] = {"a": torch.rand(2, 1, 8, 8)}
+    args: dict[str, object] = {"p": torch.rand(2, 1, 8, 8)}
     args.update(kwargs)
-    a = args.pop("a")
+    p = args.pop("p")
     with pytest.raises(error, match=match):
-        lowcam.attentive_erasing(a, **args)  # type: ignore[arg-type]
-    if "a" not in kwargs and "generator" not in kwargs:
+        lowcam.attentive_erasing(p, **args)  # type: ignore[arg-type]
+    if "p" not in kwargs and "generator" not in kwargs:
         with pytest.raises(error, match=match):
             lowcam.AttentiveErasing(**args)  # type: ignore[arg-type]
+
+
+def test_min_size_fraction_resolves_per_axis() -> None:
+    params = ErasingParams(min_size=4 / 56)
+    assert params.min_sizes(56, 56) == (4, 4)  # the reference's 4 pixels on its 56 × 56 maps
+    assert params.min_sizes(7, 28) == (1, 2)  # nearest pixel, halves up: 0.5 -> 1, 2.0 -> 2
+    assert params.min_sizes(14, 21) == (1, 2)  # 1.0 -> 1, 1.5 -> 2
+    assert params.min_sizes(1, 3) == (1, 1)  # never below one pixel
+    assert ErasingParams(min_size=0.25).min_sizes(10, 30) == (3, 8)  # 2.5 -> 3, 7.5 -> 8
+    assert ErasingParams(min_size=4).min_sizes(7, 7) == (4, 4)  # an int is pixels, whatever the size
+
+
+def test_pixel_default_is_inert_on_7x7_maps_and_a_fraction_is_not() -> None:
+    # The usual CAM size: with min_size=4 pixels a region needs an extent > 9 per axis, impossible on 7 × 7.
+    a = blobs(64, 7, 7, seed=5, dtype=torch.float32)
+    pixels = run(a, 0, erase_prob=1.0)
+    assert not pixels.region.any()
+    assert pixels.was_erased.shape == (64,) and pixels.was_erased.dtype == torch.bool
+    assert int(pixels.was_erased.sum()) == 0
+    fraction = run(a, 0, erase_prob=1.0, min_size=4 / 56)
+    erased = fraction.was_erased
+    assert 0 < int(erased.sum()) <= 64
+    assert torch.equal(erased, fraction.region.flatten(1).any(1))
+    _, ref_region = reference_output(a, 0, erase_prob=1.0, min_size=4 / 56)
+    assert torch.equal(fraction.region, ref_region)
+
+
+def test_was_erased_counts_on_the_device_without_sync(device: str) -> None:
+    a = blobs(32, 24, 24, seed=2).to(device)
+    out = run(a, 1, erase_prob=0.5, min_size=1)
+    assert out.was_erased.device == a.device
+    assert torch.equal(out.was_erased, out.region.flatten(1).any(1))
+    assert 0 < int(out.was_erased.sum()) < 32  # about half of the samples
+    module = lowcam.AttentiveErasing(min_size=0.1).eval()
+    assert not module(a).was_erased.any()
+
+
+def test_unknown_backend_is_rejected_in_eval_mode_too() -> None:
+    with pytest.raises(ValueError, match="backend must be one of"):
+        lowcam.attentive_erasing(torch.rand(1, 1, 4, 4), training=False, backend="bogus")  # type: ignore[arg-type]
+
+
+def test_params_are_validated_once_and_frozen() -> None:
+    module = lowcam.AttentiveErasing(erase_prob=0.3, min_size=0.1)
+    assert module.params == ErasingParams(erase_prob=0.3, min_size=0.1)
+    with pytest.raises(AttributeError):
+        module.params.erase_prob = 0.9  # type: ignore[misc]
+    assert "erase_prob=0.3" in repr(module) and "min_size=0.1" in repr(module)

@@ -105,7 +105,9 @@ def test_bad_input() -> None:
     evaluator = lowcam.Evaluator(classifier())
     with pytest.raises(ValueError, match=r"maps must have shape \(B, 1, h, w\), got shape \(2, 4, 4\)"):
         evaluator(torch.randn(2, 3, 8, 8), torch.rand(2, 4, 4))
-    with pytest.raises(ValueError, match=r"maps must have shape \(B, 1, h, w\), got shape \(2, 3, 4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"maps must have shape \(B, 1, h, w\) with one channel, got shape \(2, 3, 4, 4\)"
+    ):
         evaluator(torch.randn(2, 3, 8, 8), torch.rand(2, 3, 4, 4))
     with pytest.raises(ValueError, match=r"maps of shape \(3, 1, 4, 4\) does not match images"):
         evaluator(torch.randn(2, 3, 8, 8), torch.rand(3, 1, 4, 4))
@@ -113,3 +115,14 @@ def test_bad_input() -> None:
         lowcam.Evaluator(classifier(), upsample="linear")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="classifier must be a torch.nn.Module, got function"):
         lowcam.Evaluator(lambda x: x)  # type: ignore[arg-type]
+
+
+def test_topk_larger_than_the_number_of_classes_is_a_clear_error() -> None:
+    evaluator = lowcam.Evaluator(classifier())
+    images = torch.randn(2, 3, 8, 8)
+    classes = evaluator(images).shape[1]
+    assert evaluator.topk(images, k=classes).shape == (2, classes)
+    with pytest.raises(
+        ValueError, match=rf"k must be <= the number of classes C={classes}, got k={classes + 1}"
+    ):
+        evaluator.topk(images, k=classes + 1)

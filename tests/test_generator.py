@@ -107,6 +107,20 @@ def test_dtype_and_channels_last() -> None:
     assert gen64(x.double()).activation.dtype == torch.float64
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
+def test_other_input_dtypes_run_in_the_parameters_dtype_and_come_back_in_theirs(dtype: torch.dtype) -> None:
+    gen = small().eval()
+    x = torch.randn(2, 6, 12, 10)
+    ref = gen(x.to(dtype).float())  # what the float32 network computes from the rounded input
+    out = gen(x.to(dtype))
+    for got, want in zip(out, ref):
+        assert got.dtype == dtype
+        torch.testing.assert_close(got, want.to(dtype))
+    with torch.no_grad():
+        low = small().to(dtype).eval()(x.to(dtype))  # a converted module computes in that dtype
+    assert all(t.dtype == dtype for t in low)
+
+
 def test_bad_input() -> None:
     gen = small()
     with pytest.raises(

@@ -22,7 +22,9 @@ SCRIPT = Path(__file__).with_name("triton_aot.py")
 def test_every_kernel_launch_compiles_for_sm80_and_sm90(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path / "triton-cache")  # compile for real, not from a cache
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPT.parent), env.get("PYTHONPATH")]))
+    # The checkout's lowcam first (not an installed copy), then the tests folder for the script's imports.
+    paths = [str(SCRIPT.parent.parent), str(SCRIPT.parent), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--targets", "80", "90"],
         env=env,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from conftest import TRITON_DEVICE, TRITON_MARKS
+from _helpers import DTYPES, TOLERANCES, TRITON_DEVICE, TRITON_MARKS
 
 import lowcam
 from lowcam.losses.area import area_loss
@@ -16,13 +16,6 @@ triton = pytest.importorskip("triton")
 DEVICE = TRITON_DEVICE
 pytestmark = TRITON_MARKS
 
-#: (rtol, atol) of the Triton backend against the torch backend, per output dtype.
-TOL = {
-    torch.float64: (1e-12, 1e-12),
-    torch.float32: (1e-5, 1e-6),
-    torch.bfloat16: (1.6e-2, 1e-3),
-    torch.float16: (2e-3, 1e-4),
-}
 REDUCTIONS = ["none", "mean", "sum"]
 
 
@@ -60,13 +53,13 @@ def _run(
 def _assert_same(
     actual: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...], dtype: torch.dtype
 ) -> None:
-    rtol, atol = TOL[dtype]
+    rtol, atol = TOLERANCES[dtype]["backend"]
     for a, e in zip(actual, expected):
         assert a.dtype == e.dtype and a.shape == e.shape
         torch.testing.assert_close(a, e, rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("dtype", list(TOL), ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_matches_torch(dtype: torch.dtype, reduction: str) -> None:
     p, maps, logits = _inputs(3, 12, 7, 9, dtype)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import TRITON_DEVICE, TRITON_MARKS
+from _helpers import DTYPES, TOLERANCES, TRITON_DEVICE, TRITON_MARKS
 
 import lowcam
 from lowcam.losses.entropy import weighted_entropy_loss
@@ -16,14 +16,6 @@ triton = pytest.importorskip("triton")
 DEVICE = TRITON_DEVICE
 pytestmark = TRITON_MARKS
 
-#: (rtol, atol) of the Triton backend against the torch backend, per dtype of the map.
-TOL = {
-    torch.float64: (1e-12, 1e-12),
-    torch.float32: (1e-5, 1e-6),
-    torch.bfloat16: (1.6e-2, 1e-3),
-    torch.float16: (2e-3, 1e-4),
-}
-DTYPES = list(TOL)
 REDUCTIONS = ["none", "mean", "sum"]
 HYPER = {"mu": 0.45, "sigma": 0.13, "beta": 0.05}
 
@@ -49,7 +41,7 @@ def _both(p: torch.Tensor, grad_scale: float = 1.0, **kwargs: object) -> tuple[t
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
-    rtol, atol = TOL[dtype]
+    rtol, atol = TOLERANCES[dtype]["backend"]
     assert actual.dtype == expected.dtype
     assert actual.shape == expected.shape
     torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from conftest import TRITON_DEVICE, TRITON_MARKS
+from _helpers import DTYPES, TOLERANCES, TRITON_DEVICE, TRITON_MARKS
 
 import lowcam
 from lowcam.erasing import attentive_erasing
@@ -23,13 +23,6 @@ triton = pytest.importorskip("triton")
 DEVICE = TRITON_DEVICE
 pytestmark = TRITON_MARKS
 
-#: (rtol, atol) of the squashed map against the torch backend, per dtype.
-TOL = {
-    torch.float64: (1e-12, 1e-12),
-    torch.float32: (1e-6, 1e-6),
-    torch.bfloat16: (8e-3, 1e-3),
-    torch.float16: (1e-3, 1e-4),
-}
 SIGMAS = 4.5
 
 
@@ -62,10 +55,10 @@ def _blob_maps(batch: int, height: int = 13, width: int = 15, seed: int = 0) -> 
     return a.to(DEVICE)
 
 
-FIXED = {"p": 1.0, "min_factor": 0.5, "max_factor": 0.5, "min_size": 2}
+FIXED = {"erase_prob": 1.0, "min_factor": 0.5, "max_factor": 0.5, "min_size": 2}
 
 
-@pytest.mark.parametrize("dtype", list(TOL), ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize(
     "layout",
     [
@@ -84,7 +77,7 @@ def test_deterministic_region_matches_torch(
     assert erased.dtype == dtype and region.dtype == torch.bool and erased.shape == a.shape
     assert torch.equal(region, ref_region)
     assert region.flatten(1).any(dim=1).all()  # every sample was erased
-    rtol, atol = TOL[dtype]
+    rtol, atol = TOLERANCES[dtype]["backend"]
     torch.testing.assert_close(erased[~region], ref_erased[~region], rtol=rtol, atol=atol)
     squashed = ref_erased.masked_fill(region, 0.0) + (0.6 * a.double() + 0.2).to(dtype).masked_fill(
         ~region, 0.0
@@ -107,18 +100,18 @@ def test_peak_is_the_first_maximum() -> None:
 def test_small_maps_are_never_erased(shape: tuple[int, ...]) -> None:
     # Extents of at most 8 // 2 = 4 = min_size: the half-size ranges are empty.
     a = torch.rand(shape, device=DEVICE)
-    erased, region = attentive_erasing(a, p=1.0, generator=_gen(2), backend="triton")
+    erased, region = attentive_erasing(a, erase_prob=1.0, generator=_gen(2), backend="triton")
     assert not region.any()
     torch.testing.assert_close(erased, 0.6 * a + 0.2)
 
 
-@pytest.mark.parametrize("dtype", list(TOL), ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_p_zero_is_the_squash(dtype: torch.dtype) -> None:
     a = _blob_maps(3).to(dtype)
-    erased, region = attentive_erasing(a, p=0.0, generator=_gen(3), backend="triton")
-    ref, _ = attentive_erasing(a, p=0.0, generator=_gen(3), backend="torch")
+    erased, region = attentive_erasing(a, erase_prob=0.0, generator=_gen(3), backend="triton")
+    ref, _ = attentive_erasing(a, erase_prob=0.0, generator=_gen(3), backend="torch")
     assert not region.any()
-    rtol, atol = TOL[dtype]
+    rtol, atol = TOLERANCES[dtype]["backend"]
     torch.testing.assert_close(erased, ref, rtol=rtol, atol=atol)
 
 
@@ -134,7 +127,7 @@ def test_share_of_erased_samples_and_half_sizes() -> None:
     # so the region of an erased sample is hh rows by ww columns.
     batch, p = 400, 0.5
     _, region = attentive_erasing(
-        _plateau_maps(batch), p=p, min_factor=0.2, min_size=2, generator=_gen(4), backend="triton"
+        _plateau_maps(batch), erase_prob=p, min_factor=0.2, min_size=2, generator=_gen(4), backend="triton"
     )
     erased = region.flatten(1).any(dim=1)
     share = erased.double().mean().item()
@@ -153,7 +146,7 @@ def test_drop_rate_inside_the_region_is_the_squash() -> None:
     a = (0.55 + 0.45 * torch.rand(32, 1, 32, 32, generator=g)).to(DEVICE)
     a[:, :, 0, 0] = 0.0
     erased, region = attentive_erasing(
-        a, p=1.0, min_factor=0.4, max_factor=0.5, generator=_gen(6), backend="triton"
+        a, erase_prob=1.0, min_factor=0.4, max_factor=0.5, generator=_gen(6), backend="triton"
     )
     squashed = 0.6 * a + 0.2
     dropped = (erased == 0) & region
@@ -175,7 +168,7 @@ def test_one_factor_per_batch() -> None:
     decisions = []
     for seed in range(24):
         _, region = attentive_erasing(
-            _ramp_maps(3), p=1.0, min_size=2, generator=_gen(100 + seed), backend="triton"
+            _ramp_maps(3), erase_prob=1.0, min_size=2, generator=_gen(100 + seed), backend="triton"
         )
         per_sample = region.flatten(1).any(dim=1)
         assert per_sample.all() or not per_sample.any()
@@ -186,7 +179,12 @@ def test_one_factor_per_batch() -> None:
 def test_per_sample_factor() -> None:
     batch = 256
     _, region = attentive_erasing(
-        _ramp_maps(batch), p=1.0, min_size=2, per_sample_factor=True, generator=_gen(7), backend="triton"
+        _ramp_maps(batch),
+        erase_prob=1.0,
+        min_size=2,
+        per_sample_factor=True,
+        generator=_gen(7),
+        backend="triton",
     )
     share = region.flatten(1).any(dim=1).double().mean().item()
     assert abs(share - 0.4) < SIGMAS * math.sqrt(0.4 * 0.6 / batch)  # P(factor > 0.3), factor ~ U(0, 0.5)
@@ -209,7 +207,7 @@ def test_same_seed_same_output() -> None:
 def test_gradient(dtype: torch.dtype) -> None:
     a = _blob_maps(6).to(dtype).requires_grad_()
     erased, region = attentive_erasing(
-        a, p=1.0, min_factor=0.3, min_size=2, generator=_gen(10), backend="triton"
+        a, erase_prob=1.0, min_factor=0.3, min_size=2, generator=_gen(10), backend="triton"
     )
     assert region.any() and not region.requires_grad
     grad_out = torch.randn(a.shape, generator=torch.Generator().manual_seed(0)).to(DEVICE, dtype)
@@ -217,14 +215,14 @@ def test_gradient(dtype: torch.dtype) -> None:
     dropped = region & (erased == 0)
     assert dropped.any() and (region & ~dropped).any()
     expected = torch.where(dropped, 0.0, grad_out.double() * 0.6).to(dtype)
-    rtol, atol = TOL[dtype]
+    rtol, atol = TOLERANCES[dtype]["backend"]
     torch.testing.assert_close(grad, expected, rtol=rtol, atol=atol)
 
 
 def test_compile_fullgraph() -> None:
     a = _plateau_maps(4) * 0.9
     compiled = torch.compile(
-        lambda x: attentive_erasing(x, p=1.0, min_factor=0.2, backend="triton"), fullgraph=True
+        lambda x: attentive_erasing(x, erase_prob=1.0, min_factor=0.2, backend="triton"), fullgraph=True
     )
     leaf = a.clone().requires_grad_()
     erased, region = compiled(leaf)
@@ -256,11 +254,11 @@ def test_cuda_no_sync_and_graph_capture() -> None:
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(2):
-            attentive_erasing(static, p=1.0, min_factor=0.2, backend="triton")
+            attentive_erasing(static, erase_prob=1.0, min_factor=0.2, backend="triton")
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        erased, region = attentive_erasing(static, p=1.0, min_factor=0.2, backend="triton")
+        erased, region = attentive_erasing(static, erase_prob=1.0, min_factor=0.2, backend="triton")
     outputs = []
     for _ in range(2):
         graph.replay()

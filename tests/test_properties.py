@@ -172,10 +172,10 @@ def test_area_ignores_the_top_skip_classes_and_those_past_topk(
 
 erasing_settings = st.fixed_dictionaries(
     {
-        "p": unit,
+        "erase_prob": unit,
         "min_factor": st.floats(0.0, 0.5),
         "max_factor": st.floats(0.5, 1.0),
-        "min_size": st.integers(0, 3),
+        "min_size": st.one_of(st.integers(0, 3), st.floats(0.01, 0.99)),
         "per_sample_factor": st.booleans(),
     }
 )
@@ -214,7 +214,7 @@ def test_erasing_only_where_above_the_threshold(
     a = rand((batch, 1, height, width), seed)
     _, region = lowcam.attentive_erasing(
         a,
-        p=1.0,
+        erase_prob=1.0,
         min_factor=factor,
         max_factor=factor,
         min_size=0,

@@ -38,6 +38,9 @@ from triton.compiler import ASTSource
 import lowcam.ops.area as area_ops
 import lowcam.ops.entropy as entropy_ops
 import lowcam.ops.erasing as erasing_ops
+from lowcam.erasing import ErasingParams
+from lowcam.losses.area import ranked_classes
+from lowcam.losses.entropy import ENTROPY_EPS as EPS
 
 _POINTER_TYPES = {
     torch.float16: "fp16",
@@ -123,23 +126,30 @@ def _backward(out: torch.Tensor, *leaves: torch.Tensor) -> None:
 def _drive_launchers() -> None:
     dtypes = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
     for dtype in dtypes:
-        for reduction in ("none", "mean", "sum"):
+        for per_element in (True, False):
             for detach_weight in (False, True):
                 for contiguous in (True, False):
                     base = torch.rand(3, 1, 9, 14, dtype=dtype)
                     p = (base if contiguous else base.transpose(2, 3)).requires_grad_()
-                    loss = entropy_ops.weighted_entropy_triton(
-                        p, mu=0.5, sigma=0.1, beta=1.0, detach_weight=detach_weight, reduction=reduction
+                    loss = entropy_ops.weighted_entropy_loss_triton(
+                        p,
+                        mu=0.5,
+                        sigma=0.1,
+                        beta=1.0,
+                        eps=EPS,
+                        detach_weight=detach_weight,
+                        per_element=per_element,
                     )
                     _backward(loss, p)
             with torch.no_grad():  # the forward without gradient work (NEED_GRAD=False)
-                entropy_ops.weighted_entropy_triton(
+                entropy_ops.weighted_entropy_loss_triton(
                     torch.rand(2, 1, 5, 7, dtype=dtype),
                     mu=0.5,
                     sigma=0.1,
                     beta=1.0,
+                    eps=EPS,
                     detach_weight=False,
-                    reduction="mean",
+                    per_element=False,
                 )
 
         class_dtypes = (dtype, torch.float32) + (
@@ -155,9 +165,8 @@ def _drive_launchers() -> None:
                     maps = torch.rand(2, 5, 7, 6, dtype=class_dtype).transpose(2, 3)
                 maps.requires_grad_()
                 for topk, skip in ((3, 1), (0, 0)):
-                    loss = area_ops.area_loss_triton(
-                        p, maps, torch.rand(2, 5), topk=topk, skip=skip, reduction="mean"
-                    )
+                    index = ranked_classes(torch.rand(2, 5), topk, skip)
+                    loss = area_ops.area_loss_triton(p, maps if topk else maps.detach(), index)
                     _backward(loss, p, maps)
 
         for per_sample_factor in (False, True):
@@ -169,31 +178,21 @@ def _drive_launchers() -> None:
     for size in (56, 224):  # ORNet's map sizes pick the largest blocks
         for dtype in (torch.float32, torch.bfloat16):
             p = torch.empty(2, 1, size, size, dtype=dtype).uniform_().requires_grad_()
-            for reduction in ("none", "mean"):
-                loss = entropy_ops.weighted_entropy_triton(
-                    p, mu=0.5, sigma=0.1, beta=1.0, detach_weight=False, reduction=reduction
+            for per_element in (True, False):
+                loss = entropy_ops.weighted_entropy_loss_triton(
+                    p, mu=0.5, sigma=0.1, beta=1.0, eps=EPS, detach_weight=False, per_element=per_element
                 )
                 _backward(loss, p)
             maps = torch.empty(2, 200, size, size, dtype=dtype).requires_grad_()
-            loss = area_ops.area_loss_triton(p, maps, torch.rand(2, 200), topk=3, skip=1, reduction="mean")
+            loss = area_ops.area_loss_triton(p, maps, ranked_classes(torch.rand(2, 200), 3, 1))
             _backward(loss, p, maps)
             _erase(p, min_size=4, per_sample_factor=False)
 
 
 def _erase(a: torch.Tensor, *, min_size: int, per_sample_factor: bool) -> None:
-    """Attentive erasing forward and backward through the Triton launcher, ORNet's other settings."""
-    erased, _ = erasing_ops.attentive_erasing_triton(
-        a,
-        p=0.5,
-        min_factor=0.0,
-        max_factor=0.5,
-        min_size=min_size,
-        scale=0.6,
-        shift=0.2,
-        per_sample_factor=per_sample_factor,
-        generator=None,
-    )
-    _backward(erased, a)
+    """The erasing kernel with ORNet's other settings (its backward is plain torch, not a kernel)."""
+    args = ErasingParams(min_size=min_size, per_sample_factor=per_sample_factor).resolve(*a.shape[2:])
+    erasing_ops.attentive_erasing_triton(a.detach(), erasing_ops.draw_seeds(a, None), *args)
 
 
 def _compile(kernel: Any, launch: Launch, arch: int) -> Any:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lowcam._backend import Backend, resolve_backend
+from lowcam._backend import Backend, check_backend, resolve_backend
 from lowcam._checks import (
     Reduction,
     check_int,
@@ -50,23 +50,25 @@ def _check_area_inputs(p: torch.Tensor, class_maps: torch.Tensor, logits: torch.
 
 
 def ranked_classes(logits: torch.Tensor, topk: int, skip: int) -> torch.Tensor:
-    """Indices ``(B, topk - skip)`` of the classes ranked ``skip .. topk-1`` by ``logits`` (no gradient)."""
+    """Indices ``(B, topk - skip)`` of the classes ranked ``skip .. topk-1`` by ``logits`` (no gradient).
+
+    The one ranking of both backends; ``topk = 0`` gives ``(B, 0)``. Ties follow :func:`torch.topk`.
+    """
+    if topk == 0:
+        return torch.empty((logits.shape[0], 0), dtype=torch.int64, device=logits.device)
     return torch.topk(logits.detach(), topk, dim=1).indices[:, skip:]
 
 
-def area_loss_torch(
-    p: torch.Tensor, class_maps: torch.Tensor, logits: torch.Tensor, topk: int, skip: int
-) -> torch.Tensor:
-    """Per-sample area loss ``(B,)`` in float32: the torch reference every kernel matches.
+def area_loss_torch(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Per-sample area loss ``(B,)`` in float32 (or float64): the torch backend every kernel matches.
 
-    Only the selected channels are read, so the forward work scales with ``topk - skip`` rather than
+    ``index`` holds the ``(B, K)`` penalised classes of :func:`ranked_classes`. Only those channels are read, so the forward work scales with ``topk - skip`` rather than
     with the number of classes.
     """
     dtype = compute_dtype(torch.promote_types(p.dtype, class_maps.dtype))
     per_sample = p.to(dtype).mean(dim=(1, 2, 3))
-    if topk == 0:
+    if index.shape[1] == 0:
         return per_sample
-    index = ranked_classes(logits, topk, skip)
     batch, classes, height, width = class_maps.shape
     offsets = torch.arange(batch, device=class_maps.device).unsqueeze(1)
     if class_maps.is_contiguous() and class_maps.dtype == dtype:
@@ -104,22 +106,32 @@ def area_loss(
     logits only rank the classes: no gradient reaches them. Ranking by softmax or by logits gives the
     same order; ties follow :func:`torch.topk`. ``topk=0`` drops the class term (``skip`` is ignored).
 
+    **The map contract.** ``p`` holds values in ``[0, 1]`` (a sigmoid output, or a CAM normalised by
+    :func:`lowcam.normalize_map`), and so should the class maps: the loss pushes their means down, so a
+    map that may go negative (a raw CAM, or unnormalised class maps of :func:`lowcam.cam_class_maps`)
+    makes the loss unbounded below. ORNet's generator gives non-negative class maps only by its training;
+    pass ``torch.relu(class_maps)`` or normalised maps where that is not guaranteed. Only shapes and
+    dtypes are checked (no host sync). Specification: ``docs/method.md``.
+
     Args:
-        p: activation map ``(B, 1, H, W)``.
-        class_maps: the generator's class maps ``(B, C, H, W)``.
+        p: activation map ``(B, 1, H, W)``, values in ``[0, 1]``.
+        class_maps: the class maps ``(B, C, H, W)`` (the generator's, or :func:`lowcam.cam_class_maps`).
         logits: ``(B, C)`` scores that rank the classes (in ORNet, the evaluator's output on the masked
             image); any dtype.
         topk: one past the last penalised rank, ``<= C`` (reference 25).
         skip: the number of top classes left out, ``< topk`` (reference 3).
-        reduction: ``"none"`` gives :math:`L_b` of shape ``(B,)``; ``"mean"`` (reference) or ``"sum"``.
-        backend: ``"auto"``, ``"torch"`` or ``"triton"``.
+        reduction: ``"none"`` gives the loss *per sample*, :math:`L_b` of shape ``(B,)`` (the area loss is
+            a loss on whole maps, unlike :func:`lowcam.weighted_entropy_loss`, which is per element);
+            ``"mean"`` (reference: the mean of :math:`L_b` over the batch) or ``"sum"``.
+        backend: ``"auto"`` (the torch backend), ``"torch"`` or ``"triton"``.
 
     Returns:
         The loss in the promoted dtype of ``p`` and ``class_maps``, computed in float32.
 
     Raises:
         TypeError: a map is not floating, or an argument has the wrong type.
-        ValueError: wrong ranks, mismatched batch/spatial/class sizes, ``topk > C``, ``skip >= topk``.
+        ValueError: wrong ranks, mismatched batch/spatial/class sizes, ``topk > C``, ``skip >= topk``, an
+            unknown reduction or backend.
 
     Example:
         >>> p = torch.full((2, 1, 3, 3), 0.5)
@@ -131,11 +143,15 @@ def area_loss(
     _check_area_args(topk, skip, reduction)
     _check_area_inputs(p, class_maps, logits, topk)
     out_dtype = torch.promote_types(p.dtype, class_maps.dtype)
+    index = ranked_classes(logits, topk, skip)
+    if topk == 0:
+        class_maps = class_maps.detach()  # no class term: the class maps take no part in the graph
     if resolve_backend(backend, p, class_maps) == "triton":
         from lowcam.ops.area import area_loss_triton
 
-        return area_loss_triton(p, class_maps, logits, topk=topk, skip=skip, reduction=reduction)
-    per_sample = area_loss_torch(p, class_maps, logits, topk, skip)
+        per_sample = area_loss_triton(p, class_maps, index)
+    else:
+        per_sample = area_loss_torch(p, class_maps, index)
     return reduce(per_sample, reduction).to(out_dtype)
 
 
@@ -169,7 +185,7 @@ class AreaLoss(nn.Module):
         self.topk = topk
         self.skip = skip
         self.reduction: Literal["none", "mean", "sum"] = reduction
-        self.backend: Backend = backend
+        self.backend: Backend = check_backend(backend)
 
     def forward(self, p: torch.Tensor, class_maps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         return area_loss(

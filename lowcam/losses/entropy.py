@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 from torch import nn
 
-from lowcam._backend import Backend, resolve_backend
+from lowcam._backend import Backend, check_backend, resolve_backend
 from lowcam._checks import Reduction, check_map, check_positive, check_reduction, compute_dtype, reduce
 
 #: ``torch.finfo(torch.float32).eps``, the epsilon the reference adds inside both logarithms.
 ENTROPY_EPS = 1.1920928955078125e-07
+
+_FLOAT32_MAX = 3.4028234663852886e38
+#: The smallest ``sigma`` with ``1 / (2 sigma²)`` a finite float32 number.
+_SIGMA_MIN = math.sqrt(0.5 / _FLOAT32_MAX)
 
 
 def _check_entropy_args(mu: float, sigma: float, beta: float, reduction: str) -> None:
@@ -19,17 +24,24 @@ def _check_entropy_args(mu: float, sigma: float, beta: float, reduction: str) ->
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise TypeError(f"{name} must be a float, got {type(value).__name__}")
     check_positive("sigma", sigma)
+    # The weight's exponent is scaled by 1 / (2σ²); it must be a finite float32 number (the kernels and
+    # the float32 torch backend multiply by it), else 0 · inf = NaN at p = mu.
+    if sigma * sigma == 0.0 or 0.5 / (sigma * sigma) > _FLOAT32_MAX:
+        raise ValueError(
+            f"sigma must be >= {_SIGMA_MIN:.3g} so that 1 / (2 sigma^2) is a finite float32 number, got {sigma}"
+        )
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
     check_reduction(reduction)
 
 
-def weighted_entropy_torch(
-    p: torch.Tensor, mu: float, sigma: float, beta: float, detach_weight: bool, reduction: Reduction
+def weighted_entropy_loss_torch(
+    p: torch.Tensor, mu: float, sigma: float, beta: float, detach_weight: bool
 ) -> torch.Tensor:
-    """The torch backend: the weighted entropy of ``p`` in float32 or wider, reduced by ``reduction``.
+    """The torch backend: the *negated* per-element loss ``-ℓ(p)`` in float32 or wider, ``(B, 1, H, W)``.
 
-    The minus sign is applied after the reduction (one scalar instead of a pass over the map each way).
+    The caller applies the minus sign after the reduction (one scalar instead of a pass over the map each
+    way): ``loss = -reduce(weighted_entropy_loss_torch(...), reduction)``.
     """
     x = p.to(compute_dtype(p.dtype))
     one_minus = 1.0 - x
@@ -40,9 +52,7 @@ def weighted_entropy_torch(
     if detach_weight:
         weight = weight.detach()
     entropy = x * torch.log(x + ENTROPY_EPS) + one_minus * torch.log(one_minus + ENTROPY_EPS)
-    if reduction == "none":
-        return -(entropy * weight)
-    return -reduce(entropy * weight, reduction)
+    return entropy * weight
 
 
 def weighted_entropy_loss(
@@ -70,8 +80,11 @@ def weighted_entropy_loss(
     uncertain pixels near ``mu`` are pushed towards 0 or 1 while confident ones are left alone. The
     reference reduction divides the sum by :math:`B \cdot H \cdot W`, i.e. ``reduction="mean"``.
 
-    Values of ``p`` outside ``[0, 1]`` are the caller's contract (the map is a sigmoid output); they are
-    not checked, because checking would synchronise with the device.
+    **The map contract.** ``p`` must hold probabilities in ``[0, 1]``: a sigmoid output (as the
+    generator's map head gives) or a CAM normalised by :func:`lowcam.normalize_map`. A raw CAM is not a
+    valid input: below 0 the logarithm is NaN and above 1 the loss is unbounded. Only the shape and dtype
+    are checked (``(B, 1, H, W)``, floating); values are not, because checking them would synchronise
+    with the device. Specification: ``docs/method.md``.
 
     Args:
         p: activation map of shape ``(B, 1, H, W)``, any floating dtype, values in ``[0, 1]``.
@@ -79,16 +92,18 @@ def weighted_entropy_loss(
         sigma: width of the Gaussian weight, ``> 0`` (reference 0.1).
         beta: constant added to the weight, ``>= 0`` (reference 0).
         detach_weight: stop the gradient through ``w(p)`` (the reference lets it flow: ``False``).
-        reduction: ``"none"`` returns the per-element loss of shape ``(B, 1, H, W)``; ``"mean"`` (the
-            reference) and ``"sum"`` a scalar.
-        backend: ``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`lowcam.ops`).
+        reduction: ``"none"`` returns the loss *per element*, shape ``(B, 1, H, W)`` (unlike
+            :func:`lowcam.area_loss`, whose natural unit is the sample); ``"mean"`` (the reference: the sum
+            over all ``B·H·W`` elements divided by their number) and ``"sum"`` a scalar.
+        backend: ``"auto"`` (the torch backend), ``"torch"`` or ``"triton"`` (see :mod:`lowcam.ops`).
 
     Returns:
         The loss in ``p``'s dtype, computed in float32.
 
     Raises:
         TypeError: ``p`` is not a floating tensor.
-        ValueError: ``p`` is not ``(B, 1, H, W)``, ``sigma <= 0``, ``beta < 0`` or an unknown reduction.
+        ValueError: ``p`` is not ``(B, 1, H, W)``, ``sigma <= 0`` or so small that ``1 / (2 sigma²)``
+            overflows float32 (``sigma < 3.8e-20``), ``beta < 0``, an unknown reduction or backend.
 
     Example:
         >>> p = torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3)
@@ -100,12 +115,22 @@ def weighted_entropy_loss(
     check_map("p", p)
     _check_entropy_args(mu, sigma, beta, reduction)
     if resolve_backend(backend, p) == "triton":
-        from lowcam.ops.entropy import weighted_entropy_triton
+        from lowcam.ops.entropy import weighted_entropy_loss_triton
 
-        return weighted_entropy_triton(
-            p, mu=mu, sigma=sigma, beta=beta, detach_weight=detach_weight, reduction=reduction
+        per_element = reduction == "none"
+        values = weighted_entropy_loss_triton(
+            p,
+            mu=mu,
+            sigma=sigma,
+            beta=beta,
+            eps=ENTROPY_EPS,
+            detach_weight=detach_weight,
+            per_element=per_element,
         )
-    return weighted_entropy_torch(p, mu, sigma, beta, detach_weight, reduction).to(p.dtype)
+        # per_element: the loss map, already in p's dtype; otherwise per-sample sums of the B·H·W terms.
+        return reduce(values, reduction, count=p.numel()).to(p.dtype)
+    negated = weighted_entropy_loss_torch(p, mu, sigma, beta, detach_weight)
+    return (-reduce(negated, reduction)).to(p.dtype)
 
 
 class WeightedEntropyLoss(nn.Module):
@@ -148,7 +173,7 @@ class WeightedEntropyLoss(nn.Module):
         self.beta = beta
         self.detach_weight = detach_weight
         self.reduction: Literal["none", "mean", "sum"] = reduction
-        self.backend: Backend = backend
+        self.backend: Backend = check_backend(backend)
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         return weighted_entropy_loss(

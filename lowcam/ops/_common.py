@@ -16,8 +16,9 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def accumulate_dtype(*dtypes: torch.dtype) -> torch.dtype:
     """The dtype the kernels compute and accumulate in: float64 if any input is float64, else float32.
 
-    This is :func:`lowcam._checks.compute_dtype` of the promoted input dtype, so the Triton and the torch
-    backends round the same way.
+    This is the rule of the torch backends (``lowcam._checks.compute_dtype`` of the promoted input dtype),
+    so both backends round the same way; it is restated here because ``lowcam.ops`` imports nothing from
+    the rest of lowcam.
     """
     return torch.float64 if torch.float64 in dtypes else torch.float32
 
@@ -47,6 +48,11 @@ def strided_offset(rows, cols, stride_h, stride_w):  # type: ignore[no-untyped-d
     2³¹, so they are widened first.
     """
     return rows.to(tl.int64) * stride_h + cols.to(tl.int64) * stride_w
+
+
+def plane_contiguous(stride_h: int, stride_w: int, width: int) -> bool:
+    """Whether an ``H × W`` plane with these strides is stored row-major without gaps (the fast path)."""
+    return stride_w == 1 and stride_h == width
 
 
 def next_power_of_2(n: int) -> int:

@@ -1,7 +1,7 @@
 r"""Fused area loss: reads ``p`` and only the selected class-map channels, in one kernel.
 
-With ``idx = topk(logits, topk).indices[:, skip:]`` (``K = topk - skip`` classes per sample, ranked on
-the detached logits by :func:`torch.topk`, as the torch backend does), the per-sample loss is
+With ``idx`` the ``(B, K)`` indices of the penalised classes, ranked by the component (the kernels take
+them as given; :mod:`lowcam.ops` imports nothing from the components), the per-sample loss is
 
 .. math::
 
@@ -10,7 +10,7 @@ the detached logits by :func:`torch.topk`, as the torch backend does), the per-s
 Forward grid ``(K + 1, B)``: program ``(0, b)`` averages ``p_b``, program ``(k + 1, b)`` averages channel
 ``idx[b, k]`` of ``f_b``, reading it in place through its strides (no gathered copy); each writes one
 partial mean, and the ``K + 1`` partials of a sample are summed in the accumulation dtype (deterministic,
-no atomics). The reduction over the batch is left to autograd on the ``(B,)`` result.
+no atomics). The reduction over the batch is the component's, on the ``(B,)`` result.
 
 Backward, with ``g_b`` the gradient of :math:`L_b`: ``dL/dp_b = g_b / HW`` everywhere, returned as a
 broadcast (expanded) view of ``B`` values, and ``dL/df`` is zero except on the ``K`` selected channels of
@@ -26,8 +26,14 @@ import torch
 import triton
 import triton.language as tl
 
-from lowcam._checks import Reduction
-from lowcam.ops._common import accumulate_dtype, block_size, check_supported, device_of, strided_offset
+from lowcam.ops._common import (
+    accumulate_dtype,
+    block_size,
+    check_supported,
+    device_of,
+    plane_contiguous,
+    strided_offset,
+)
 
 _BLOCK_MAX = 1024
 
@@ -124,10 +130,6 @@ def _contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
     return tuple(strides)
 
 
-def _plane_contiguous(stride_h: int, stride_w: int, width: int) -> bool:
-    return stride_w == 1 and stride_h == width
-
-
 @torch.library.custom_op("lowcam::area_loss_fwd", mutates_args=())
 def _area_fwd(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Per-sample area loss ``(B,)`` in the accumulation dtype; ``index`` is ``(B, K)`` int64."""
@@ -157,8 +159,8 @@ def _area_fwd(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tensor) ->
             index.stride(0),
             index.stride(1),
             BLOCK=block_size(hw, maximum=_BLOCK_MAX),
-            P_CONTIGUOUS=_plane_contiguous(p_sh, p_sw, width),
-            F_CONTIGUOUS=_plane_contiguous(f_sh, f_sw, width),
+            P_CONTIGUOUS=plane_contiguous(p_sh, p_sw, width),
+            F_CONTIGUOUS=plane_contiguous(f_sh, f_sw, width),
             FP64=acc == torch.float64,
         )
     return partial.sum(dim=1)
@@ -196,7 +198,7 @@ def _area_bwd_class_maps(
                 index.stride(1),
                 grad_out.stride(0),
                 BLOCK=block_size(hw, maximum=_BLOCK_MAX),
-                CONTIGUOUS=_plane_contiguous(g_sh, g_sw, width),
+                CONTIGUOUS=plane_contiguous(g_sh, g_sw, width),
             )
     return grad
 
@@ -238,40 +240,21 @@ class AreaLossFunction(torch.autograd.Function):
         return grad_p, grad_f, None
 
 
-def area_loss_triton(
-    p: torch.Tensor,
-    class_maps: torch.Tensor,
-    logits: torch.Tensor,
-    *,
-    topk: int,
-    skip: int,
-    reduction: Reduction,
-) -> torch.Tensor:
-    """Triton backend of :func:`lowcam.area_loss` (arguments already validated).
+def area_loss_triton(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Triton backend of :func:`lowcam.area_loss`, before the reduction (arguments already validated).
 
     Args:
         p: activation map ``(B, 1, H, W)``.
         class_maps: class maps ``(B, C, H, W)``, any strides (channels-last included).
-        logits: ``(B, C)`` scores that rank the classes (no gradient).
-        topk: one past the last penalised rank, ``<= C``.
-        skip: the number of top classes left out, ``< topk``.
-        reduction: ``"none"`` (``(B,)``), ``"mean"`` or ``"sum"``.
+        index: ``(B, K)`` int64 indices of the penalised class maps, ranked by the component; ``K = 0``
+            leaves the class term out (pass detached class maps then, so that they take no part in the
+            graph).
 
     Returns:
-        The loss in the promoted dtype of ``p`` and ``class_maps``, computed in float32 (float64 if either
-        is float64).
+        The per-sample losses ``(B,)`` in the accumulation dtype (float32, float64 if either map is
+        float64); the component reduces them and casts to the output dtype.
     """
     check_supported("p", p)
     check_supported("class_maps", class_maps)
-    if topk > 0:
-        index = torch.topk(logits.detach(), topk, dim=1).indices[:, skip:]
-    else:
-        # No class term: like the torch backend, the class maps take no part in the graph.
-        index = torch.empty((p.shape[0], 0), dtype=torch.int64, device=p.device)
-        class_maps = class_maps.detach()
     per_sample: torch.Tensor = AreaLossFunction.apply(p, class_maps, index)
-    if reduction == "mean":
-        per_sample = per_sample.mean()
-    elif reduction == "sum":
-        per_sample = per_sample.sum()
-    return per_sample.to(torch.promote_types(p.dtype, class_maps.dtype))
+    return per_sample

@@ -11,8 +11,9 @@ float64 input), with :math:`g = \exp(-(x-\mu)^2 / 2\sigma^2)`, :math:`w = g + \b
         \;-\; \Big[-\big(x \log a + (1-x)\log c\big)\Big]\, g\, \frac{x-\mu}{\sigma^2},
 
 the last term dropped when the weight is detached. The forward kernel writes either the loss map
-(``reduction="none"``) or one partial sum per (sample, block), and, only when ``p`` needs a gradient,
-:math:`d\ell/dx` into a new float32 (float64) buffer. The backward kernel multiplies that buffer by the
+(``per_element``, for ``reduction="none"``) or one partial sum per (sample, block), summed per sample
+(the component reduces those), and, only when ``p`` needs a gradient, :math:`d\ell/dx` into a new float32
+(float64) buffer. The backward kernel multiplies that buffer by the
 incoming gradient (per element, or per sample for the reduced forms) and casts to ``p``'s dtype, so no
 gradient is rounded to a half type before the loss scale is applied.
 
@@ -28,13 +29,12 @@ import torch
 import triton
 import triton.language as tl
 
-from lowcam._checks import Reduction
-from lowcam.losses.entropy import ENTROPY_EPS
 from lowcam.ops._common import (
     accumulate_dtype,
     block_size,
     check_supported,
     device_of,
+    plane_contiguous,
     split_float,
     strided_offset,
 )
@@ -152,11 +152,12 @@ def _entropy_fwd(
     mu: float,
     sigma: float,
     beta: float,
+    eps: float,
     detach_weight: bool,
     per_element: bool,
     need_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Launch the forward kernel.
+    """Launch the forward kernel; ``eps`` is the constant inside both logarithms.
 
     Returns:
         ``(loss, local_grad)``: ``loss`` is the map ``(B, 1, H, W)`` in ``p``'s dtype when
@@ -192,9 +193,9 @@ def _entropy_fwd(
             inv_lo,
             beta_hi,
             beta_lo,
-            ENTROPY_EPS,
+            eps,
             BLOCK=block,
-            CONTIGUOUS=(stride_w == 1 and stride_h == width),
+            CONTIGUOUS=plane_contiguous(stride_h, stride_w, width),
             PER_ELEMENT=per_element,
             NEED_GRAD=need_grad,
             DETACH_WEIGHT=detach_weight,
@@ -209,6 +210,7 @@ def _(
     mu: float,
     sigma: float,
     beta: float,
+    eps: float,
     detach_weight: bool,
     per_element: bool,
     need_grad: bool,
@@ -246,7 +248,7 @@ def _(local_grad: torch.Tensor, grad_out: torch.Tensor, dtype: torch.dtype) -> t
 class WeightedEntropyFunction(torch.autograd.Function):
     """Autograd glue: the forward op saves ``dℓ/dp``; the backward op scales it by the incoming gradient.
 
-    ``forward(p, mu, sigma, beta, detach_weight, per_element, need_grad)`` returns the loss map
+    ``forward(p, mu, sigma, beta, eps, detach_weight, per_element, need_grad)`` returns the loss map
     ``(B, 1, H, W)`` in ``p``'s dtype (``per_element``) or the per-sample sums ``(B,)`` in the accumulation
     dtype. ``need_grad`` is decided by the caller (``p.requires_grad`` and grad mode on): inside
     ``forward`` grad mode is always off, and ``ctx.needs_input_grad`` ignores ``torch.no_grad()``.
@@ -259,12 +261,13 @@ class WeightedEntropyFunction(torch.autograd.Function):
         mu: float,
         sigma: float,
         beta: float,
+        eps: float,
         detach_weight: bool,
         per_element: bool,
         need_grad: bool,
     ) -> torch.Tensor:
         outputs: tuple[torch.Tensor, torch.Tensor] = _entropy_fwd(
-            p, mu, sigma, beta, detach_weight, per_element, need_grad
+            p, mu, sigma, beta, eps, detach_weight, per_element, need_grad
         )
         loss, local_grad = outputs
         if need_grad:
@@ -275,42 +278,40 @@ class WeightedEntropyFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if not ctx.needs_input_grad[0]:
-            return (None,) * 7
+            return (None,) * 8
         (local_grad,) = ctx.saved_tensors
-        return (_entropy_bwd(local_grad, grad_out, ctx.p_dtype),) + (None,) * 6
+        return (_entropy_bwd(local_grad, grad_out, ctx.p_dtype),) + (None,) * 7
 
 
-def weighted_entropy_triton(
+def weighted_entropy_loss_triton(
     p: torch.Tensor,
     *,
     mu: float,
     sigma: float,
     beta: float,
+    eps: float,
     detach_weight: bool,
-    reduction: Reduction,
+    per_element: bool,
 ) -> torch.Tensor:
-    """Triton backend of :func:`lowcam.weighted_entropy_loss` (arguments already validated).
+    """Triton backend of :func:`lowcam.weighted_entropy_loss`, before the reduction (arguments validated).
 
     Args:
         p: activation map ``(B, 1, H, W)``, float16, bfloat16, float32 or float64, any strides.
         mu: centre of the Gaussian weight.
         sigma: width of the Gaussian weight, ``> 0``.
         beta: constant added to the weight.
+        eps: the constant inside both logarithms (the component's ``ENTROPY_EPS``).
         detach_weight: stop the gradient through the weight.
-        reduction: ``"none"`` (map ``(B, 1, H, W)``), ``"mean"`` or ``"sum"`` (scalars).
+        per_element: return the loss map instead of per-sample sums.
 
     Returns:
-        The loss in ``p``'s dtype, computed in float32 (float64 for float64 input).
+        ``per_element``: the loss map ``(B, 1, H, W)`` in ``p``'s dtype; otherwise the per-sample sums of
+        the loss map, ``(B,)`` in the accumulation dtype (float32, float64 for float64 input), which the
+        component reduces (``lowcam._checks.reduce`` with ``count = B·H·W``).
     """
     check_supported("p", p)
-    per_element = reduction == "none"
     need_grad = p.requires_grad and torch.is_grad_enabled()
     loss: torch.Tensor = WeightedEntropyFunction.apply(
-        p, mu, sigma, beta, detach_weight, per_element, need_grad
+        p, mu, sigma, beta, eps, detach_weight, per_element, need_grad
     )
-    if per_element:
-        return loss
-    total = loss.sum()
-    if reduction == "mean":
-        total = total / p.numel()
-    return total.to(p.dtype)
+    return loss

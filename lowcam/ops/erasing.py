@@ -1,33 +1,34 @@
 r"""Fused attentive erasing: statistics, region and Bernoulli keep mask of every sample in one launch.
 
-One program per sample walks its ``H × W`` map in blocks of ``BLOCK`` pixels, three times:
+One program per sample walks its ``H × W`` map ``p`` in blocks of ``BLOCK`` pixels, three times:
 
 1. the maximum, its first position in row-major order (the peak ``(cy, cx)``) and the minimum;
-2. with :math:`thr = \max - (\max - \min)\cdot factor` and :math:`P = \{a > thr\}`, the row and column
+2. with :math:`thr = \max - (\max - \min)\cdot factor` and :math:`P = \{p > thr\}`, the row and column
    extents of :math:`P`, then the half-sizes
-   :math:`hh = \mathrm{min\_size} + \lfloor u_h \cdot (\mathrm{extent}_y /\!/ 2 - \mathrm{min\_size})\rfloor`
-   (likewise :math:`ww`), the sample being erased only if it was chosen and both ranges are non-empty;
-3. the output :math:`s = \mathrm{scale}\cdot a + \mathrm{shift}`, zeroed where
+   :math:`hh = \mathrm{min\_size\_y} + \lfloor u_h \cdot (\mathrm{extent}_y /\!/ 2 - \mathrm{min\_size\_y})\rfloor`
+   (likewise :math:`ww` with ``min_size_x``), the sample being erased only if it was chosen and both
+   ranges are non-empty;
+3. the output :math:`s = \mathrm{scale}\cdot p + \mathrm{shift}`, zeroed where
    :math:`region = P \cap \{|y-c_y| < hh\} \cap \{|x-c_x| < ww\}` and :math:`u_{pix} < s`, i.e.
    :math:`keep \sim \mathrm{Bernoulli}(1-s)`.
 
 Passes 2 and 3 re-read the sample, which is cache-resident at ORNet's sizes (56 × 56 maps).
 
-Randomness: two seeds are drawn on ``a``'s device from the caller's :class:`torch.Generator` (no host
-sync) and loaded by the kernel; Triton's counter-based Philox generator turns (seed, counter) into
-uniforms in ``[0, 1)``. With the second seed, :func:`triton.language.rand4x` at counter ``b + 1`` gives
-sample ``b``'s four draws (factor, chosen, hh, ww) and counter 0 the batch's one factor; with the first
-seed, :func:`triton.language.rand` at counter ``b·H·W + i`` gives pixel ``i``'s keep draw. The same
-generator state therefore gives the same output on the same device, whatever the block size; the stream
-differs from the torch backend's, so only the distribution is shared across backends.
+Randomness: two seeds are drawn on ``p``'s device from the caller's :class:`torch.Generator` (no host
+sync, :func:`draw_seeds`) and loaded by the kernel; Triton's counter-based Philox generator turns (seed,
+counter) into uniforms in ``[0, 1)``. With the second seed, :func:`triton.language.rand4x` at counter
+``b + 1`` gives sample ``b``'s four draws (factor, chosen, hh, ww) and counter 0 the batch's one factor;
+with the first seed, :func:`triton.language.rand` at counter ``b·H·W + i`` gives pixel ``i``'s keep draw.
+The same generator state therefore gives the same output on the same device, whatever the block size; the
+stream differs from the torch backend's, so only the distribution is shared across backends.
 
-The backward pass is ``grad_a = scale · grad_out`` where the pixel was not dropped, ``0`` where it was: the
-forward pass saves the dropped mask (one byte per pixel) for it.
+This module is forward only. Like every kernel here it takes plain numbers (the parameters resolved by
+:class:`lowcam.erasing.ErasingParams`) and imports nothing from the components. It writes the bool mask of
+the kept pixels (one byte per pixel); :mod:`lowcam.erasing` attaches the one backward pass of erasing,
+``grad_p = scale · kept · grad_out``, shared with the torch backend.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 import triton
@@ -38,6 +39,7 @@ from lowcam.ops._common import (
     block_size,
     check_supported,
     device_of,
+    plane_contiguous,
     split_float,
     strided_offset,
 )
@@ -52,7 +54,7 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
     seed_ptr,
     out_ptr,
     region_ptr,
-    dropped_ptr,
+    kept_ptr,
     height,
     width,
     stride_b,
@@ -61,7 +63,8 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
     p_erase,
     min_factor,
     factor_range,
-    min_size,
+    min_size_y,
+    min_size_x,
     scale_hi,
     scale_lo,
     shift_hi,
@@ -71,7 +74,7 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
     PER_SAMPLE_FACTOR: tl.constexpr,
     COMPUTE: tl.constexpr,
 ):
-    """Program ``b`` erases sample ``b`` (see the module docstring for the three passes)."""
+    """Program ``b`` erases sample ``b`` (see the module docstring for the three passes); ``a_ptr`` is ``p``."""
     b = tl.program_id(0).to(tl.int64)
     hw = height * width
     src_base = a_ptr + b * stride_b
@@ -127,11 +130,11 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
     # Only extents >= 0 can pass the span test, so C-style integer division is floor division here.
     upper_y = extent_y // 2
     upper_x = extent_x // 2
-    span_y = upper_y - min_size
-    span_x = upper_x - min_size
+    span_y = upper_y - min_size_y
+    span_x = upper_x - min_size_x
     erase = chosen & (span_y > 0) & (span_x > 0)
-    half_y = tl.minimum(min_size + (u_hh * tl.maximum(span_y, 0).to(tl.float32)).to(tl.int32), upper_y - 1)
-    half_x = tl.minimum(min_size + (u_ww * tl.maximum(span_x, 0).to(tl.float32)).to(tl.int32), upper_x - 1)
+    half_y = tl.minimum(min_size_y + (u_hh * tl.maximum(span_y, 0).to(tl.float32)).to(tl.int32), upper_y - 1)
+    half_x = tl.minimum(min_size_x + (u_ww * tl.maximum(span_x, 0).to(tl.float32)).to(tl.int32), upper_x - 1)
     # A sample that is not erased gets empty half-sizes, hence an empty box.
     half_y = tl.where(erase, half_y, 0)
     half_x = tl.where(erase, half_x, 0)
@@ -156,149 +159,90 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
         out = tl.where(dropped, 0.0, squashed)
         tl.store(out_ptr + dst_base + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
         tl.store(region_ptr + dst_base + offs, region, mask=mask)
-        tl.store(dropped_ptr + dst_base + offs, dropped, mask=mask)
+        tl.store(kept_ptr + dst_base + offs, ~dropped, mask=mask)
+
+
+def draw_seeds(p: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """The kernel's two Philox seeds, a ``(2,)`` int64 tensor drawn on ``p``'s device (no host sync)."""
+    return torch.randint(0, _SEED_HIGH, (2,), generator=generator, device=p.device)
 
 
 @torch.library.custom_op("lowcam::attentive_erasing_fwd", mutates_args=())
-def _erasing_fwd(
-    a: torch.Tensor,
+def attentive_erasing_triton(
+    p: torch.Tensor,
     seeds: torch.Tensor,
-    p: float,
+    erase_prob: float,
     min_factor: float,
     max_factor: float,
-    min_size: int,
+    min_size_y: int,
+    min_size_x: int,
     scale: float,
     shift: float,
     per_sample_factor: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the erasing kernel; ``seeds`` is a ``(2,)`` int64 tensor on ``a``'s device.
+    """Triton forward of attentive erasing in training mode, without autograd (arguments validated).
+
+    The caller (:mod:`lowcam.erasing`) resolves the parameters for the map size, draws ``seeds`` with
+    :func:`draw_seeds` and attaches the gradient ``scale · kept``.
+
+    Args:
+        p: activation map ``(B, 1, H, W)`` in ``[0, 1]``, float16, bfloat16, float32 or float64, any strides.
+        seeds: ``(2,)`` int64 seeds on ``p``'s device.
+        erase_prob: probability that a sample is erased.
+        min_factor: lower bound of the threshold factor.
+        max_factor: upper bound of the threshold factor.
+        min_size_y: smallest half-size of the box along the rows, in pixels.
+        min_size_x: smallest half-size of the box along the columns, in pixels.
+        scale: slope of the squashing.
+        shift: offset of the squashing.
+        per_sample_factor: one factor per sample instead of one per batch.
 
     Returns:
-        ``(erased, region, dropped)``, contiguous ``(B, 1, H, W)``: the output in ``a``'s dtype, the bool
-        region and the bool mask of the dropped pixels (for the backward pass).
+        ``(erased, region, kept)``, contiguous ``(B, 1, H, W)``: the output in ``p``'s dtype, the bool
+        region and the bool mask of the pixels that were not dropped.
     """
-    batch, _, height, width = a.shape
+    check_supported("p", p)
+    batch, _, height, width = p.shape
     hw = height * width
-    erased = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-    region = torch.empty(a.shape, dtype=torch.bool, device=a.device)
-    dropped = torch.empty(a.shape, dtype=torch.bool, device=a.device)
-    stride_b, _, stride_h, stride_w = a.stride()
+    erased = torch.empty(p.shape, dtype=p.dtype, device=p.device)
+    region = torch.empty(p.shape, dtype=torch.bool, device=p.device)
+    kept = torch.empty(p.shape, dtype=torch.bool, device=p.device)
+    stride_b, _, stride_h, stride_w = p.stride()
     scale_hi, scale_lo = split_float(scale)
     shift_hi, shift_lo = split_float(shift)
-    compute = tl.float64 if accumulate_dtype(a.dtype) == torch.float64 else tl.float32
-    with device_of(a):
+    compute = tl.float64 if accumulate_dtype(p.dtype) == torch.float64 else tl.float32
+    with device_of(p):
         _erasing_kernel[(batch,)](
-            a,
+            p,
             seeds,
             erased,
             region,
-            dropped,
+            kept,
             height,
             width,
             stride_b,
             stride_h,
             stride_w,
-            p,
+            erase_prob,
             min_factor,
             max_factor - min_factor,
-            min_size,
+            min_size_y,
+            min_size_x,
             scale_hi,
             scale_lo,
             shift_hi,
             shift_lo,
             BLOCK=block_size(hw, maximum=_BLOCK_MAX),
-            CONTIGUOUS=(stride_w == 1 and stride_h == width),
+            CONTIGUOUS=plane_contiguous(stride_h, stride_w, width),
             PER_SAMPLE_FACTOR=per_sample_factor,
             COMPUTE=compute,
-            enable_fp_fusion=False,  # round scale * a + shift and the threshold as the torch backend does
+            enable_fp_fusion=False,  # round scale * p + shift and the threshold as the torch backend does
         )
-    return erased, region, dropped
+    return erased, region, kept
 
 
-@_erasing_fwd.register_fake
-def _(
-    a: torch.Tensor,
-    seeds: torch.Tensor,
-    p: float,
-    min_factor: float,
-    max_factor: float,
-    min_size: int,
-    scale: float,
-    shift: float,
-    per_sample_factor: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    erased = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-    region = torch.empty(a.shape, dtype=torch.bool, device=a.device)
+@attentive_erasing_triton.register_fake
+def _(p: torch.Tensor, *args: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    erased = torch.empty(p.shape, dtype=p.dtype, device=p.device)
+    region = torch.empty(p.shape, dtype=torch.bool, device=p.device)
     return erased, region, torch.empty_like(region)
-
-
-class AttentiveErasingFunction(torch.autograd.Function):
-    """Autograd glue: ``forward(a, seeds, p, min_factor, max_factor, min_size, scale, shift,
-    per_sample_factor) -> (erased, region)``; the region is not differentiable."""
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        a: torch.Tensor,
-        seeds: torch.Tensor,
-        p: float,
-        min_factor: float,
-        max_factor: float,
-        min_size: int,
-        scale: float,
-        shift: float,
-        per_sample_factor: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        erased, region, dropped = _erasing_fwd(
-            a, seeds, p, min_factor, max_factor, min_size, scale, shift, per_sample_factor
-        )
-        ctx.save_for_backward(dropped)
-        ctx.scale = scale
-        ctx.mark_non_differentiable(region)
-        return erased, region
-
-    @staticmethod
-    def backward(ctx: Any, grad_erased: torch.Tensor, grad_region: torch.Tensor | None) -> tuple[Any, ...]:
-        grad_a = None
-        if ctx.needs_input_grad[0]:
-            (dropped,) = ctx.saved_tensors
-            grad_a = torch.where(dropped, 0.0, grad_erased * ctx.scale)
-        return grad_a, None, None, None, None, None, None, None, None
-
-
-def attentive_erasing_triton(
-    a: torch.Tensor,
-    *,
-    p: float,
-    min_factor: float,
-    max_factor: float,
-    min_size: int,
-    scale: float,
-    shift: float,
-    per_sample_factor: bool,
-    generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Triton backend of :func:`lowcam.attentive_erasing` in training mode (arguments already validated).
-
-    Args:
-        a: activation map ``(B, 1, H, W)`` in ``[0, 1]``, float16, bfloat16, float32 or float64, any strides.
-        p: probability that a sample is erased.
-        min_factor: lower bound of the threshold factor.
-        max_factor: upper bound of the threshold factor.
-        min_size: smallest half-size of the erased box.
-        scale: slope of the squashing.
-        shift: offset of the squashing.
-        per_sample_factor: one factor per sample instead of one per batch.
-        generator: the source of the two kernel seeds (on ``a``'s device), or ``None`` for the default one.
-
-    Returns:
-        ``(erased, region)``, both contiguous ``(B, 1, H, W)``: the output in ``a``'s dtype and the bool
-        region. The gradient of ``erased`` with respect to ``a`` is ``scale`` outside the region and
-        ``scale · keep`` inside it.
-    """
-    check_supported("a", a)
-    seeds = torch.randint(0, _SEED_HIGH, (2,), generator=generator, device=a.device)
-    erased, region = AttentiveErasingFunction.apply(
-        a, seeds, p, min_factor, max_factor, min_size, scale, shift, per_sample_factor
-    )
-    return erased, region

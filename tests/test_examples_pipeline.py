@@ -49,7 +49,7 @@ def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
         "--evaluator.epochs", "1", "--coarse.epochs", "1", "--fine.epochs", "1", "--cam.epochs", "1",
         "--evaluator.batch_size", "8", "--coarse.batch_size", "8", "--fine.batch_size", "8",
         "--cam.batch_size", "8", "--eval.batch_size", "5", "--eval.pictures", "4",
-        "--fine.area_topk", "3", "--fine.area_skip", "1",
+        "--fine.area.topk", "3", "--fine.area.skip", "1",
         "--runtime.progress", "false", "--runtime.num_threads", "0",
         *extra,
     ]  # fmt: skip

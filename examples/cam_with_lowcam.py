@@ -62,7 +62,7 @@ def train(
     torch.manual_seed(args.seed)
     model = CamNet(args.backbone, num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
-    steps = args.epochs * len(loader_fn(0))
+    steps = max(1, args.epochs * len(loader_fn(0)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
     )
@@ -91,7 +91,7 @@ def train(
             count += n
             for key, value in (("loss", loss), ("ce", ce), ("area", area_term), ("entropy", entropy_term)):
                 totals[key] += float(value.detach()) * n
-        history.append({k: v / count for k, v in totals.items()})
+        history.append({k: v / max(count, 1) for k, v in totals.items()})
         name = "CAM + lowcam losses" if with_lowcam else "plain CAM"
         print(
             f"[{name}] epoch {epoch + 1}/{args.epochs} "
@@ -162,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shuffle=True,
             generator=generator,
             collate_fn=collate,
-            drop_last=True,
+            # a batch larger than the training set must still give one (smaller) batch per epoch
+            drop_last=len(train_set) > args.batch_size,
         )
 
     ornet_set = WSOLDataset(test_split.samples, ornet_test_transform(args.resize, args.crop, mean, std))

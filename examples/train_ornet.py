@@ -37,7 +37,7 @@ import torch
 import yaml
 from ornet import checkpoint
 from ornet.checkpoint import CheckpointError
-from ornet.checks import config_changes, resume_conflicts, validate
+from ornet.checks import config_changes, config_problems, resume_conflicts, validate
 from ornet.config import Config, ConfigError, add_override_arguments, load_config, overrides_from, to_dict
 from ornet.data import DataError
 from ornet.distributed import DistInfo, setup, teardown
@@ -88,9 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, overrides_from(args))
-        validate(cfg)
     except ConfigError as error:
         return _fail("config error", error)
+    # keys needed to read the data are checked now; the rest once the data set is known (all listed then)
+    early = [p for p in config_problems(cfg) if p.startswith(("data.", "runtime.device"))]
+    if early:
+        return _fail("config error", ConfigError("invalid configuration:\n  " + "\n  ".join(early)))
     try:
         info = setup(cfg.runtime.device)
     except ValueError as error:

@@ -202,3 +202,149 @@ def test_cam_with_lowcam_example(tiny_data: Path, tmp_path: Path) -> None:
     for result in results.values():
         assert 0 <= result["gt_known"] <= 100 and 0 <= result["maxboxacc_v2"] <= 100
     assert results["plain CAM"]["history"][0]["ce"] != results["CAM + lowcam losses"]["history"][0]["ce"]
+
+
+# --------------------------------------------------------------------------- reliability (issue 12)
+
+
+def _copy_run(trained: Path, target: Path) -> Path:
+    shutil.copytree(trained, target)
+    return target
+
+
+def test_resume_refuses_a_changed_config_and_restart_from_retrains(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _copy_run(trained, tmp_path / "run")
+    saved_yaml = (out / "config.yaml").read_text()
+    before = checkpoint.load(out / "fine.pt")
+    changed = ("--coarse.epochs", "6", "--fine.optim.lr", "0.5")
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "all", "--resume", *changed)) == 2
+    err = capsys.readouterr().err
+    assert "coarse.pt: coarse.epochs: 1 → 6" in err and "fine.optim.lr: 0.001 → 0.5" in err
+    assert "--restart-from coarse" in err
+    assert (out / "config.yaml").read_text() == saved_yaml  # nothing overwritten
+    assert checkpoint.load(out / "fine.pt")["epoch"] == before["epoch"]
+    # retrain stage 2 (and the later stages) with the new lr; stages 0 and 1 are kept
+    restart = tiny_args(tiny_data, out, "--stage", "fine", "--restart-from", "fine", "--fine.optim.lr", "0.5")
+    assert train_ornet.main(restart) == 0
+    after = checkpoint.load(out / "fine.pt")
+    assert after["complete"] and after["config"]["fine"]["optim"]["lr"] == 0.5
+    assert any(not torch.equal(after["model"][k], before["model"][k]) for k in before["model"])
+    assert torch.equal(checkpoint.load(out / "coarse.pt")["model"]["generator.map_head.0.weight"],
+                       checkpoint.load(trained / "coarse.pt")["model"]["generator.map_head.0.weight"])  # fmt: skip
+    resumed = tiny_args(tiny_data, out, "--stage", "fine", "--resume", "--fine.optim.lr", "0.5")
+    assert train_ornet.main(resumed) == 0  # now consistent: skipped
+    assert "[fine] finished earlier, skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", ["1", "0"])
+def test_zero_training_or_evaluation_images_stop_before_training(
+    tiny_data: Path, tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    lines = (data / "train_test_split.txt").read_text().split()
+    (data / "train_test_split.txt").write_text(
+        "".join(f"{image} {flag}\n" for image in lines[::2])  # every image in one split
+    )
+    out = tmp_path / "out"
+    assert train_ornet.main(tiny_args(data, out, "--stage", "all")) == 2
+    what = "evaluation" if flag == "1" else "training"
+    assert f"the {what} split holds no image" in capsys.readouterr().err
+    assert not list(out.glob("*.pt"))
+
+
+def test_invalid_stage_two_settings_stop_before_stage_zero(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    bad = ("--fine.area.topk", "10", "--fine.erasing.erase_prob", "2.0", "--quirks.upsample", "linear")
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "all", *bad)) == 2
+    err = capsys.readouterr().err
+    assert "fine.area.topk: got 10, expected in [0, 3]" in err and "erase_prob" in err and "linear" in err
+    assert not list(out.glob("*.pt")) and not (out / "log.jsonl").exists()
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "all", "--runtime.device", "gpu")) == 2
+    assert "runtime.device must be auto, cpu, cuda or cuda:N, got 'gpu'" in capsys.readouterr().err
+
+
+def test_outputs_are_replaced_atomically_and_orphans_removed(
+    trained: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    out = _copy_run(trained, tmp_path / "run")
+    # a hard link sees in-place writes; an atomic replace leaves it with the old content
+    for name in ("metrics.json", "config.yaml"):
+        os.link(out / name, tmp_path / f"old-{name}")
+        (out / name).write_text("stale\n")
+    orphan = out / ".fine.pt.k3j2l1.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval")) == 0
+    for name in ("metrics.json", "config.yaml"):
+        assert (tmp_path / f"old-{name}").read_text() == "stale\n"
+        assert (out / name).read_text() != "stale\n"
+    assert not orphan.exists() and not list(out.glob(".*.tmp"))
+
+
+def test_an_epoch_is_logged_once_when_a_save_is_interrupted(
+    trained: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _copy_prefix(trained, tmp_path / "run")
+    real = checkpoint.atomic_save
+    calls = []
+
+    def killed_on_second_save(payload: dict, path: Path) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed while writing epoch 2's checkpoint
+        real(payload, path)
+
+    monkeypatch.setattr(checkpoint, "atomic_save", killed_on_second_save)
+    args = tiny_args(tiny_data, out, "--stage", "fine", "--fine.epochs", "3")
+    with pytest.raises(KeyboardInterrupt):
+        train_ornet.main(args)
+    monkeypatch.setattr(checkpoint, "atomic_save", real)
+    assert checkpoint.load(out / "fine.pt")["epoch"] == 1
+    assert train_ornet.main([*args, "--resume"]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "fine/epoch"] == [1, 2, 3]
+
+
+def test_torchrun_with_an_empty_evaluation_shard(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    out = _copy_run(trained, tmp_path / "ddp")
+    (out / "metrics.json").unlink()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+        str(EXAMPLES / "train_ornet.py"), *tiny_args(tiny_data, out, "--stage", "eval", "--data.limit", "1"),
+    ]  # fmt: skip
+    launcher = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = launcher.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        output, _ = launcher.communicate()
+        pytest.fail("torchrun timed out:\n" + output[-3000:])
+    assert launcher.returncode == 0, output[-3000:]  # rank 1 evaluated nothing and did not crash
+    assert "Traceback" not in output and output.count("GT-known Loc") == 1  # rank 0 alone prints
+    results = json.loads((out / "metrics.json").read_text())
+    assert results["fine"]["ornet"]["n"] == 1 and results["fine"]["ornet"]["top1_loc"] is not None
+
+
+def test_cam_with_lowcam_batch_larger_than_the_training_set(tiny_data: Path, tmp_path: Path) -> None:
+    args = ["--data", str(tiny_data), "--out", str(tmp_path), "--resize", "36", "--crop", "32"]
+    args += [
+        "--epochs",
+        "1",
+        "--batch-size",
+        "100",
+        "--area-topk",
+        "3",
+        "--threads",
+        "0",
+        "--score-size",
+        "32",
+    ]
+    assert cam_with_lowcam.main(args) == 0  # 18 training images: one batch of 18, no division by zero
+    assert json.loads((tmp_path / "metrics.json").read_text())["plain CAM"]["history"][0]["ce"] > 0

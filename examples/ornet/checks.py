@@ -28,6 +28,13 @@ def validate(cfg: Config, num_classes: int | None = None) -> None:
     Raises:
         ConfigError: listing every invalid key with what it got and what it expects.
     """
+    problems = config_problems(cfg, num_classes)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def config_problems(cfg: Config, num_classes: int | None = None) -> list[str]:
+    """Every problem :func:`validate` reports, one ``key: got …, expected …`` line each."""
     problems: list[str] = []
 
     def need(ok: bool, key: str, got: Any, expected: str) -> None:
@@ -128,8 +135,7 @@ def validate(cfg: Config, num_classes: int | None = None) -> None:
             recipe.fine_parts(cfg)
         except (TypeError, ValueError) as error:
             problems.append(f"fine: {error}")
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return problems
 
 
 # ------------------------------------------------------------------------------------------- resume

@@ -43,8 +43,8 @@ def parse_device(device: str) -> tuple[str, int | None]:
     Raises:
         ValueError: any other value (e.g. ``"gpu"``), naming ``runtime.device``.
     """
-    kind, _, index = device.partition(":")
-    if kind in ("auto", "cpu", "cuda") and not index:
+    kind, colon, index = device.partition(":")
+    if kind in ("auto", "cpu", "cuda") and not colon:
         return kind, None
     if kind == "cuda" and index.isdigit():
         return kind, int(index)

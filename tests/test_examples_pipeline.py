@@ -348,3 +348,59 @@ def test_cam_with_lowcam_batch_larger_than_the_training_set(tiny_data: Path, tmp
     ]
     assert cam_with_lowcam.main(args) == 0  # 18 training images: one batch of 18, no division by zero
     assert json.loads((tmp_path / "metrics.json").read_text())["plain CAM"]["history"][0]["ce"] > 0
+
+
+# ----------------------------------------------------------------- reference defaults (issue 11)
+
+
+@pytest.mark.parametrize(
+    ("select", "steps_per_epoch"),
+    [("last", 3), ("test_top1", 3), ("holdout", 2)],  # 18 images, batch 8, drop_last false; holdout: 16
+)
+def test_evaluator_epoch_selection_and_drop_last(
+    tiny_data: Path, tmp_path: Path, select: str, steps_per_epoch: int
+) -> None:
+    out = tmp_path / select
+    args = tiny_args(tiny_data, out, "--stage", "evaluator", "--evaluator.epochs", "2")
+    assert train_ornet.main([*args, "--evaluator.select", select]) == 0
+    state = checkpoint.load(out / "evaluator.pt")
+    assert state["scheduler"]["last_epoch"] == 2 * steps_per_epoch  # the last, smaller batch is kept
+    if select == "last":
+        assert "selected_model" not in state
+        return
+    assert state["selected_epoch"] in (1, 2) and 0 <= state["selected_score"] <= 100
+    scores = [
+        json.loads(line)["select_score"]
+        for line in (out / "log.jsonl").read_text().splitlines()
+        if json.loads(line)["event"] == "evaluator/epoch"
+    ]
+    assert state["selected_score"] == max(scores) and scores.index(max(scores)) + 1 == state["selected_epoch"]
+
+
+def test_scoremaps_on_disk_in_the_wsoleval_layout(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    import numpy as np
+    from ornet.data import WSOLDataset, collate, read_cub
+    from ornet.transforms import wsol_test_transform
+
+    from lowcam import metrics
+
+    out = _copy_run(trained, tmp_path / "run")
+    root = tmp_path / "scoremaps"
+    assert (
+        train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval", "--eval.scoremap_root", str(root))) == 0
+    )
+    test = read_cub(tiny_data, "test")
+    maps = []
+    for sample in test.samples:
+        assert "/" in sample.image_id
+        array = np.load(root / f"{sample.image_id}.npy")  # <scoremap_root>/<image_id>.npy
+        assert array.shape == (32, 32) and array.dtype == np.float32  # data.score_size 32 in the tiny run
+        assert array.min() >= 0 and array.max() <= 1
+        maps.append(torch.from_numpy(array))
+    # the files alone reproduce the pipeline's MaxBoxAccV2 of the stage-2 map
+    dataset = WSOLDataset(test.samples, wsol_test_transform(32, (0.5,) * 3, (0.5,) * 3), wsol_score_size=32)
+    _, _, boxes, _ = collate([dataset[k] for k in range(len(dataset))])
+    v2 = metrics.BoxAccuracy("maxboxacc_v2")
+    v2.update(torch.stack(maps).double(), boxes)
+    expected = json.loads((out / "metrics.json").read_text())["fine"]["maxboxacc_v2"]["value"]
+    assert v2.compute()["value"] == pytest.approx(expected)

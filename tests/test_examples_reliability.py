@@ -203,3 +203,22 @@ def test_synthetic_rejects_impossible_counts(
         synthetic.main(["--out", str(tmp_path), flag, "-1"])
     assert caught.value.code == 2 and "expected an integer >= 1, got -1" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_later_stages_load_the_selected_evaluator_epoch(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from ornet.training import load_model
+
+    last, chosen = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    payload = {"model": last.state_dict(), "complete": True, "epoch": 2}
+    checkpoint.atomic_save(
+        {**payload, "selected_model": chosen.state_dict(), "selected_epoch": 1}, tmp_path / "evaluator.pt"
+    )
+    loaded = load_model(SimpleNamespace(out=tmp_path), "evaluator", torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+    assert torch.equal(loaded.weight, chosen.weight)
+    checkpoint.atomic_save(payload, tmp_path / "evaluator.pt")  # e.g. an imported checkpoint: "model" only
+    loaded = load_model(SimpleNamespace(out=tmp_path), "evaluator", torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+    assert torch.equal(loaded.weight, last.weight)
+    with pytest.raises(checkpoint.CheckpointError, match=r"mismatched \(2\): bias \(2,\) vs \(3,\)"):
+        load_model(SimpleNamespace(out=tmp_path), "evaluator", torch.nn.Linear(2, 3))  # type: ignore[arg-type]

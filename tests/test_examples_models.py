@@ -184,3 +184,15 @@ def test_atomic_checkpoint_round_trip_with_weights_only(tmp_path: Path) -> None:
     assert torch.equal(loaded["model"]["weight"], model.weight)
     with pytest.raises(FileNotFoundError, match="run the previous stage first"):
         checkpoint.load(tmp_path / "nope.pt")
+
+
+def test_docs_table_lists_every_config_key_with_its_default() -> None:
+    import json
+    import re
+
+    from ornet.config import leaves
+
+    page = (CONFIGS.parents[1] / "docs" / "pipeline.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z_.0-9]+)` \| `([^`]*)` \|", page, flags=re.M))
+    expected = {key: json.dumps(value) for key, (value, _hint) in leaves(Config()).items()}
+    assert rows == expected

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from ornet.data import WSOLDataset, collate, read_cub
+from ornet.files import atomic_write_text
 from ornet.models import CamNet
 from ornet.transforms import (
     IMAGENET_MEAN,
@@ -178,8 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, history = train(args, loader_fn, len(train_split.classes), with_lowcam=with_lowcam)
         scores = evaluate(model, ornet_loader, wsol_loader, args.crop, args.score_size)
         results[name] = {**scores, "history": history}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(args.out / "metrics.json", json.dumps(results, indent=2) + "\n")
     print(f"\n{'model':<22} | GT-known Loc | Top-1 Loc | MaxBoxAccV2")
     for name, r in results.items():
         print(f"{name:<22} | {r['gt_known']:12.2f} | {r['top1_loc']:9.2f} | {r['maxboxacc_v2']:11.2f}")

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -101,7 +101,11 @@ def write_scoremaps(root: str | Path, image_ids: list[str], scoremaps: torch.Ten
     """Write each ``(H, W)`` map of ``scoremaps`` (values in [0, 1]) as float32 ``.npy``, atomically."""
     for image_id, scoremap in zip(image_ids, scoremaps):
         array = scoremap.detach().to("cpu", torch.float32).numpy()
-        atomic_write(scoremap_file(root, image_id), lambda handle, a=array: np.save(handle, a))
+
+        def save(handle: IO[bytes], array: np.ndarray = array) -> None:
+            np.save(handle, array)
+
+        atomic_write(scoremap_file(root, image_id), save)
 
 
 def _jsonable(value: Any) -> Any:

@@ -58,7 +58,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     data = text.encode("utf-8")
-    return atomic_write(path, lambda handle: handle.write(data) and None)
+
+    def write(handle: IO[bytes]) -> None:
+        handle.write(data)
+
+    return atomic_write(path, write)
 
 
 def remove_temporaries(folder: str | os.PathLike[str]) -> list[Path]:

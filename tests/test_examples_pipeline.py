@@ -404,3 +404,37 @@ def test_scoremaps_on_disk_in_the_wsoleval_layout(trained: Path, tiny_data: Path
     v2.update(torch.stack(maps).double(), boxes)
     expected = json.loads((out / "metrics.json").read_text())["fine"]["maxboxacc_v2"]["value"]
     assert v2.compute()["value"] == pytest.approx(expected)
+
+
+def _evaluate_on_rank(rank: int, args: list[str], port: int, folder: str) -> None:
+    """One gloo process of :func:`test_every_rank_returns_the_same_metrics`."""
+    os.environ.update(
+        {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+         "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+    )  # fmt: skip
+    from ornet.config import load_config
+    from ornet.distributed import setup, teardown
+    from ornet.evaluation import evaluate
+    from ornet.logs import RunLog
+    from ornet.runtime import Context, load_data
+
+    parsed = train_ornet.parse_args(args)
+    cfg = load_config(parsed.config, train_ornet.overrides_from(parsed))
+    info = setup("cpu")
+    try:
+        train, test = load_data(cfg)
+        results = evaluate(Context(cfg, info, train, test, RunLog(cfg.output_dir, enabled=False)))
+        Path(folder, f"rank{rank}.json").write_text(json.dumps(results, sort_keys=True))
+    finally:
+        teardown()
+
+
+def test_every_rank_returns_the_same_metrics(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    out = _copy_run(trained, tmp_path / "run")
+    args = tiny_args(tiny_data, out, "--stage", "eval", "--data.limit", "1", "--eval.pictures", "0")
+    mp.spawn(_evaluate_on_rank, args=(args, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = ((tmp_path / f"rank{r}.json").read_text() for r in (0, 1))
+    assert rank0 == rank1  # rank 1's shard was empty; before, it reported top1_loc None
+    assert json.loads(rank1)["fine"]["ornet"]["top1_loc"] is not None

@@ -3,8 +3,8 @@
 Protocol ``"ornet"``: GT-known / Top-1 / Top-5 Loc on the raw maps (resize + centre crop). Protocol
 ``"wsoleval"``: MaxBoxAcc and MaxBoxAccV2 on :func:`lowcam.metrics.prepare_scoremap` maps (images
 squashed to the crop size, boxes scaled to ``data.score_size``). Each process evaluates its shard (which
-may be empty); the counts are summed over processes, rank 0 computes, formats and writes, and every
-process returns rank 0's results.
+may be empty); the counts are summed over processes, every process computes and then takes rank 0's
+results, and rank 0 alone formats and writes.
 """
 
 from __future__ import annotations
@@ -170,18 +170,22 @@ def evaluate(ctx: Context) -> dict[str, Any]:
                 ids = [ctx.test.samples[int(i)].image_id for i in indices]
                 write_scoremaps(e.scoremap_root, ids, scores)
     correct = all_reduce_sum(correct, ctx.info)
-    for name in sources:
-        for acc in (ornet_acc[name], v1_acc[name], v2_acc[name]):
-            acc.sync()  # every process, even one with an empty shard
+    # every process syncs and computes, in the same order, even with an empty shard (sync() and, in
+    # newer lowcam releases, compute() are collectives); then all take rank 0's numbers
     results: dict[str, Any] = {}
+    for k, name in enumerate(sources):
+        computed = {}
+        for key, acc in (
+            ("ornet", ornet_acc[name]),
+            ("maxboxacc", v1_acc[name]),
+            ("maxboxacc_v2", v2_acc[name]),
+        ):
+            acc.sync()
+            computed[key] = _jsonable(acc.compute())
+        top1 = 100.0 * correct[k].item() / max(correct[-1].item(), 1.0)
+        results[name] = {"classification_top1": top1, **computed}
+    results = broadcast_object(results, ctx.info)
     if ctx.info.is_main:
-        for k, name in enumerate(sources):
-            results[name] = {
-                "classification_top1": 100.0 * correct[k].item() / max(correct[-1].item(), 1.0),
-                "ornet": _jsonable(ornet_acc[name].compute()),
-                "maxboxacc": _jsonable(v1_acc[name].compute()),
-                "maxboxacc_v2": _jsonable(v2_acc[name].compute()),
-            }
         atomic_write_text(ctx.out / "metrics.json", json.dumps(results, indent=2) + "\n")
         if keep > 0 and kept_images:
             report.draw(ctx, results, kept, torch.stack(kept_images), kept_boxes)
@@ -190,6 +194,5 @@ def evaluate(ctx: Context) -> dict[str, Any]:
             None,
             **{f"{n}/{k}": v for n, r in results.items() for k, v in report.headline(r).items()},
         )
-    results = broadcast_object(results, ctx.info)
     barrier(ctx.info)
     return results

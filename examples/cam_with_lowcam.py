@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from ornet.data import WSOLDataset, collate, read_cub
+from ornet.files import atomic_write_text
 from ornet.models import CamNet
 from ornet.transforms import (
     IMAGENET_MEAN,
@@ -62,7 +63,7 @@ def train(
     torch.manual_seed(args.seed)
     model = CamNet(args.backbone, num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
-    steps = args.epochs * len(loader_fn(0))
+    steps = max(1, args.epochs * len(loader_fn(0)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
     )
@@ -91,7 +92,7 @@ def train(
             count += n
             for key, value in (("loss", loss), ("ce", ce), ("area", area_term), ("entropy", entropy_term)):
                 totals[key] += float(value.detach()) * n
-        history.append({k: v / count for k, v in totals.items()})
+        history.append({k: v / max(count, 1) for k, v in totals.items()})
         name = "CAM + lowcam losses" if with_lowcam else "plain CAM"
         print(
             f"[{name}] epoch {epoch + 1}/{args.epochs} "
@@ -162,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shuffle=True,
             generator=generator,
             collate_fn=collate,
-            drop_last=True,
+            # a batch larger than the training set must still give one (smaller) batch per epoch
+            drop_last=len(train_set) > args.batch_size,
         )
 
     ornet_set = WSOLDataset(test_split.samples, ornet_test_transform(args.resize, args.crop, mean, std))
@@ -177,8 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, history = train(args, loader_fn, len(train_split.classes), with_lowcam=with_lowcam)
         scores = evaluate(model, ornet_loader, wsol_loader, args.crop, args.score_size)
         results[name] = {**scores, "history": history}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(args.out / "metrics.json", json.dumps(results, indent=2) + "\n")
     print(f"\n{'model':<22} | GT-known Loc | Top-1 Loc | MaxBoxAccV2")
     for name, r in results.items():
         print(f"{name:<22} | {r['gt_known']:12.2f} | {r['top1_loc']:9.2f} | {r['maxboxacc_v2']:11.2f}")

@@ -183,6 +183,10 @@ def write_dataset(out: Path, spec: SyntheticSpec) -> int:
     """
     if not 1 <= spec.classes <= len(SHAPES):
         raise ValueError(f"classes must be in [1, {len(SHAPES)}], got {spec.classes}")
+    if spec.train_per_class < 1 or spec.test_per_class < 1:
+        raise ValueError(
+            f"train_per_class and test_per_class must be >= 1, got {spec.train_per_class}, {spec.test_per_class}"
+        )
     rng = np.random.default_rng(spec.seed)
     out.mkdir(parents=True, exist_ok=True)
     names = [f"{k + 1:03d}.{SHAPES[k]}_{TEXTURES[(k + 1) % len(TEXTURES)]}" for k in range(spec.classes)]
@@ -216,6 +220,18 @@ def write_dataset(out: Path, spec: SyntheticSpec) -> int:
     return image_id
 
 
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= low`` (argparse turns the ValueError into a usage error)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
     defaults = SyntheticSpec()
@@ -223,14 +239,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (CUB layout)")
-    parser.add_argument("--classes", type=int, default=defaults.classes)
-    parser.add_argument("--train-per-class", type=int, default=defaults.train_per_class)
-    parser.add_argument("--test-per-class", type=int, default=defaults.test_per_class)
-    parser.add_argument("--min-size", type=int, default=defaults.min_size)
-    parser.add_argument("--max-size", type=int, default=defaults.max_size)
-    parser.add_argument("--clutter", type=int, default=defaults.clutter)
+    parser.add_argument(
+        "--classes", type=_int_at_least(1), default=defaults.classes, help=f"1..{len(SHAPES)}"
+    )
+    parser.add_argument("--train-per-class", type=_int_at_least(1), default=defaults.train_per_class)
+    parser.add_argument("--test-per-class", type=_int_at_least(1), default=defaults.test_per_class)
+    parser.add_argument("--min-size", type=_int_at_least(8), default=defaults.min_size)
+    parser.add_argument("--max-size", type=_int_at_least(8), default=defaults.max_size)
+    parser.add_argument("--clutter", type=_int_at_least(0), default=defaults.clutter)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
+    if args.classes > len(SHAPES):
+        parser.error(f"--classes must be at most {len(SHAPES)}, got {args.classes}")
+    if args.max_size < args.min_size:
+        parser.error(f"--max-size ({args.max_size}) must be at least --min-size ({args.min_size})")
     spec = SyntheticSpec(
         classes=args.classes,
         train_per_class=args.train_per_class,

@@ -8,7 +8,12 @@ Stages, each reading the previous stage's checkpoint from ``output_dir``:
   the weighted entropy loss (stage 2);
 - ``cam``: a plain CAM classifier on the same backbone, as a baseline (when ``cam.enabled``);
 - ``eval``: both protocols on every map, ``metrics.json``, PNG grids and a comparison table;
-- ``all``: the above in order (``--resume`` skips finished stages and continues an interrupted one).
+- ``all``: the above in order.
+
+``--resume`` skips finished stages and continues an interrupted one, after checking that every stage's
+saved config matches the current one; when a key a stage depends on changed, it stops before training and
+names the keys. ``--restart-from STAGE`` then trains that stage and every later one afresh. The whole
+config is checked against the data set before any training. Every key is documented in docs/pipeline.md.
 
 Examples::
 
@@ -17,7 +22,7 @@ Examples::
     python examples/train_ornet.py --config examples/configs/cub.yaml --stage fine --data.root /data/CUB_200_2011
     torchrun --nproc_per_node=4 examples/train_ornet.py --config examples/configs/imagenet.yaml --stage all
 
-Every config value can be overridden with ``--section.key VALUE`` (see ``--help``).
+Every config value can be overridden with ``--section.sub.key VALUE`` (see ``--help``).
 """
 
 from __future__ import annotations
@@ -30,88 +35,155 @@ from pathlib import Path
 
 import torch
 import yaml
-from ornet import engine
-from ornet.config import add_override_arguments, load_config, overrides_from, to_dict
+from ornet import checkpoint
+from ornet.checkpoint import CheckpointError
+from ornet.checks import config_changes, config_problems, resume_conflicts, validate
+from ornet.config import Config, ConfigError, add_override_arguments, load_config, overrides_from, to_dict
 from ornet.data import DataError
-from ornet.distributed import setup, teardown
+from ornet.distributed import DistInfo, setup, teardown
+from ornet.evaluation import evaluate
+from ornet.files import WriteError, atomic_write_text, remove_temporaries
 from ornet.logs import RunLog
+from ornet.report import format_table
+from ornet.runtime import Context, load_data, seed_everything, set_determinism
+from ornet.stages import STAGE_FUNCTIONS, STAGES
+from ornet.training import StageStopped, checkpoint_path, stage_done
 
-STAGE_FUNCTIONS = {
-    "evaluator": engine.stage_evaluator,
-    "coarse": engine.stage_coarse,
-    "fine": engine.stage_fine,
-    "cam": engine.stage_cam,
-}
+TRAINED = tuple(s for s in STAGES if s != "eval")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line: ``--config``, ``--stage``, ``--resume`` and one option per config field."""
+    """The command line: ``--config``, ``--stage``, ``--resume``, ``--restart-from`` and one option per
+    config field."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--config", type=Path, default=None, help="YAML config (defaults: the paper's CUB setting)"
     )
+    parser.add_argument("--stage", choices=[*STAGES, "all"], default="all", help="what to run (default all)")
     parser.add_argument(
-        "--stage", choices=[*engine.STAGES, "all"], default="all", help="what to run (default all)"
+        "--resume",
+        action="store_true",
+        help="continue interrupted stages, skip finished ones; refuses when a stage's saved config differs",
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue interrupted stages, skip finished ones"
+        "--restart-from",
+        choices=TRAINED,
+        default=None,
+        help="train this stage and every later one afresh (their checkpoints are replaced); resume the earlier ones",
     )
     add_override_arguments(parser)
     return parser.parse_args(argv)
 
 
+def _fail(kind: str, error: BaseException) -> int:
+    print(f"{kind}: {error}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the requested stages; returns the exit status."""
+    """Run the requested stages; returns the exit status (2: a config, data or checkpoint error found
+    before training; 3: stopped by ``runtime.stop_after_epoch``)."""
     args = parse_args(argv)
-    cfg = load_config(args.config, overrides_from(args))
-    info = setup(cfg.runtime.device)
+    try:
+        cfg = load_config(args.config, overrides_from(args))
+    except ConfigError as error:
+        return _fail("config error", error)
+    # keys needed to read the data are checked now; the rest once the data set is known (all listed then)
+    early = [p for p in config_problems(cfg) if p.startswith(("data.", "runtime.device"))]
+    if early:
+        return _fail("config error", ConfigError("invalid configuration:\n  " + "\n  ".join(early)))
+    try:
+        info = setup(cfg.runtime.device)
+    except ValueError as error:
+        return _fail("config error", error)
+    try:
+        return _run(args, cfg, info)
+    finally:
+        teardown()
+
+
+def _run(args: argparse.Namespace, cfg: Config, info: DistInfo) -> int:
     if cfg.runtime.num_threads > 0:
         torch.set_num_threads(cfg.runtime.num_threads)
+    set_determinism(cfg.runtime.deterministic)
     out = Path(cfg.output_dir)
     if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        for part in remove_temporaries(out):
+            print(f"removed {part}, left by a killed run")
     try:
-        train, test = engine.load_data(cfg)
+        train, test = load_data(cfg)
+        validate(cfg, num_classes=len(train.classes))
     except DataError as error:
-        print(f"data error: {error}", file=sys.stderr)
-        teardown()
-        return 2
-    log = RunLog(out, enabled=info.is_main, tensorboard=cfg.runtime.tensorboard)
-    ctx = engine.Context(cfg, info, train, test, log, resume=args.resume)
-    ctx.print(
-        f"{len(train.samples)} training / {len(test.samples)} evaluation images, {len(train.classes)} classes; "
-        f"device {info.device}, {info.world_size} process(es); output in {out}"
-    )
+        return _fail("data error", error)
+    except ConfigError as error:
+        return _fail("config error", error)
     if args.stage == "all":
         stages = ["evaluator", "coarse", "fine", *(["cam"] if cfg.cam.enabled else []), "eval"]
     else:
         stages = [args.stage]
+    fresh = set(TRAINED[TRAINED.index(args.restart_from) :]) if args.restart_from else set()
+    resume = args.resume or args.restart_from is not None
+    log = RunLog(out, enabled=info.is_main, tensorboard=cfg.runtime.tensorboard)
+    ctx = Context(cfg, info, train, test, log)
+    try:
+        if resume:
+            conflicts = resume_conflicts(out, [s for s in TRAINED if s in stages and s not in fresh], cfg)
+            if conflicts:
+                first = next(s for s in TRAINED if s in conflicts)
+                lines = [f"  {stage}.pt: " + "; ".join(changes) for stage, changes in conflicts.items()]
+                raise ConfigError(
+                    "--resume: the config differs from the one these checkpoints were trained with:\n"
+                    + "\n".join(lines)
+                    + f"\nrestore those values, or retrain with --restart-from {first} (that stage and every "
+                    "later one start afresh)"
+                )
+        for upstream in ("evaluator", "coarse"):
+            path = checkpoint_path(ctx, upstream)
+            if upstream not in stages and any(s in stages for s in ("fine", "eval")) and path.is_file():
+                saved = checkpoint.load(path).get("config")
+                changes = config_changes(upstream, saved, cfg) if isinstance(saved, dict) else []
+                if changes:
+                    ctx.print(f"warning: {path} was trained with other settings: " + "; ".join(changes))
+        if info.is_main:
+            atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    except ConfigError as error:
+        log.close()
+        return _fail("config error", error)
+    except (CheckpointError, WriteError) as error:
+        log.close()
+        return _fail("error", error)
+    ctx.print(
+        f"{len(train.samples)} training / {len(test.samples)} evaluation images, {len(train.classes)} classes; "
+        f"device {info.device}, {info.world_size} process(es); output in {out}"
+    )
     began = time.perf_counter()
     try:
-        for index, stage in enumerate(engine.STAGES):
+        for stage in STAGES:
             if stage not in stages:
                 continue
             if stage == "eval":
-                results = engine.evaluate(ctx)
-                ctx.print("\n" + engine.format_table(results))
-                ctx.print(f"metrics and pictures in {out}")
+                results = evaluate(ctx)
+                if info.is_main:
+                    ctx.print("\n" + format_table(results))
+                    ctx.print(f"metrics and pictures in {out}")
                 continue
-            if args.resume and engine.stage_done(ctx, stage):
+            ctx.resume = resume and stage not in fresh
+            if ctx.resume and stage_done(ctx, stage):
                 ctx.print(f"[{stage}] finished earlier, skipped")
                 continue
-            engine.seed_everything(cfg.seed + index, info.rank)
+            seed_everything(getattr(cfg, stage).seed, info.rank)
             stage_began = time.perf_counter()
             STAGE_FUNCTIONS[stage](ctx)
             ctx.print(f"[{stage}] done in {time.perf_counter() - stage_began:.1f} s")
-    except engine.StageStopped as stopped:
+    except StageStopped as stopped:
         ctx.print(str(stopped))
         return 3
+    except (CheckpointError, WriteError) as error:
+        return _fail("error", error)
     finally:
         log.close()
-        teardown()
     ctx.print(f"total {time.perf_counter() - began:.1f} s")
     return 0
 

@@ -337,3 +337,76 @@ def test_dataset_wsol_boxes_are_truncated_to_the_score_frame(tmp_path: Path) -> 
     assert image.shape == (3, 32, 32) and (label, index) == (1, 1)
     # (5.5, 6.5, 12.5, 14.5) in a 40×30 image -> int(x·224/40), int(y·224/30)
     assert boxes.tolist() == [[30.0, 48.0, 70.0, 108.0]]
+
+
+# -------------------------------------------------------------------------- images and layouts (issue 12)
+
+
+def test_sixteen_bit_png_and_float_tiff_scale_to_eight_bits(tmp_path: Path) -> None:
+    import numpy as np
+    from ornet.data import Sample, open_rgb
+
+    values16 = np.array([[0, 32896, 65535]], dtype=np.uint16)  # 32896 = 128 · 257
+    Image.fromarray(values16).save(tmp_path / "deep.png")
+    Image.fromarray(np.array([[0.0, 0.2, 1.0]], dtype=np.float32), mode="F").save(tmp_path / "float.tiff")
+    for name, expected in (("deep.png", [0, 128, 255]), ("float.tiff", [0, 51, 255])):
+        rgb = open_rgb(Sample(tmp_path / name, 0))
+        assert rgb.mode == "RGB"
+        pixels = np.asarray(rgb)
+        assert pixels[0, :, 0].tolist() == expected, name  # convert("RGB") gave [0, 255, 255] / [0, 0, 1]
+        assert (pixels[..., 0] == pixels[..., 2]).all()
+
+
+def test_decompression_bomb_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_cub(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 40×30 images are now > 2× the limit
+    with pytest.raises(DataError, match="too large to decode safely") as caught:
+        read_cub(root, "train")
+    assert caught.value.path == root / "images.txt" and caught.value.line == 1
+    train = read_cub(root, "train", "none")
+    with pytest.raises(DataError, match="too large"):
+        WSOLDataset(train.samples, ornet_test_transform(36, 32, (0.5,) * 3, (0.5,) * 3))[0]
+
+
+@pytest.mark.parametrize("relative", ["../outside.jpg", "/etc/passwd", "001.Albatross/../../x.jpg"])
+def test_cub_image_paths_stay_inside_the_root(tmp_path: Path, relative: str) -> None:
+    root = write_cub(tmp_path)
+    (root / "images.txt").write_text(f"1 001.Albatross/a_1.jpg\n2 {relative}\n3 002.Auklet/b_1.jpg\n")
+    with pytest.raises(DataError, match="must stay inside") as caught:
+        read_cub(root, "train", "none")
+    assert (caught.value.path.name, caught.value.line) == ("images.txt", 2)
+
+
+def test_cub_box_outside_its_image_names_the_box_line(tmp_path: Path) -> None:
+    root = write_cub(tmp_path)  # images are 40×30
+    (root / "bounding_boxes.txt").write_text("1 2.0 3.0 10.0 20.0\n2 0 0 40 30\n3 5.5 6.5 70.0 8.0\n")
+    with pytest.raises(DataError, match="leaves its 40×30 image") as caught:
+        read_cub(root, "train")
+    assert (caught.value.path.name, caught.value.line) == ("bounding_boxes.txt", 3)
+    assert len(read_cub(root, "test").samples) == 1  # the box of the full image (x1 = W) is fine
+
+
+def test_imagenet_hidden_folders_are_not_classes_or_images(tmp_path: Path) -> None:
+    train, val, xml = write_imagenet(tmp_path)
+    _image(train / ".ipynb_checkpoints" / "stray.JPEG")
+    _image(val / ".ipynb_checkpoints" / "ILSVRC2012_val_00000001.JPEG", (5, 5))
+    assert imagenet_classes(train) == ["n01440764", "n01443537"]
+    split = read_imagenet_val(val, xml, imagenet_classes(train))
+    assert all(".ipynb_checkpoints" not in str(s.path) for s in split.samples)
+    assert split.samples[0].image_id == "val/ILSVRC2012_val_00000001.JPEG"
+
+
+def test_imagenet_stray_same_stem_file_is_an_error(tmp_path: Path) -> None:
+    train, val, xml = write_imagenet(tmp_path)
+    _image(val / "ILSVRC2012_val_00000001.png", (5, 5))  # would have replaced the annotated JPEG
+    with pytest.raises(DataError, match="share the stem 'ILSVRC2012_val_00000001'"):
+        read_imagenet_val(val, xml, imagenet_classes(train))
+
+
+def test_imagenet_box_outside_the_image_names_the_xml_line(tmp_path: Path) -> None:
+    train, val, xml = write_imagenet(tmp_path)
+    path = xml / "ILSVRC2012_val_00000002.xml"
+    path.write_text(path.read_text().replace("<xmax>49</xmax>", "<xmax>90</xmax>"))
+    with pytest.raises(DataError, match="leaves its 50×40 image") as caught:
+        read_imagenet_val(val, xml, imagenet_classes(train))
+    assert caught.value.path == path and caught.value.line is not None and caught.value.line > 1

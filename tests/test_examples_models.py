@@ -13,7 +13,15 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 from ornet import checkpoint
-from ornet.config import Config, ConfigError, add_override_arguments, load_config, overrides_from
+from ornet.config import (
+    Config,
+    ConfigError,
+    add_override_arguments,
+    from_dict,
+    load_config,
+    overrides_from,
+    to_dict,
+)
 from ornet.models import CamNet, CoarseNet, FineNet, build_classifier, load_pretrained, split_resnet
 
 CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
@@ -89,42 +97,72 @@ def test_cam_net_maps_average_to_logits() -> None:
 
 def test_configs_load_and_every_value_overrides() -> None:
     cub = load_config(CONFIGS / "cub.yaml")
-    assert (cub.seed, cub.quirks.upsample, cub.quirks.frozen_train_mode) == (517, "nearest", True)
-    assert (cub.fine.lr, cub.fine.epochs, cub.fine.area_weight, cub.fine.entropy_weight) == (
+    assert (cub.fine.seed, cub.evaluator.seed, cub.quirks.upsample, cub.quirks.frozen_train_mode) == (
+        517,
+        1,
+        "nearest",
+        True,
+    )
+    f = cub.fine
+    assert (f.optim.name, f.optim.lr, f.epochs, f.loss_weights.area, f.loss_weights.entropy) == (
+        "adam",
         1e-4,
         30,
         0.02,
         1.5,
     )
-    assert (cub.evaluator.epochs, cub.evaluator.lr, cub.model.evaluator) == (200, 1e-3, "vgg16")
+    assert (f.area.topk, f.area.skip, f.entropy.sigma, f.erasing.erase_prob, f.erasing.max_factor) == (
+        25,
+        3,
+        0.1,
+        0.5,
+        0.5,
+    )
+    assert (cub.evaluator.epochs, cub.evaluator.optim.lr, cub.model.evaluator) == (200, 1e-3, "vgg16")
+    assert (cub.evaluator.select, cub.data.drop_last, cub.runtime.deterministic) == ("test_top1", False, True)
     imagenet = load_config(CONFIGS / "imagenet.yaml")
     assert imagenet.data.format == "imagenet" and imagenet.evaluator.epochs == 0
+    assert imagenet.data.eval_split == "test" and imagenet.quirks.reinit_layer4
     synthetic = load_config(CONFIGS / "synthetic.yaml")
     assert synthetic.model.backbone_weights is None and synthetic.cam.enabled
+    assert synthetic.evaluator.select == "holdout"
 
     parser = argparse.ArgumentParser()
     add_override_arguments(parser)
     args = parser.parse_args(
         [
-            "--fine.lr",
+            "--fine.optim.lr",
             "3e-4",
+            "--fine.area.topk",
+            "7",
             "--model.backbone_weights",
             "null",
             "--data.mean",
             "[0.5, 0.5, 0.5]",
-            "--seed",
+            "--fine.seed",
             "1",
         ]
     )
     config = load_config(CONFIGS / "cub.yaml", overrides_from(args))
-    assert config.fine.lr == 3e-4 and config.model.backbone_weights is None
-    assert config.data.mean == [0.5, 0.5, 0.5] and config.seed == 1
+    assert config.fine.optim.lr == 3e-4 and config.model.backbone_weights is None
+    assert config.data.mean == [0.5, 0.5, 0.5] and config.fine.seed == 1 and config.fine.area.topk == 7
+    assert config.coarse.optim.lr == 1e-3  # one optimiser section per stage, not shared state
     assert {a.dest for a in parser._actions} >= {"override:quirks.upsample", "override:runtime.compile"}
     with pytest.raises(ConfigError, match="unknown config key 'fine.lrr'"):
         load_config(None, {"fine.lrr": "1"})
+    with pytest.raises(ConfigError, match=r"'fine.area_topk' \(renamed: fine.area.topk\)"):
+        load_config(None, {"fine.area_topk": "1"})
     with pytest.raises(ConfigError, match="fine.epochs: expected int"):
         load_config(None, {"fine.epochs": "many"})
     assert isinstance(load_config(None), Config)
+
+
+def test_flat_config_of_older_checkpoints_reads_as_nested() -> None:
+    old = {"seed": 517, "fine": {"lr": 0.5, "area_topk": 4, "erasing_p": 0.25}, "coarse": {"lr": 0.1}}
+    config = from_dict(old)
+    assert (config.fine.optim.lr, config.fine.area.topk, config.fine.erasing.erase_prob) == (0.5, 4, 0.25)
+    assert config.coarse.optim.lr == 0.1 and config.fine.seed == 517
+    assert from_dict(to_dict(config)) == config
 
 
 def test_atomic_checkpoint_round_trip_with_weights_only(tmp_path: Path) -> None:
@@ -146,3 +184,15 @@ def test_atomic_checkpoint_round_trip_with_weights_only(tmp_path: Path) -> None:
     assert torch.equal(loaded["model"]["weight"], model.weight)
     with pytest.raises(FileNotFoundError, match="run the previous stage first"):
         checkpoint.load(tmp_path / "nope.pt")
+
+
+def test_docs_table_lists_every_config_key_with_its_default() -> None:
+    import json
+    import re
+
+    from ornet.config import leaves
+
+    page = (CONFIGS.parents[1] / "docs" / "pipeline.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z_.0-9]+)` \| `([^`]*)` \|", page, flags=re.M))
+    expected = {key: json.dumps(value) for key, (value, _hint) in leaves(Config()).items()}
+    assert rows == expected

@@ -49,7 +49,7 @@ def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
         "--evaluator.epochs", "1", "--coarse.epochs", "1", "--fine.epochs", "1", "--cam.epochs", "1",
         "--evaluator.batch_size", "8", "--coarse.batch_size", "8", "--fine.batch_size", "8",
         "--cam.batch_size", "8", "--eval.batch_size", "5", "--eval.pictures", "4",
-        "--fine.area_topk", "3", "--fine.area_skip", "1",
+        "--fine.area.topk", "3", "--fine.area.skip", "1",
         "--runtime.progress", "false", "--runtime.num_threads", "0",
         *extra,
     ]  # fmt: skip
@@ -202,3 +202,239 @@ def test_cam_with_lowcam_example(tiny_data: Path, tmp_path: Path) -> None:
     for result in results.values():
         assert 0 <= result["gt_known"] <= 100 and 0 <= result["maxboxacc_v2"] <= 100
     assert results["plain CAM"]["history"][0]["ce"] != results["CAM + lowcam losses"]["history"][0]["ce"]
+
+
+# --------------------------------------------------------------------------- reliability (issue 12)
+
+
+def _copy_run(trained: Path, target: Path) -> Path:
+    shutil.copytree(trained, target)
+    return target
+
+
+def test_resume_refuses_a_changed_config_and_restart_from_retrains(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _copy_run(trained, tmp_path / "run")
+    saved_yaml = (out / "config.yaml").read_text()
+    before = checkpoint.load(out / "fine.pt")
+    changed = ("--coarse.epochs", "6", "--fine.optim.lr", "0.5")
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "all", "--resume", *changed)) == 2
+    err = capsys.readouterr().err
+    assert "coarse.pt: coarse.epochs: 1 → 6" in err and "fine.optim.lr: 0.001 → 0.5" in err
+    assert "--restart-from coarse" in err
+    assert (out / "config.yaml").read_text() == saved_yaml  # nothing overwritten
+    assert checkpoint.load(out / "fine.pt")["epoch"] == before["epoch"]
+    # retrain stage 2 (and the later stages) with the new lr; stages 0 and 1 are kept
+    restart = tiny_args(tiny_data, out, "--stage", "fine", "--restart-from", "fine", "--fine.optim.lr", "0.5")
+    assert train_ornet.main(restart) == 0
+    after = checkpoint.load(out / "fine.pt")
+    assert after["complete"] and after["config"]["fine"]["optim"]["lr"] == 0.5
+    assert any(not torch.equal(after["model"][k], before["model"][k]) for k in before["model"])
+    assert torch.equal(checkpoint.load(out / "coarse.pt")["model"]["generator.map_head.0.weight"],
+                       checkpoint.load(trained / "coarse.pt")["model"]["generator.map_head.0.weight"])  # fmt: skip
+    resumed = tiny_args(tiny_data, out, "--stage", "fine", "--resume", "--fine.optim.lr", "0.5")
+    assert train_ornet.main(resumed) == 0  # now consistent: skipped
+    assert "[fine] finished earlier, skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", ["1", "0"])
+def test_zero_training_or_evaluation_images_stop_before_training(
+    tiny_data: Path, tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    lines = (data / "train_test_split.txt").read_text().split()
+    (data / "train_test_split.txt").write_text(
+        "".join(f"{image} {flag}\n" for image in lines[::2])  # every image in one split
+    )
+    out = tmp_path / "out"
+    assert train_ornet.main(tiny_args(data, out, "--stage", "all")) == 2
+    what = "evaluation" if flag == "1" else "training"
+    assert f"the {what} split holds no image" in capsys.readouterr().err
+    assert not list(out.glob("*.pt"))
+
+
+def test_invalid_stage_two_settings_stop_before_stage_zero(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    bad = ("--fine.area.topk", "10", "--fine.erasing.erase_prob", "2.0", "--quirks.upsample", "linear")
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "all", *bad)) == 2
+    err = capsys.readouterr().err
+    assert "fine.area.topk: got 10, expected in [0, 3]" in err and "erase_prob" in err and "linear" in err
+    assert not list(out.glob("*.pt")) and not (out / "log.jsonl").exists()
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "all", "--runtime.device", "gpu")) == 2
+    assert "runtime.device must be auto, cpu, cuda or cuda:N, got 'gpu'" in capsys.readouterr().err
+
+
+def test_outputs_are_replaced_atomically_and_orphans_removed(
+    trained: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    out = _copy_run(trained, tmp_path / "run")
+    # a hard link sees in-place writes; an atomic replace leaves it with the old content
+    for name in ("metrics.json", "config.yaml"):
+        os.link(out / name, tmp_path / f"old-{name}")
+        (out / name).write_text("stale\n")
+    orphan = out / ".fine.pt.k3j2l1.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval")) == 0
+    for name in ("metrics.json", "config.yaml"):
+        assert (tmp_path / f"old-{name}").read_text() == "stale\n"
+        assert (out / name).read_text() != "stale\n"
+    assert not orphan.exists() and not list(out.glob(".*.tmp"))
+
+
+def test_an_epoch_is_logged_once_when_a_save_is_interrupted(
+    trained: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _copy_prefix(trained, tmp_path / "run")
+    real = checkpoint.atomic_save
+    calls = []
+
+    def killed_on_second_save(payload: dict, path: Path) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed while writing epoch 2's checkpoint
+        real(payload, path)
+
+    monkeypatch.setattr(checkpoint, "atomic_save", killed_on_second_save)
+    args = tiny_args(tiny_data, out, "--stage", "fine", "--fine.epochs", "3")
+    with pytest.raises(KeyboardInterrupt):
+        train_ornet.main(args)
+    monkeypatch.setattr(checkpoint, "atomic_save", real)
+    assert checkpoint.load(out / "fine.pt")["epoch"] == 1
+    assert train_ornet.main([*args, "--resume"]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "fine/epoch"] == [1, 2, 3]
+
+
+def test_torchrun_with_an_empty_evaluation_shard(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    out = _copy_run(trained, tmp_path / "ddp")
+    (out / "metrics.json").unlink()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+        str(EXAMPLES / "train_ornet.py"), *tiny_args(tiny_data, out, "--stage", "eval", "--data.limit", "1"),
+    ]  # fmt: skip
+    launcher = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = launcher.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        output, _ = launcher.communicate()
+        pytest.fail("torchrun timed out:\n" + output[-3000:])
+    assert launcher.returncode == 0, output[-3000:]  # rank 1 evaluated nothing and did not crash
+    assert "Traceback" not in output and output.count("GT-known Loc") == 1  # rank 0 alone prints
+    results = json.loads((out / "metrics.json").read_text())
+    assert results["fine"]["ornet"]["n"] == 1 and results["fine"]["ornet"]["top1_loc"] is not None
+
+
+def test_cam_with_lowcam_batch_larger_than_the_training_set(tiny_data: Path, tmp_path: Path) -> None:
+    args = ["--data", str(tiny_data), "--out", str(tmp_path), "--resize", "36", "--crop", "32"]
+    args += [
+        "--epochs",
+        "1",
+        "--batch-size",
+        "100",
+        "--area-topk",
+        "3",
+        "--threads",
+        "0",
+        "--score-size",
+        "32",
+    ]
+    assert cam_with_lowcam.main(args) == 0  # 18 training images: one batch of 18, no division by zero
+    assert json.loads((tmp_path / "metrics.json").read_text())["plain CAM"]["history"][0]["ce"] > 0
+
+
+# ----------------------------------------------------------------- reference defaults (issue 11)
+
+
+@pytest.mark.parametrize(
+    ("select", "steps_per_epoch"),
+    [("last", 3), ("test_top1", 3), ("holdout", 2)],  # 18 images, batch 8, drop_last false; holdout: 16
+)
+def test_evaluator_epoch_selection_and_drop_last(
+    tiny_data: Path, tmp_path: Path, select: str, steps_per_epoch: int
+) -> None:
+    out = tmp_path / select
+    args = tiny_args(tiny_data, out, "--stage", "evaluator", "--evaluator.epochs", "2")
+    assert train_ornet.main([*args, "--evaluator.select", select]) == 0
+    state = checkpoint.load(out / "evaluator.pt")
+    assert state["scheduler"]["last_epoch"] == 2 * steps_per_epoch  # the last, smaller batch is kept
+    if select == "last":
+        assert "selected_model" not in state
+        return
+    assert state["selected_epoch"] in (1, 2) and 0 <= state["selected_score"] <= 100
+    scores = [
+        json.loads(line)["select_score"]
+        for line in (out / "log.jsonl").read_text().splitlines()
+        if json.loads(line)["event"] == "evaluator/epoch"
+    ]
+    assert state["selected_score"] == max(scores) and scores.index(max(scores)) + 1 == state["selected_epoch"]
+
+
+def test_scoremaps_on_disk_in_the_wsoleval_layout(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    import numpy as np
+    from ornet.data import WSOLDataset, collate, read_cub
+    from ornet.transforms import wsol_test_transform
+
+    from lowcam import metrics
+
+    out = _copy_run(trained, tmp_path / "run")
+    root = tmp_path / "scoremaps"
+    assert (
+        train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval", "--eval.scoremap_root", str(root))) == 0
+    )
+    test = read_cub(tiny_data, "test")
+    maps = []
+    for sample in test.samples:
+        assert "/" in sample.image_id
+        array = np.load(root / f"{sample.image_id}.npy")  # <scoremap_root>/<image_id>.npy
+        assert array.shape == (32, 32) and array.dtype == np.float32  # data.score_size 32 in the tiny run
+        assert array.min() >= 0 and array.max() <= 1
+        maps.append(torch.from_numpy(array))
+    # the files alone reproduce the pipeline's MaxBoxAccV2 of the stage-2 map
+    dataset = WSOLDataset(test.samples, wsol_test_transform(32, (0.5,) * 3, (0.5,) * 3), wsol_score_size=32)
+    _, _, boxes, _ = collate([dataset[k] for k in range(len(dataset))])
+    v2 = metrics.BoxAccuracy("maxboxacc_v2")
+    v2.update(torch.stack(maps).double(), boxes)
+    expected = json.loads((out / "metrics.json").read_text())["fine"]["maxboxacc_v2"]["value"]
+    assert v2.compute()["value"] == pytest.approx(expected)
+
+
+def _evaluate_on_rank(rank: int, args: list[str], port: int, folder: str) -> None:
+    """One gloo process of :func:`test_every_rank_returns_the_same_metrics`."""
+    os.environ.update(
+        {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+         "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+    )  # fmt: skip
+    from ornet.config import load_config
+    from ornet.distributed import setup, teardown
+    from ornet.evaluation import evaluate
+    from ornet.logs import RunLog
+    from ornet.runtime import Context, load_data
+
+    parsed = train_ornet.parse_args(args)
+    cfg = load_config(parsed.config, train_ornet.overrides_from(parsed))
+    info = setup("cpu")
+    try:
+        train, test = load_data(cfg)
+        results = evaluate(Context(cfg, info, train, test, RunLog(cfg.output_dir, enabled=False)))
+        Path(folder, f"rank{rank}.json").write_text(json.dumps(results, sort_keys=True))
+    finally:
+        teardown()
+
+
+def test_every_rank_returns_the_same_metrics(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    out = _copy_run(trained, tmp_path / "run")
+    args = tiny_args(tiny_data, out, "--stage", "eval", "--data.limit", "1", "--eval.pictures", "0")
+    mp.spawn(_evaluate_on_rank, args=(args, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = ((tmp_path / f"rank{r}.json").read_text() for r in (0, 1))
+    assert rank0 == rank1  # rank 1's shard was empty; before, it reported top1_loc None
+    assert json.loads(rank1)["fine"]["ornet"]["top1_loc"] is not None

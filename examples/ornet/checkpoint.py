@@ -1,20 +1,32 @@
 """Atomic checkpoints that resume a run exactly: model, optimizer, scheduler, epoch, RNG states, config.
 
-A checkpoint is written to a temporary file in the target's folder, flushed and fsync'ed, then renamed
-over the target (and the folder fsync'ed), so a kill leaves either the old or the new file, never half
-of one. It holds only tensors and plain Python values and is read with ``torch.load(weights_only=True)``.
+A stage's checkpoint is ``<output_dir>/<stage>.pt``, written after every epoch through
+:func:`ornet.files.atomic_write` (a kill leaves the old or the new file, never half of one). It holds
+only tensors and plain Python values and is read with ``torch.load(weights_only=True)``.
+
+Payload keys: ``model`` (the last epoch's weights), ``optimizer``, ``scheduler``, ``epoch``, ``epochs``,
+``complete``, ``rng`` (one entry per process), ``config`` (the whole configuration) and ``classes``;
+optionally ``selected_model`` / ``selected_epoch`` / ``selected_score`` (the evaluator epoch chosen by
+``evaluator.select``; the later stages load it instead of ``model``).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
-import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ornet.files import atomic_write
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or not what the stage needs; ``str(error)`` names it."""
 
 
 def rng_states() -> dict[str, Any]:
@@ -41,31 +53,35 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def atomic_save(payload: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to ``path`` atomically: temporary file, flush, fsync, rename, fsync the folder."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+    """``torch.save`` to ``path`` atomically (see :func:`ornet.files.atomic_write`).
+
+    Raises:
+        ornet.files.WriteError: naming ``path`` (e.g. a full disk); no partial file is left behind.
+    """
+    atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)`` onto the CPU."""
+    """Read a checkpoint with ``torch.load(weights_only=True)`` onto the CPU.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: an empty, truncated or corrupted file, or one that is not a checkpoint dict.
+    """
     target = Path(path)
     if not target.is_file():
         raise FileNotFoundError(f"checkpoint not found: {target} (run the previous stage first)")
-    state: dict[str, Any] = torch.load(target, map_location="cpu", weights_only=True)
+    size = target.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{target}: the checkpoint is empty (0 bytes); delete it and rerun its stage")
+    try:
+        state = torch.load(target, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as error:
+        # PyTorch's own message suggests weights_only=False, which would run arbitrary code: not repeated.
+        raise CheckpointError(
+            f"{target}: not a readable checkpoint ({size} bytes; {type(error).__name__}): it is truncated, "
+            "corrupted or holds objects other than tensors and plain values; delete it and rerun its stage"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{target}: expected a dict checkpoint, got {type(state).__name__}")
     return state

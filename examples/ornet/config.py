@@ -1,9 +1,15 @@
 """The pipeline's configuration: typed dataclasses, YAML files and command-line overrides.
 
+The configuration is nested: one section per stage, and inside a stage one section per lowcam component
+whose keys are that component's keyword arguments (``fine.erasing.erase_prob``, ``fine.area.topk``,
+``fine.entropy.sigma``), so a value in the YAML file goes straight into the component. The three training
+stages share one optimiser section type (:class:`OptimConfig`).
+
 A YAML file sets any subset of the fields (an unknown key is an error); every field can then be
-overridden on the command line as ``--section.key VALUE`` (``--seed 1``, ``--fine.lr 3e-4``,
-``--model.backbone_weights null``). Values are parsed as YAML scalars and checked against the field's
-type. Defaults are the paper's CUB setting; the reference quirks are in :class:`QuirksConfig`.
+overridden on the command line as ``--section.sub.key VALUE`` (``--fine.optim.lr 3e-4``,
+``--fine.area.topk 4``, ``--model.backbone_weights null``). Values are parsed as YAML scalars and checked
+against the field's type. Defaults are the paper's CUB setting; each deviation from the reference code is
+a documented key (``docs/pipeline.md`` lists every key with its default and reference value).
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ class DataConfig:
 
     ``format`` is ``"cub"`` (CUB-200-2011 files under ``root``), ``"imagenet"`` (``train_dir`` class
     folders, ``val_dir`` images with PASCAL-VOC XML in ``annotations_dir``) or ``"wsol"`` (wsolevaluation
-    metadata: ``metadata_dir/{train,test}`` relative to ``root``).
+    metadata: ``metadata_dir/{train,<eval_split>}`` relative to ``root``; for ILSVRC the 2012 validation
+    set is the ``test`` split there, ``val`` is ImageNetV2). ``drop_last``: drop the last, incomplete
+    training batch (reference ``false``).
     """
 
     format: str = "cub"
@@ -43,6 +51,7 @@ class DataConfig:
     flip: bool = True
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    drop_last: bool = False
     num_workers: int = 4
     verify_images: str = "header"
     limit: int = 0
@@ -62,40 +71,107 @@ class ModelConfig:
 
 @dataclass
 class QuirksConfig:
-    """Behaviours of the reference code, as switches whose defaults reproduce the paper.
+    """Behaviours of the reference code, as switches whose defaults reproduce it.
 
     ``frozen_train_mode``: frozen modules (stem, frozen generator blocks, evaluator) stay in train mode
-    during stage 2, so BatchNorm statistics move and the evaluator's dropout is on. ``upsample``: how the
-    activation map is resized onto the image for the evaluator (reference ``nearest``). The seed is the
-    top-level ``seed`` (reference 517).
+    during stage 2, so BatchNorm statistics move and the evaluator's dropout is on (``lowcam.Evaluator``'s
+    ``follow_parent_mode``). ``upsample``: how the activation map is resized onto the image for the
+    evaluator (``lowcam.Evaluator``'s ``upsample``; reference ``nearest``). ``reinit_layer4``: when the
+    data set does not have 200 classes, re-initialise ``layer4`` and ``fc`` of the stage-1 ResNet instead
+    of loading them pretrained (the reference does this for ILSVRC; no effect without backbone weights).
     """
 
     frozen_train_mode: bool = True
     upsample: str = "nearest"
+    reinit_layer4: bool = True
+
+
+@dataclass
+class OptimConfig:
+    """An optimiser with a cosine decay to zero stepped per iteration (as the reference).
+
+    ``name``: ``sgd`` (``torch.optim.SGD(lr, momentum, weight_decay)``) or ``adam``
+    (``torch.optim.Adam(lr, weight_decay)``; ``momentum`` is not used).
+    """
+
+    name: str = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+
+def _sgd(lr: float = 1e-3) -> OptimConfig:
+    return OptimConfig("sgd", lr, 0.9, 5e-4)
 
 
 @dataclass
 class EvaluatorStage:
-    """Stage 0: fine-tune the evaluator classifier (SGD, cosine per iteration). ``epochs: 0`` keeps the
-    pretrained classifier as it is (ILSVRC)."""
+    """Stage 0: fine-tune the evaluator classifier. ``epochs: 0`` keeps the pretrained classifier as it
+    is (ILSVRC).
+
+    ``select``: which epoch stage 2 and the evaluation use: ``test_top1`` (the reference: the epoch with
+    the best top-1 on the evaluation split — that split then also chose the model), ``holdout`` (the best
+    top-1 on ``holdout_fraction`` of the training set, held out of the evaluator's training: the honest
+    alternative) or ``last``.
+    """
 
     epochs: int = 200
     batch_size: int = 16
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    seed: int = 1
+    optim: OptimConfig = field(default_factory=_sgd)
+    select: str = "test_top1"
+    holdout_fraction: float = 0.1
 
 
 @dataclass
 class CoarseStage:
-    """Stage 1: backbone + generator trained on CE(generator) + CE(main). The paper's code does not ship
-    this stage; 70 epochs at lr 1e-3 follow its config (an assumption)."""
+    """Stage 1: backbone + generator trained on CE(generator) + CE(main). The reference code does not
+    ship this stage: 70 epochs at lr 1e-3 follow its config, the seed is the reference config's ``SEED``
+    (assumptions)."""
 
     epochs: int = 70
     batch_size: int = 16
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    seed: int = 1
+    optim: OptimConfig = field(default_factory=_sgd)
+
+
+@dataclass
+class AreaConfig:
+    """``lowcam.AreaLoss`` arguments."""
+
+    topk: int = 25
+    skip: int = 3
+
+
+@dataclass
+class EntropyConfig:
+    """``lowcam.WeightedEntropyLoss`` arguments."""
+
+    mu: float = 0.5
+    sigma: float = 0.1
+    beta: float = 0.0
+    detach_weight: bool = False
+
+
+@dataclass
+class ErasingConfig:
+    """``lowcam.AttentiveErasing`` arguments (``erase_prob``: the probability that a sample is erased)."""
+
+    erase_prob: float = 0.5
+    min_factor: float = 0.0
+    max_factor: float = 0.5
+    min_size: int = 4
+    scale: float = 0.6
+    shift: float = 0.2
+    per_sample_factor: bool = False
+
+
+@dataclass
+class LossWeights:
+    """``loss = CE + area · AreaLoss + entropy · WeightedEntropyLoss``."""
+
+    area: float = 0.02
+    entropy: float = 1.5
 
 
 @dataclass
@@ -104,17 +180,12 @@ class FineStage:
 
     epochs: int = 30
     batch_size: int = 16
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    area_weight: float = 0.02
-    entropy_weight: float = 1.5
-    area_topk: int = 25
-    area_skip: int = 3
-    entropy_mu: float = 0.5
-    entropy_sigma: float = 0.1
-    erasing_p: float = 0.5
-    erasing_max_factor: float = 0.5
-    erasing_min_size: int = 4
+    seed: int = 517
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig("adam", 1e-4, 0.9, 0.0))
+    area: AreaConfig = field(default_factory=AreaConfig)
+    entropy: EntropyConfig = field(default_factory=EntropyConfig)
+    erasing: ErasingConfig = field(default_factory=ErasingConfig)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
 
 
 @dataclass
@@ -124,24 +195,36 @@ class CamStage:
     enabled: bool = False
     epochs: int = 30
     batch_size: int = 16
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    seed: int = 1
+    optim: OptimConfig = field(default_factory=_sgd)
 
 
 @dataclass
 class EvalConfig:
-    """Evaluation: batch size, number of images in the PNG grid."""
+    """Evaluation: batch size, number of images in the PNG grid, and optional score maps on disk.
+
+    ``scoremap_root``: when set, the ``scoremap_source`` map of every evaluation image is written as
+    ``<scoremap_root>/<image_id>.npy`` in the wsolevaluation layout (``data.score_size``² float32 in
+    [0, 1], min–max normalised as ``lowcam.metrics.prepare_scoremap`` prepares it).
+    """
 
     batch_size: int = 32
     pictures: int = 16
+    scoremap_root: str | None = None
+    scoremap_source: str = "fine"
 
 
 @dataclass
 class RuntimeConfig:
-    """Execution switches. ``stop_after_epoch`` ends a stage after that epoch (simulates a kill)."""
+    """Execution switches. ``stop_after_epoch`` ends a stage after that epoch (simulates a kill).
+
+    ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. ``backend``: passed to every lowcam component
+    (``auto``, ``torch``, ``triton``). ``deterministic``: cuDNN's deterministic algorithms, no autotuning.
+    """
 
     device: str = "auto"
+    backend: str = "auto"
+    deterministic: bool = True
     num_threads: int = 0
     bf16: bool = False
     channels_last: bool = False
@@ -155,7 +238,6 @@ class RuntimeConfig:
 class Config:
     """The whole configuration of ``examples/train_ornet.py``."""
 
-    seed: int = 517
     output_dir: str = "runs/cub"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -166,6 +248,29 @@ class Config:
     cam: CamStage = field(default_factory=CamStage)
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+#: Keys of the flat configuration of lowcam 0.1 and where they live now (checkpoints written before the
+#: nested sections, e.g. by an older run or an importer, are read through this table).
+LEGACY_KEYS: dict[str, tuple[str, ...]] = {
+    "seed": ("fine.seed",),
+    **{
+        f"{stage}.{key}": (f"{stage}.optim.{key}",)
+        for stage in ("evaluator", "coarse", "cam")
+        for key in ("lr", "momentum", "weight_decay")
+    },
+    "fine.lr": ("fine.optim.lr",),
+    "fine.weight_decay": ("fine.optim.weight_decay",),
+    "fine.area_weight": ("fine.loss_weights.area",),
+    "fine.entropy_weight": ("fine.loss_weights.entropy",),
+    "fine.area_topk": ("fine.area.topk",),
+    "fine.area_skip": ("fine.area.skip",),
+    "fine.entropy_mu": ("fine.entropy.mu",),
+    "fine.entropy_sigma": ("fine.entropy.sigma",),
+    "fine.erasing_p": ("fine.erasing.erase_prob",),
+    "fine.erasing_max_factor": ("fine.erasing.max_factor",),
+    "fine.erasing_min_size": ("fine.erasing.min_size",),
+}
 
 
 class ConfigError(ValueError):
@@ -217,7 +322,9 @@ def _update(target: Any, values: dict[str, Any], prefix: str = "") -> None:
     for key, value in values.items():
         name = f"{prefix}{key}"
         if key not in hints:
-            raise ConfigError(f"unknown config key {name!r}")
+            moved = LEGACY_KEYS.get(name)
+            hint = f" (renamed: {', '.join(moved)})" if moved else ""
+            raise ConfigError(f"unknown config key {name!r}{hint}")
         current = getattr(target, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -261,7 +368,7 @@ def load_config(path: str | Path | None, overrides: dict[str, str] | None = None
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--section.key`` option per config field (metavar shows the default)."""
+    """Add one ``--section.sub.key`` option per config field (metavar shows the default)."""
     group = parser.add_argument_group("config overrides (YAML values; defaults shown are the paper's)")
     for name, (value, _hint) in leaves(Config()).items():
         group.add_argument(
@@ -283,8 +390,30 @@ def to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``dotted.name -> value``, with the flat keys of :data:`LEGACY_KEYS` moved to
+    their nested names (a config saved by an older pipeline reads as today's)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, prefix=f"{name}."))
+        else:
+            for target in LEGACY_KEYS.get(name, (name,)):
+                out[target] = value
+    return out
+
+
 def from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from :func:`to_dict`'s output."""
+    """Rebuild a :class:`Config` from :func:`to_dict`'s output (or an older, flat one)."""
     config = Config()
-    _update(config, data)
+    known = leaves(config)
+    for name, value in flatten(data).items():
+        if name not in known:
+            raise ConfigError(f"unknown config key {name!r}")
+        *sections, key = name.split(".")
+        nested: dict[str, Any] = {key: value}
+        for section in reversed(sections):
+            nested = {section: nested}
+        _update(config, nested)
     return config

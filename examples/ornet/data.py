@@ -5,6 +5,9 @@ id with no label or box, a label outside the class list or an unreadable image r
 :class:`DataError`, whose message starts with ``<file>:<line>:`` (the line that names the bad item).
 
 Readers return :class:`Sample` records; boxes are ``(x0, y0, x1, y1)`` in pixels of the original image.
+With ``verify`` ``"header"`` or ``"full"`` each box must lie inside its image (one pixel of slack for
+inclusive-coordinate annotations). Images of any bit depth are read as 8-bit RGB (:func:`to_rgb`).
+Hidden files and folders (names starting with ``.``) are never images or classes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
@@ -51,12 +55,17 @@ class Sample:
         label: 0-based class index.
         boxes: ground-truth boxes ``(x0, y0, x1, y1)`` in original pixels (may be empty for training).
         origin: ``(file, line)`` of the record that named the image, for error messages.
+        image_id: the image's id in the wsolevaluation layout (its path relative to the data root,
+            e.g. ``001.Black_footed_Albatross/Black_Footed_Albatross_0001_796111.jpg``).
+        box_origins: ``(file, line)`` of each box, for error messages (empty: ``origin``).
     """
 
     path: Path
     label: int
     boxes: tuple[Box, ...] = ()
     origin: tuple[Path, int] = field(default=(Path("?"), 0))
+    image_id: str = ""
+    box_origins: tuple[tuple[Path, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,11 +145,66 @@ def _id_table(path: Path, fields: int, what: str) -> dict[int, tuple[int, list[s
     return table
 
 
-def verify_images(samples: Iterable[Sample], mode: VerifyMode = "header") -> None:
-    """Check that every image exists and opens; ``"full"`` also decodes the pixels.
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB copy of ``image``, scaling high bit depths instead of clipping them.
+
+    16-bit images (``I;16*``) are divided by 257 (65535 → 255); 32-bit integer images (``I``) are
+    taken as 16-bit when their maximum fits, else as 32-bit; float images (``F``) are taken as [0, 1]
+    when their maximum is at most 1, else as [0, 255] (NaN → 0). Values are rounded and clipped to
+    [0, 255]; grey images are repeated over the three channels. Other modes go through
+    ``convert("RGB")``.
+    """
+    mode = image.mode
+    if mode not in (*_SIXTEEN_BIT, "I", "F"):
+        return image.convert("RGB")
+    values = np.asarray(image).astype(np.float64)
+    if mode == "F":
+        values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
+        scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
+    elif mode == "I" and values.size and values.max() > 65535:
+        scale = 255.0 / 4294967295.0
+    else:
+        scale = 255.0 / 65535.0
+    grey = np.clip(np.round(values * scale), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1), mode="RGB")
+
+
+def open_rgb(sample: Sample) -> Image.Image:
+    """Decode ``sample``'s image as 8-bit RGB (:func:`to_rgb`).
 
     Raises:
-        DataError: naming the record (file and line) of the first bad image.
+        DataError: naming the record (file and line) of an unreadable image or a decompression bomb.
+    """
+    source, line = sample.origin
+    try:
+        with Image.open(sample.path) as raw:
+            return to_rgb(raw)
+    except Image.DecompressionBombError as error:
+        raise DataError(source, line, f"image {sample.path} is too large to decode safely: {error}") from None
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DataError(source, line, f"unreadable image {sample.path}: {error}") from error
+
+
+def _check_inside(sample: Sample, width: int, height: int) -> None:
+    for k, (x0, y0, x1, y1) in enumerate(sample.boxes):
+        if x1 > width + 1 or y1 > height + 1:
+            source, line = sample.box_origins[k] if k < len(sample.box_origins) else sample.origin
+            raise DataError(
+                source,
+                line,
+                f"box (x0, y0, x1, y1) = {(x0, y0, x1, y1)} leaves its {width}×{height} image {sample.path}",
+            )
+
+
+def verify_images(samples: Iterable[Sample], mode: VerifyMode = "header") -> None:
+    """Check that every image exists and opens, and that its boxes lie inside it; ``"full"`` also decodes
+    the pixels.
+
+    Raises:
+        DataError: naming the record (file and line) of the first bad image or box.
     """
     if mode == "none":
         return
@@ -148,15 +212,21 @@ def verify_images(samples: Iterable[Sample], mode: VerifyMode = "header") -> Non
         source, line = sample.origin
         if not sample.path.is_file():
             raise DataError(source, line, f"image not found: {sample.path}")
-        try:
-            with Image.open(sample.path) as image:
-                if mode == "full":
-                    image.convert("RGB").load()
-                width, height = image.size
-        except (OSError, UnidentifiedImageError, ValueError) as error:
-            raise DataError(source, line, f"unreadable image {sample.path}: {error}") from error
+        if mode == "full":
+            width, height = open_rgb(sample).size
+        else:
+            try:
+                with Image.open(sample.path) as image:
+                    width, height = image.size
+            except Image.DecompressionBombError as error:
+                raise DataError(
+                    source, line, f"image {sample.path} is too large to decode safely: {error}"
+                ) from None
+            except (OSError, UnidentifiedImageError, ValueError) as error:
+                raise DataError(source, line, f"unreadable image {sample.path}: {error}") from error
         if width < 1 or height < 1:
             raise DataError(source, line, f"empty image {sample.path}")
+        _check_inside(sample, width, height)
 
 
 # ------------------------------------------------------------------------------------------------- CUB
@@ -207,6 +277,9 @@ def read_cub(
     want = 1 if split == "train" else 0
     for image_id in sorted(images):
         line, (relative,) = images[image_id]
+        parts = Path(relative).parts
+        if Path(relative).is_absolute() or ".." in parts:
+            raise DataError(images_path, line, f"image path {relative!r} must stay inside {base / 'images'}")
         split_line, (flag,) = tables["train_test_split.txt"][image_id]
         is_train = _parse_int(base / "train_test_split.txt", split_line, "split flag", flag)
         if is_train not in (0, 1):
@@ -224,7 +297,16 @@ def read_cub(
         x, y, w, h = (_parse_float(box_path, box_line, name, v) for name, v in zip("xywh", numbers))
         box = _check_box(box_path, box_line, (x, y, x + w, y + h))
         if is_train == want:
-            samples.append(Sample(base / "images" / relative, label - 1, (box,), (images_path, line)))
+            samples.append(
+                Sample(
+                    base / "images" / relative,
+                    label - 1,
+                    (box,),
+                    (images_path, line),
+                    image_id=relative,
+                    box_origins=((box_path, box_line),),
+                )
+            )
     verify_images(samples, verify)
     return DataSplit(samples, classes)
 
@@ -232,16 +314,25 @@ def read_cub(
 # -------------------------------------------------------------------------------------------- ILSVRC
 
 
+def _hidden(path: Path, base: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(base).parts)
+
+
 def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
 
 
 def imagenet_classes(train_dir: str | os.PathLike[str]) -> list[str]:
-    """The class folder names (WordNet ids) under ``train_dir``, sorted: index = label."""
+    """The class folder names (WordNet ids) under ``train_dir``, sorted: index = label. Hidden folders
+    (``.ipynb_checkpoints``) are not classes."""
     base = Path(train_dir)
     if not base.is_dir():
         raise DataError(base, None, "training folder not found")
-    classes = sorted(p.name for p in base.iterdir() if p.is_dir())
+    classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(base, None, "no class folders found")
     return classes
@@ -256,7 +347,10 @@ def read_imagenet_train(train_dir: str | os.PathLike[str], verify: VerifyMode = 
         images = _list_images(base / wnid)
         if not images:
             raise DataError(base / wnid, None, "class folder holds no images")
-        samples.extend(Sample(path, label, (), (path, 0)) for path in images)
+        samples.extend(
+            Sample(path, label, (), (path, 0), image_id=path.relative_to(base.parent).as_posix())
+            for path in images
+        )
     verify_images(samples, verify)
     return DataSplit(samples, classes)
 
@@ -364,10 +458,16 @@ def read_imagenet_val(
         if not folder.is_dir():
             raise DataError(folder, None, "folder not found")
     index = {wnid: k for k, wnid in enumerate(classes)}
-    images = {
-        p.stem: p for p in images_base.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    }
-    xmls = {p.stem: p for p in sorted(xml_base.rglob("*.xml"))}
+    images: dict[str, Path] = {}
+    for path in sorted(images_base.rglob("*")):
+        if not path.is_file() or _hidden(path, images_base) or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if path.stem in images:
+            raise DataError(
+                path, None, f"two images share the stem {path.stem!r} ({images[path.stem].name}); remove one"
+            )
+        images[path.stem] = path
+    xmls = {p.stem: p for p in sorted(xml_base.rglob("*.xml")) if not _hidden(p, xml_base)}
     for stem, image in sorted(images.items()):
         if stem not in xmls:
             raise DataError(image, None, f"image has no annotation {stem}.xml in {xml_base}")
@@ -387,7 +487,16 @@ def read_imagenet_val(
                 xml_path, objects[0][2], f"objects of several classes {sorted(names)} in one image"
             )
         label = index[objects[0][0]]
-        samples.append(Sample(images[stem], label, tuple(box for _, box, _ in objects), (xml_path, 1)))
+        samples.append(
+            Sample(
+                images[stem],
+                label,
+                tuple(box for _, box, _ in objects),
+                (xml_path, 1),
+                image_id=images[stem].relative_to(images_base.parent).as_posix(),
+                box_origins=tuple((xml_path, line) for _, _, line in objects),
+            )
+        )
     verify_images(samples, verify)
     return DataSplit(samples, list(classes))
 
@@ -451,7 +560,13 @@ def read_wsol_metadata(
         if require_boxes and image_id not in boxes:
             raise DataError(ids_path, line, f"image {image_id!r} has no box in {loc_path.name}")
         samples.append(
-            Sample(root / image_id, labels[image_id], tuple(boxes.get(image_id, ())), (ids_path, line))
+            Sample(
+                root / image_id,
+                labels[image_id],
+                tuple(boxes.get(image_id, ())),
+                (ids_path, line),
+                image_id=image_id,
+            )
         )
     if classes is None:
         classes = [str(k) for k in range(max(labels.values(), default=-1) + 1)]
@@ -485,12 +600,7 @@ class WSOLDataset(Dataset[tuple[torch.Tensor, int, torch.Tensor, int]]):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor, int]:
         sample = self.samples[index]
-        try:
-            with Image.open(sample.path) as raw:
-                image = raw.convert("RGB")
-        except (OSError, UnidentifiedImageError) as error:
-            source, line = sample.origin
-            raise DataError(source, line, f"unreadable image {sample.path}: {error}") from error
+        image = open_rgb(sample)
         boxes = torch.tensor(sample.boxes, dtype=torch.float64).reshape(-1, 4)
         width, height = image.size
         tensor, moved = self.transform(image, boxes)

@@ -6,11 +6,15 @@ Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything degrades 
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,19 +37,46 @@ class DistInfo:
         return self.world_size > 1
 
 
+def parse_device(device: str) -> tuple[str, int | None]:
+    """Check ``runtime.device``: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` → ``(kind, index)``.
+
+    Raises:
+        ValueError: any other value (e.g. ``"gpu"``), naming ``runtime.device``.
+    """
+    kind, colon, index = device.partition(":")
+    if kind in ("auto", "cpu", "cuda") and not colon:
+        return kind, None
+    if kind == "cuda" and index.isdigit():
+        return kind, int(index)
+    raise ValueError(f"runtime.device must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
 def setup(device: str = "auto") -> DistInfo:
     """Initialise the process group when launched by ``torchrun`` and pick this process's device.
 
-    ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``. The backend is NCCL on
-    CUDA and gloo on CPU.
+    ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (one
+    process; under ``torchrun`` each process takes ``cuda:LOCAL_RANK``). The backend is NCCL on CUDA
+    and gloo on CPU.
+
+    Raises:
+        ValueError: an unknown device, CUDA asked for but not available, or ``cuda:N`` under torchrun.
     """
+    kind, index = parse_device(device)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    use_cuda = torch.cuda.is_available() if kind == "auto" else kind == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise ValueError(f"runtime.device is {device!r} but CUDA is not available here; use auto or cpu")
+    if index is not None and world_size > 1:
+        raise ValueError(
+            f"runtime.device {device!r} names one GPU; under torchrun use cuda (one per process)"
+        )
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-        chosen = torch.device("cuda", local_rank)
+        chosen = torch.device("cuda", local_rank if index is None else index)
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise ValueError(f"runtime.device {device!r}: only {torch.cuda.device_count()} GPU(s) here")
+        torch.cuda.set_device(chosen)
     else:
         chosen = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
@@ -71,6 +102,15 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def broadcast_object(value: T, info: DistInfo) -> T:
+    """Rank 0's ``value`` on every process (``value`` itself in one process)."""
+    if not info.distributed:
+        return value
+    box: list[Any] = [value if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return typing.cast(T, box[0])
 
 
 def barrier(info: DistInfo) -> None:

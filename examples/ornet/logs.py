@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ornet.files import atomic_write_text
+
 
 class RunLog:
     """Append one JSON object per event to ``<output_dir>/log.jsonl``; mirror scalars to TensorBoard.
@@ -40,6 +42,27 @@ class RunLog:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self.writer.add_scalar(f"{event}/{key}", value, step)
+
+    def prune(self, event: str, *, after_step: int) -> None:
+        """Drop the ``event`` records with a step above ``after_step`` (and a torn last line): a stage
+        that resumes after epoch ``after_step`` or starts again logs each of its epochs once."""
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = []
+        changed = False
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                changed = True  # torn by a kill during the append
+                continue
+            step = record.get("step")
+            if record.get("event") == event and isinstance(step, int) and step > after_step:
+                changed = True
+                continue
+            kept.append(line)
+        if changed:
+            atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
 
     def close(self) -> None:
         """Flush TensorBoard."""

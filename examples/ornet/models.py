@@ -19,6 +19,7 @@ import torchvision
 from torch import nn
 
 from lowcam import GeneratorOutput, LowLevelActivationGenerator
+from ornet import recipe
 
 
 class WeightsReport(NamedTuple):
@@ -28,8 +29,18 @@ class WeightsReport(NamedTuple):
     skipped: list[str]
 
 
+def head_prefix(model: nn.Module) -> str:
+    """The state-dict prefix of ``model``'s classification head: its last ``nn.Linear`` (``fc.``,
+    ``classifier.6.``)."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    return f"{names[-1]}." if names else ""
+
+
 def load_pretrained(model: nn.Module, arch: str, weights: str) -> WeightsReport:
-    """Load ``weights`` into ``model`` (a torchvision ``arch``), skipping keys whose shape differs.
+    """Load ``weights`` into ``model`` (a torchvision ``arch``); only the classification head may differ.
+
+    The head (the last ``nn.Linear``) is skipped when its shape differs (another number of classes) and
+    stays initialised; every other tensor must be present with the same shape.
 
     ``weights`` is a path to a local state-dict file (loaded with ``torch.load(weights_only=True)``; a
     dict with a ``"model"`` entry is accepted too) or the name of a member of ``arch``'s torchvision
@@ -37,7 +48,8 @@ def load_pretrained(model: nn.Module, arch: str, weights: str) -> WeightsReport:
 
     Raises:
         FileNotFoundError: ``weights`` looks like a path and no such file exists.
-        ValueError: ``weights`` is neither a file nor a member of the weight enum, or nothing matched.
+        ValueError: ``weights`` is neither a file nor a member of the weight enum, or the weights are for
+            another architecture (the message lists the missing, unexpected and mismatched keys).
     """
     path = Path(weights)
     if path.is_file():
@@ -57,11 +69,20 @@ def load_pretrained(model: nn.Module, arch: str, weights: str) -> WeightsReport:
         state = member.get_state_dict(progress=True)
         source = f"{enum.__name__}.{member.name}"
     own = model.state_dict()
-    compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not compatible:
-        raise ValueError(f"no parameter of {source} matches a {arch}")
-    skipped = sorted(set(own) - set(compatible))
-    model.load_state_dict(compatible, strict=False)
+    head = head_prefix(model)
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    skipped = [k for k in mismatched if head and k.startswith(head)]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched if k not in skipped]
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected or wrong:
+        parts = [
+            f"{name} ({len(keys)}): {', '.join(keys[:8])}{' …' if len(keys) > 8 else ''}"
+            for name, keys in (("missing", missing), ("unexpected", unexpected), ("mismatched", wrong))
+            if keys
+        ]
+        raise ValueError(f"{source} does not fit a {arch}: " + "; ".join(parts))
+    model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
     return WeightsReport(source, skipped)
 
 
@@ -102,10 +123,23 @@ class CoarseOutput(NamedTuple):
 class CoarseNet(nn.Module):
     """Stage 1: ``body(stem(x) · p)`` where ``p`` is the generator's activation map on ``stem(x)``."""
 
-    def __init__(self, arch: str, num_classes: int, generator_width: int, weights: str | None = None) -> None:
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        generator_width: int,
+        weights: str | None = None,
+        *,
+        reinit_layer4: bool = False,
+    ) -> None:
         super().__init__()
-        self.stem, self.body, channels = split_resnet(build_classifier(arch, num_classes, weights))
-        self.generator = LowLevelActivationGenerator(channels, num_classes, base_width=generator_width)
+        model = build_classifier(arch, num_classes, weights)
+        if reinit_layer4 and weights is not None and num_classes != 200:
+            # the reference's quirk (quirks.reinit_layer4): a fresh layer4 and fc unless there are 200 classes
+            fresh = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+            model.layer4, model.fc = fresh.layer4, fresh.fc
+        self.stem, self.body, channels = split_resnet(model)
+        self.generator = recipe.generator(channels, num_classes, generator_width)
 
     def forward(self, images: torch.Tensor) -> CoarseOutput:
         low = self.stem(images)

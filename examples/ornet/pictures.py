@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from ornet.files import atomic_write
+
 #: Predicted box colour (red) and ground-truth box colour (green).
 PRED_COLOUR = (255, 40, 40)
 GT_COLOUR = (40, 230, 40)
@@ -67,6 +69,5 @@ def save_grid(
         row, column = divmod(k, columns)
         grid.paste(picture, (column * (width + 2) + 1, banner + row * (height + 2) + 1))
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(target)
+    atomic_write(target, lambda handle: grid.save(handle, format="PNG"))
     return target

@@ -1,0 +1,83 @@
+"""What a person reads after the evaluation: the comparison table and the PNG grids of maps and boxes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lowcam import metrics
+from ornet import pictures
+from ornet.runtime import Context
+
+LABELS = {"coarse": "stage 1 map (coarse)", "fine": "stage 2 map (ORNet)", "cam": "CAM baseline"}
+
+
+def headline(result: dict[str, Any]) -> dict[str, float]:
+    """The table's numbers of one map's results (``nan`` where a value is missing)."""
+    ornet = result["ornet"]
+
+    def number(value: Any) -> float:
+        return float("nan") if value is None else float(value)
+
+    return {
+        "gt_known": number(ornet["gt_known"]),
+        "top1_loc": number(ornet["top1_loc"]),
+        "top5_loc": number(ornet["top5_loc"]),
+        "maxboxacc": number(result["maxboxacc"]["value"]),
+        "maxboxacc_v2": number(result["maxboxacc_v2"]["value"]),
+        "cls_top1": number(result["classification_top1"]),
+    }
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The comparison table printed at the end of the evaluation."""
+    header = ("map", "GT-known Loc", "Top-1 Loc", "Top-5 Loc", "MaxBoxAcc", "MaxBoxAccV2", "cls top-1")
+    rows = []
+    for name, result in results.items():
+        h = headline(result)
+        values = (
+            h["gt_known"],
+            h["top1_loc"],
+            h["top5_loc"],
+            h["maxboxacc"],
+            h["maxboxacc_v2"],
+            h["cls_top1"],
+        )
+        rows.append((LABELS.get(name, name), *(f"{v:.2f}" for v in values)))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [" | ".join(str(c).ljust(w) for c, w in zip(header, widths))]
+    lines.append("-+-".join("-" * w for w in widths))
+    lines.extend(" | ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows)
+    return "\n".join(lines)
+
+
+def draw(
+    ctx: Context,
+    results: dict[str, Any],
+    kept: dict[str, list[torch.Tensor]],
+    images: torch.Tensor,
+    boxes: list[torch.Tensor],
+) -> None:
+    """``maps_<name>.png`` per map: the kept images with the map, the predicted box at the map's best
+    threshold (red) and the ground truth (green)."""
+    d = ctx.cfg.data
+    for name, maps_list in kept.items():
+        maps = torch.stack(maps_list)
+        threshold = float(results[name]["ornet"]["threshold"]["0.5"])
+        scale = d.crop / maps.shape[-1]
+        predicted = metrics.boxes_all_pixels(
+            maps, torch.tensor([threshold], dtype=torch.float64), scale=scale
+        )[0]
+        gt_known = results[name]["ornet"]["gt_known"]
+        title = f"{name}: GT-known {gt_known:.1f}% at tau={threshold:.2f} (red: predicted, green: GT)"
+        pictures.save_grid(
+            ctx.out / f"maps_{name}.png",
+            images,
+            maps,
+            predicted.float(),
+            boxes,
+            mean=d.mean,
+            std=d.std,
+            title=title,
+        )

@@ -1,0 +1,177 @@
+"""The stages of ``examples/train_ornet.py``: networks and optimisers from the config, the recipe's loss
+(:mod:`ornet.recipe`) in the shared loop (:mod:`ornet.training`).
+
+``evaluator`` (0), ``coarse`` (1), ``fine`` (2) and the ``cam`` baseline each write ``<stage>.pt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+import lowcam
+from ornet import recipe
+from ornet.config import OptimConfig
+from ornet.data import Sample
+from ornet.distributed import all_reduce_sum
+from ornet.models import CamNet, CoarseNet, FineNet, build_classifier
+from ornet.runtime import Batch, Context, autocast, batches, eval_loader, holdout_split, prepare, to_device
+from ornet.training import load_model, train_epochs
+
+STAGES = ("evaluator", "coarse", "fine", "cam", "eval")
+
+
+def optimizer(params: Iterable[nn.Parameter], o: OptimConfig) -> torch.optim.Optimizer:
+    """The optimiser of an ``optim`` config section (SGD or Adam)."""
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def build_evaluator(ctx: Context, weights: str | None = None) -> nn.Module:
+    """The evaluator classifier (``model.evaluator``) for this data set's classes."""
+    return build_classifier(ctx.cfg.model.evaluator, ctx.num_classes, weights)
+
+
+def build_coarse(ctx: Context, weights: str | None = None) -> CoarseNet:
+    """Stage 1's network (``quirks.reinit_layer4`` applies when pretrained ``weights`` are loaded)."""
+    m = ctx.cfg.model
+    return CoarseNet(
+        m.backbone, ctx.num_classes, m.generator_width, weights, reinit_layer4=ctx.cfg.quirks.reinit_layer4
+    )
+
+
+def _batch(ctx: Context, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    return to_device(ctx, batch[0]), batch[1].to(ctx.info.device)
+
+
+@torch.no_grad()
+def top1(ctx: Context, classifier: nn.Module, samples: list[Sample]) -> float:
+    """Top-1 accuracy (%) of ``classifier`` on ``samples`` (reference test transform), over all ranks."""
+    was_training = classifier.training
+    classifier.eval()
+    counts = torch.zeros(2, dtype=torch.float64)
+    for batch in batches(eval_loader(ctx, "ornet", samples), ctx, "select"):
+        images, labels = _batch(ctx, batch)
+        with autocast(ctx):
+            logits = classifier(images)
+        counts += torch.tensor([float((logits.argmax(1) == labels).sum()), float(labels.numel())])
+    classifier.train(was_training)
+    counts = all_reduce_sum(counts, ctx.info)
+    return 100.0 * counts[0].item() / max(counts[1].item(), 1.0)
+
+
+def stage_evaluator(ctx: Context) -> None:
+    """Stage 0: fine-tune the evaluator classifier; keep the epoch ``evaluator.select`` chooses."""
+    s = ctx.cfg.evaluator
+    model = build_evaluator(ctx, ctx.cfg.model.evaluator_weights)
+    runner = prepare(ctx, model)
+    samples = ctx.train.samples
+    select: Callable[[], float] | None = None
+    if s.select == "holdout":
+        samples, held = holdout_split(samples, s.holdout_fraction, s.seed)
+        select = lambda: top1(ctx, model, held)  # noqa: E731
+    elif s.select == "test_top1":
+        select = lambda: top1(ctx, model, ctx.test.samples)  # noqa: E731
+    train_epochs(
+        ctx,
+        "evaluator",
+        model,
+        runner,
+        optimizer(model.parameters(), s.optim),
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        seed=s.seed,
+        step=lambda batch: recipe.evaluator_loss(runner, *_batch(ctx, batch)),
+        samples=samples,
+        select=select,
+    )
+
+
+def stage_coarse(ctx: Context) -> None:
+    """Stage 1: backbone split after its stem + generator, CE(generator logits) + CE(main logits)."""
+    s = ctx.cfg.coarse
+    model = build_coarse(ctx, ctx.cfg.model.backbone_weights)
+    runner = prepare(ctx, model)
+    train_epochs(
+        ctx,
+        "coarse",
+        model,
+        runner,
+        optimizer(model.parameters(), s.optim),
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        seed=s.seed,
+        step=lambda batch: recipe.coarse_loss(runner, *_batch(ctx, batch)),
+    )
+
+
+def load_fine_parts(ctx: Context, stage: str) -> tuple[FineNet, lowcam.Evaluator]:
+    """The stem + generator of ``stage`` (``"coarse"`` or ``"fine"``) and the trained evaluator."""
+    coarse = build_coarse(ctx)
+    if stage == "coarse":
+        fine = FineNet.from_coarse(load_model(ctx, "coarse", coarse))
+    else:
+        fine = load_model(ctx, stage, FineNet.from_coarse(coarse))
+    classifier = load_model(ctx, "evaluator", build_evaluator(ctx))
+    return fine, recipe.frozen_evaluator(classifier, ctx.cfg)
+
+
+def stage_fine(ctx: Context) -> None:
+    """Stage 2: refine the generator's last blocks through the frozen evaluator (ORNet's main step)."""
+    s, q = ctx.cfg.fine, ctx.cfg.quirks
+    model, evaluator = load_fine_parts(ctx, "coarse")
+    trainable = model.freeze()
+    runner = prepare(ctx, model)
+    evaluator.to(ctx.info.device)
+    if ctx.cfg.runtime.channels_last:
+        evaluator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    parts = recipe.fine_parts(ctx.cfg)
+
+    def set_modes() -> None:
+        evaluator.train()
+        parts.erasing.train()
+        if not q.frozen_train_mode:
+            for module in model.frozen_modules():
+                module.eval()
+
+    train_epochs(
+        ctx,
+        "fine",
+        model,
+        runner,
+        optimizer(trainable, s.optim),
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        seed=s.seed,
+        step=lambda batch: recipe.fine_loss(runner, evaluator, parts, *_batch(ctx, batch)),
+        set_modes=set_modes,
+    )
+
+
+def stage_cam(ctx: Context) -> None:
+    """The CAM baseline: the backbone trained as a plain classifier on the same data."""
+    s, m = ctx.cfg.cam, ctx.cfg.model
+    model = CamNet(m.backbone, ctx.num_classes, m.backbone_weights)
+    runner = prepare(ctx, model)
+    train_epochs(
+        ctx,
+        "cam",
+        model,
+        runner,
+        optimizer(model.parameters(), s.optim),
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        seed=s.seed,
+        step=lambda batch: recipe.cam_loss(runner, *_batch(ctx, batch)),
+    )
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Context], None]] = {
+    "evaluator": stage_evaluator,
+    "coarse": stage_coarse,
+    "fine": stage_fine,
+    "cam": stage_cam,
+}

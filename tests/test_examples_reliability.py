@@ -1,0 +1,225 @@
+"""Fast checks of the pipeline's guards (``examples/ornet``): config validation before training, device
+and weight errors, checkpoint and output-file failures, and the reference-faithful switches.
+
+The end-to-end runs are in ``test_examples_pipeline.py``.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+
+import synthetic
+from ornet import checkpoint, files, recipe
+from ornet.checks import config_changes, validate
+from ornet.config import Config, ConfigError, load_config, to_dict
+from ornet.distributed import parse_device, setup
+from ornet.models import CoarseNet, build_classifier
+from ornet.report import format_table
+from ornet.runtime import set_determinism
+
+# ------------------------------------------------------------------------------------ config (item 10)
+
+
+def test_whole_config_is_validated_with_every_problem_listed() -> None:
+    cfg = load_config(
+        None,
+        {"fine.area.topk": "10", "fine.erasing.erase_prob": "2.0", "quirks.upsample": "linear"},
+    )
+    with pytest.raises(ConfigError) as caught:
+        validate(cfg, num_classes=3)
+    message = str(caught.value)
+    assert "fine.area.topk: got 10, expected in [0, 3] (the number of classes)" in message
+    assert "fine.erasing.erase_prob: got 2.0, expected a probability in [0, 1]" in message
+    assert "quirks.upsample: got 'linear'" in message
+    validate(load_config(None, {"fine.area.topk": "3", "fine.area.skip": "1"}), num_classes=3)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("runtime.backend", "cuda", "runtime.backend: got 'cuda'"),
+        ("evaluator.select", "best", "evaluator.select: got 'best'"),
+        ("fine.optim.name", "adamw", "fine.optim.name: got 'adamw'"),
+        ("coarse.optim.lr", "0", "coarse.optim.lr: got 0.0"),
+        ("fine.entropy.sigma", "0", "fine.entropy.sigma: got 0.0"),
+        ("data.crop", "300", "data.resize: got 256, expected at least data.crop (300)"),
+        ("runtime.device", "gpu", "runtime.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    ],
+)
+def test_invalid_values_are_named(key: str, value: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match="invalid configuration") as caught:
+        validate(load_config(None, {key: value}), num_classes=200)
+    assert fragment in str(caught.value)
+
+
+def test_device_names() -> None:
+    assert parse_device("auto") == ("auto", None) and parse_device("cuda:1") == ("cuda", 1)
+    for bad in ("gpu", "cuda:", "cuda:x", "CPU", "mps"):
+        with pytest.raises(ValueError, match="runtime.device"):
+            parse_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            setup("cuda")
+    assert setup("cpu").device == torch.device("cpu")
+
+
+def test_resume_compares_the_keys_a_stage_depends_on() -> None:
+    saved = to_dict(Config())
+    changed = load_config(None, {"coarse.epochs": "6", "fine.optim.lr": "0.5", "runtime.progress": "false"})
+    assert config_changes("coarse", saved, changed) == ["coarse.epochs: 70 → 6"]
+    assert config_changes("fine", saved, changed) == ["coarse.epochs: 70 → 6", "fine.optim.lr: 0.0001 → 0.5"]
+    assert config_changes("evaluator", saved, changed) == []
+    legacy = {"seed": 517, "fine": {"lr": 0.5, "area_topk": 25}}  # a flat config of lowcam 0.1
+    assert config_changes("fine", legacy, changed) == []  # unrecorded keys are not compared
+
+
+# ----------------------------------------------------------------------------------- components
+
+
+def test_every_component_gets_the_config_backend_and_its_section() -> None:
+    cfg = load_config(
+        None,
+        {
+            "runtime.backend": "torch",
+            "fine.erasing.erase_prob": "0.25",
+            "fine.erasing.per_sample_factor": "true",
+            "fine.area.topk": "7",
+            "fine.entropy.beta": "0.1",
+            "fine.entropy.detach_weight": "true",
+        },
+    )
+    parts = recipe.fine_parts(cfg)
+    assert {parts.erasing.backend, parts.area.backend, parts.entropy.backend} == {"torch"}
+    assert parts.area.topk == 7 and parts.entropy.beta == 0.1 and parts.entropy.detach_weight
+    described = repr(parts.erasing)  # the erase probability's argument is renamed in lowcam 0.2
+    assert "per_sample_factor=True" in described and "=0.25, min_factor=0.0" in described
+    evaluator = recipe.frozen_evaluator(torch.nn.Linear(2, 2), cfg)
+    assert evaluator.upsample == "nearest" and evaluator.follow_parent_mode is True
+
+
+def test_deterministic_flags() -> None:
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        set_determinism(True)
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        set_determinism(False)
+        assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
+
+
+def test_reinit_layer4_quirk_applies_only_off_200_classes(tmp_path: Path) -> None:
+    source = torchvision.models.resnet18(weights=None, num_classes=1000)
+    path = tmp_path / "resnet18.pth"
+    torch.save(source.state_dict(), path)
+    torch.manual_seed(0)
+    for classes, reinit, fresh in ((5, True, True), (5, False, False), (200, True, False)):
+        net = CoarseNet("resnet18", classes, 4, str(path), reinit_layer4=reinit)
+        layer4 = net.body[3]
+        same = torch.equal(layer4[0].conv1.weight, source.layer4[0].conv1.weight)
+        assert same != fresh, (classes, reinit)
+        assert torch.equal(net.stem[0].weight, source.conv1.weight)  # the stem is always pretrained
+
+
+def test_weights_of_another_architecture_are_refused_with_the_keys(tmp_path: Path) -> None:
+    path = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    with pytest.raises(ValueError, match="does not fit a resnet18") as caught:
+        build_classifier("resnet18", 4, str(path))
+    message = str(caught.value)
+    assert "unexpected (" in message and "mismatched (" in message and "layer1.0.conv1.weight" in message
+
+
+# -------------------------------------------------------------------------- checkpoints and files
+
+
+def test_empty_and_corrupted_checkpoints_name_the_file(tmp_path: Path) -> None:
+    empty = tmp_path / "coarse.pt"
+    empty.touch()
+    with pytest.raises(checkpoint.CheckpointError, match=r"coarse\.pt: the checkpoint is empty"):
+        checkpoint.load(empty)
+    good = tmp_path / "good.pt"
+    checkpoint.atomic_save({"model": {"w": torch.ones(100)}}, good)
+    for name, data in (("garbage.pt", b"not a checkpoint at all"), ("cut.pt", good.read_bytes()[:300])):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(checkpoint.CheckpointError, match=name) as caught:
+            checkpoint.load(tmp_path / name)
+        assert "weights_only=False" not in str(caught.value) and "truncated" in str(caught.value)
+
+
+def test_full_disk_during_save_names_the_file_and_keeps_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "fine.pt"
+    checkpoint.atomic_save({"epoch": 1}, path)
+
+    def full(obj: object, handle: object) -> None:
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(files.WriteError, match=f"could not write {path}"):
+        checkpoint.atomic_save({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert checkpoint.load(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fine.pt"]
+
+
+def test_atomic_text_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    files.atomic_write_text(path, "old\n")
+
+    def fail(handle: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(files.WriteError, match="metrics.json"):
+        files.atomic_write(path, fail)
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    (tmp_path / ".fine.pt.x1y2.tmp").write_bytes(b"part")
+    assert [p.name for p in files.remove_temporaries(tmp_path)] == [".fine.pt.x1y2.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+# ---------------------------------------------------------------------------------- small pieces
+
+
+def test_table_of_a_result_without_top1_does_not_crash() -> None:
+    missing = {"gt_known": 50.0, "top1_loc": None, "top5_loc": None}
+    result = {"ornet": missing, "maxboxacc": {"value": 1.0}, "maxboxacc_v2": {"value": 2.0}}
+    assert "nan" in format_table({"fine": {**result, "classification_top1": 0.0}})
+
+
+@pytest.mark.parametrize("flag", ["--train-per-class", "--test-per-class", "--classes"])
+def test_synthetic_rejects_impossible_counts(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        synthetic.main(["--out", str(tmp_path), flag, "-1"])
+    assert caught.value.code == 2 and "expected an integer >= 1, got -1" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_later_stages_load_the_selected_evaluator_epoch(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from ornet.training import load_model
+
+    last, chosen = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    payload = {"model": last.state_dict(), "complete": True, "epoch": 2}
+    checkpoint.atomic_save(
+        {**payload, "selected_model": chosen.state_dict(), "selected_epoch": 1}, tmp_path / "evaluator.pt"
+    )
+    loaded = load_model(SimpleNamespace(out=tmp_path), "evaluator", torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+    assert torch.equal(loaded.weight, chosen.weight)
+    checkpoint.atomic_save(payload, tmp_path / "evaluator.pt")  # e.g. an imported checkpoint: "model" only
+    loaded = load_model(SimpleNamespace(out=tmp_path), "evaluator", torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+    assert torch.equal(loaded.weight, last.weight)
+    with pytest.raises(checkpoint.CheckpointError, match=r"mismatched \(2\): bias \(2,\) vs \(3,\)"):
+        load_model(SimpleNamespace(out=tmp_path), "evaluator", torch.nn.Linear(2, 3))  # type: ignore[arg-type]

@@ -554,7 +554,7 @@ def test_pipeline_evaluates_and_refines_the_imported_models(tmp_path: Path) -> N
         "--config", str(SYNTHETIC), "--output_dir", str(out), "--data.root", str(data),
         "--data.resize", "36", "--data.crop", "32", "--data.score_size", "32",
         "--model.backbone", BACKBONE, "--model.evaluator", EVALUATOR, "--model.generator_width", str(WIDTH),
-        "--fine.epochs", "1", "--fine.batch_size", "4", "--fine.area_topk", "3", "--fine.area_skip", "1",
+        "--fine.epochs", "1", "--fine.batch_size", "4", "--fine.area.topk", "3", "--fine.area.skip", "1",
         "--eval.batch_size", "4", "--eval.pictures", "0", "--runtime.progress", "false",
     ]  # fmt: skip
     assert train_ornet.main([*tiny, "--stage", "eval"]) == 0

@@ -160,7 +160,7 @@ class ErasingConfig:
     erase_prob: float = 0.5
     min_factor: float = 0.0
     max_factor: float = 0.5
-    min_size: int = 4
+    min_size: int | float = 4  # map pixels, or a fraction of the map side (float in (0, 1))
     scale: float = 0.6
     shift: float = 0.2
     per_sample_factor: bool = False

@@ -25,25 +25,16 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+import lowcam.metrics as lowcam_metrics
+
 Box = tuple[float, float, float, float]
 VerifyMode = Literal["none", "header", "full"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class DataError(ValueError):
-    """A problem in a data set file; ``str(error)`` reads ``<file>:<line>: <message>``.
-
-    Attributes:
-        path: the file at fault.
-        line: the 1-based line number, or ``None`` when the whole file is at fault (e.g. missing).
-    """
-
-    def __init__(self, path: str | os.PathLike[str], line: int | None, message: str) -> None:
-        self.path = Path(path)
-        self.line = line
-        self.message = message
-        where = f"{self.path}:{line}" if line is not None else f"{self.path}"
-        super().__init__(f"{where}: {message}")
+DataError = lowcam_metrics.DataError
+"""A problem in a data set file; ``str(error)`` reads ``<file>:<line>: <message>`` (the class
+``lowcam.metrics`` raises for its metadata, so one ``except`` catches both)."""
 
 
 @dataclass(frozen=True)
@@ -511,65 +502,38 @@ def read_wsol_metadata(
 ) -> DataSplit:
     """Read one split in the wsolevaluation metadata layout (Choe et al., CVPR 2020).
 
-    ``metadata_dir`` (e.g. ``metadata/ILSVRC/val``) holds ``image_ids.txt`` (``<path>``),
-    ``class_labels.txt`` (``<path>,<label>``, 0-based), and for evaluation splits
-    ``localization.txt`` (``<path>,<x0>,<y0>,<x1>,<y1>``, one line per box, several per image) and
-    ``image_sizes.txt`` (``<path>,<width>,<height>``, optional here). Paths are relative to ``data_root``.
+    A thin adapter over :func:`lowcam.metrics.read_wsol_metadata`, the reader ``lowcam-eval`` uses, so the
+    pipeline and the evaluator read (and reject) the same files. ``metadata_dir`` (e.g.
+    ``metadata/ILSVRC/val``) holds ``image_ids.txt`` (``<path>``), ``class_labels.txt``
+    (``<path>,<label>``, 0-based), and for evaluation splits ``localization.txt``
+    (``<path>,<x0>,<y0>,<x1>,<y1>``, one line per box, several per image) and ``image_sizes.txt``
+    (``<path>,<width>,<height>``, optional here: the images are opened). Paths are relative to
+    ``data_root``; one that leaves it is an error.
 
     Raises:
         DataError: a missing file, a malformed line, an image with no label (or no box when
             ``require_boxes``), a line naming an image not in ``image_ids.txt``, or an unreadable image.
     """
-    meta, root = Path(metadata_dir), Path(data_root)
-    ids_path = meta / "image_ids.txt"
-    ids: dict[str, int] = {}
-    for line, (image_id,) in _read_records(ids_path, 1, sep=","):
-        if image_id in ids:
-            raise DataError(ids_path, line, f"duplicate image {image_id!r} (first on line {ids[image_id]})")
-        ids[image_id] = line
-
-    def owned(path: Path, line: int, image_id: str) -> str:
-        if image_id not in ids:
-            raise DataError(path, line, f"image {image_id!r} is not in {ids_path.name}")
-        return image_id
-
-    labels_path = meta / "class_labels.txt"
-    labels: dict[str, int] = {}
-    for line, (image_id, label_text) in _read_records(labels_path, 2, sep=","):
-        label = _parse_int(labels_path, line, "class label", label_text)
-        if label < 0 or (classes is not None and label >= len(classes)):
-            raise DataError(labels_path, line, f"class label {label} out of range")
-        labels[owned(labels_path, line, image_id)] = label
-    boxes: dict[str, list[Box]] = {}
-    loc_path = meta / "localization.txt"
-    if require_boxes or loc_path.exists():
-        for line, parts in _read_records(loc_path, 5, sep=","):
-            image_id = owned(loc_path, line, parts[0])
-            box = tuple(
-                _parse_float(loc_path, line, name, v) for name, v in zip(("x0", "y0", "x1", "y1"), parts[1:])
-            )
-            boxes.setdefault(image_id, []).append(_check_box(loc_path, line, box))  # type: ignore[arg-type]
-    sizes_path = meta / "image_sizes.txt"
-    if sizes_path.exists():
-        for line, (image_id, *_) in _read_records(sizes_path, 3, sep=","):
-            owned(sizes_path, line, image_id)
-    samples: list[Sample] = []
-    for image_id, line in ids.items():
-        if image_id not in labels:
-            raise DataError(ids_path, line, f"image {image_id!r} has no entry in {labels_path.name}")
-        if require_boxes and image_id not in boxes:
-            raise DataError(ids_path, line, f"image {image_id!r} has no box in {loc_path.name}")
-        samples.append(
-            Sample(
-                root / image_id,
-                labels[image_id],
-                tuple(boxes.get(image_id, ())),
-                (ids_path, line),
-                image_id=image_id,
-            )
+    meta = lowcam_metrics.read_wsol_metadata(
+        metadata_dir,
+        require_localization=require_boxes,
+        require_sizes=False,
+        num_classes=None if classes is None else len(classes),
+        boxes_outside="keep",  # checked against the opened image, with one pixel of slack
+    )
+    root = Path(data_root)
+    samples = [
+        Sample(
+            root / image_id,
+            meta.labels[image_id],
+            tuple(meta.boxes.get(image_id, ())),
+            (meta.ids_path, meta.lines[image_id]),
+            image_id=image_id,
         )
+        for image_id in meta.image_ids
+    ]
     if classes is None:
-        classes = [str(k) for k in range(max(labels.values(), default=-1) + 1)]
+        classes = [str(k) for k in range(max(meta.labels.values(), default=-1) + 1)]
     verify_images(samples, verify)
     return DataSplit(samples, list(classes))
 
@@ -584,8 +548,8 @@ class WSOLDataset(Dataset[tuple[torch.Tensor, int, torch.Tensor, int]]):
     """Images, labels and boxes through a box-aware transform.
 
     Items are ``(image (3, H, W), label, boxes (K, 4) float32, index)``. With ``wsol_score_size`` set the
-    boxes are not transformed but rescaled as wsolevaluation does: ``int(x · size / W)`` on the original
-    coordinates (the images are squashed to the score map's frame).
+    boxes are not transformed but rescaled as wsolevaluation does (:func:`lowcam.metrics.wsoleval_gt_boxes`:
+    ``int(x · size / W)``, the product first) on the original coordinates (the images are squashed to the score map's frame).
     """
 
     def __init__(
@@ -605,9 +569,7 @@ class WSOLDataset(Dataset[tuple[torch.Tensor, int, torch.Tensor, int]]):
         width, height = image.size
         tensor, moved = self.transform(image, boxes)
         if self.wsol_score_size is not None:
-            size = self.wsol_score_size
-            scale = torch.tensor([size / width, size / height] * 2, dtype=torch.float64)
-            moved = torch.trunc(boxes * scale)
+            moved = lowcam_metrics.wsoleval_gt_boxes(boxes, (width, height), size=self.wsol_score_size)
         return tensor, sample.label, moved.to(torch.float32), index
 
 

@@ -42,7 +42,7 @@ def fine_parts(cfg: Config) -> FineParts:
     f, backend = cfg.fine, cfg.runtime.backend
     e = f.erasing
     erasing = lowcam.AttentiveErasing(
-        p=e.erase_prob,  # the erase probability (``erase_prob`` in the library from lowcam 0.2)
+        erase_prob=e.erase_prob,
         min_factor=e.min_factor,
         max_factor=e.max_factor,
         min_size=e.min_size,

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +75,49 @@ def test_bench_step_smoke(tmp_path: Path) -> None:
     _run([str(ROOT / "benchmarks" / "bench_step.py"), *args], tmp_path)
     rows = json.loads(out.with_suffix(".json").read_text())["results"]
     assert {r["pieces"] for r in rows} == {"loop", "lowcam"}
+
+
+def _bench_localization() -> Any:
+    sys.path.insert(0, str(ROOT / "examples"))
+    import benchmarks.bench_localization as bench
+
+    return bench
+
+
+def test_localization_validation_split_holds_out_training_images_only(tmp_path: Path) -> None:
+    """The validation split is cut from the training images, per class; no test image enters it."""
+    pytest.importorskip("PIL")
+    bench = _bench_localization()
+    from ornet.data import read_cub
+    from synthetic import SyntheticSpec, write_dataset
+
+    source = tmp_path / "data"
+    write_dataset(source, SyntheticSpec(classes=3, train_per_class=8, test_per_class=2, seed=5))
+    train_count, val_count = bench.write_validation_split(source, tmp_path / "val", fraction=0.25)
+    assert (train_count, val_count) == (18, 6)
+    full_train = {s.path.name for s in read_cub(source, "train").samples}
+    full_test = {s.path.name for s in read_cub(source, "test").samples}
+    val_train = read_cub(tmp_path / "val", "train").samples
+    val_test = read_cub(tmp_path / "val", "test").samples
+    names_train, names_test = {s.path.name for s in val_train}, {s.path.name for s in val_test}
+    assert names_train | names_test == full_train and not names_train & names_test
+    assert not (names_train | names_test) & full_test
+    assert sorted(s.label for s in val_test) == [0, 0, 1, 1, 2, 2]
+
+
+def test_localization_summary_means_stds_and_targets() -> None:
+    bench = _bench_localization()
+
+    def rows(gt: list[float], v2: list[float]) -> list[dict[str, float]]:
+        return [{"gt_known": a, "maxboxacc_v2": b} for a, b in zip(gt, v2)]
+
+    runs = {
+        "a": {"ornet": rows([60, 70, 80], [50, 50, 50]), "cam": rows([40, 40, 40], [30, 30, 30])},
+        "b": {"ornet": rows([30, 30, 30], [20, 20, 20]), "cam": rows([35, 35, 35], [20, 20, 20])},
+    }
+    summary = bench.summarise(runs)
+    assert summary["variants"]["a"]["ornet"]["gt_known"] == {"mean": 70.0, "std": 10.0}
+    assert summary["overall"]["ornet"]["gt_known"]["mean"] == 50.0
+    target = summary["targets"]["ornet_vs_cam_gt_known"]
+    assert target["mean_gap"] == 12.5 and target["per_variant_gap"] == {"a": 30.0, "b": -5.0}
+    assert target["met"] is False  # behind on variant b

@@ -1,0 +1,577 @@
+"""Localization accuracy of ORNet, a like-for-like CAM and the plug-in pair on synthetic CUB-format sets.
+
+What it measures, per synthetic variant (written here by ``examples/synthetic.py``'s generator, each with
+its own seed, class count, object scale or clutter):
+
+- ``ornet``: stage 2 of ``examples/train_ornet.py`` (the ORNet recipe), with ``stage1`` (its coarse map)
+  and ``cam``, the pipeline's CAM baseline at the ORNet map's resolution, from the same run (same data,
+  schedule and seed);
+- ``plain`` and ``lowcam``: ``examples/cam_with_lowcam.py``'s two arms, the same CAM network trained
+  without and with lowcam's evaluator branch and map losses.
+
+Hyper-parameters are chosen on a **validation split** of each variant: its training images, split per class
+(the last ``VAL_FRACTION`` of each class's training images become the validation images), the test images
+left out. Each candidate is trained on the rest of the training images with seed 0 and scored on the
+validation images by the mean of GT-known Loc and MaxBoxAccV2; the best candidate is then trained on the
+whole training split with every seed and reported on the test split. Nothing is chosen on a test split.
+
+Outputs ``<out>/localization.json`` and ``<out>/localization.md`` (mean ± sample std over seeds per variant,
+and over every (variant, seed) run), with the machine, versions and commit. Every run's result is cached
+under ``--work`` (a killed benchmark resumes where it stopped); ``--jobs`` runs that many trainings at once
+with ``--threads`` threads each.
+
+Usage::
+
+    python benchmarks/bench_localization.py --work /tmp/lowcam-loc --out benchmarks/results
+    python benchmarks/bench_localization.py --quick --work /tmp/loc-quick --out /tmp/loc-quick  # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+
+from synthetic import SyntheticSpec, write_dataset  # noqa: E402
+
+from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
+
+VAL_FRACTION = 0.25
+SEEDS = (0, 1, 2)
+SELECTION_SEED = 0
+
+#: The variants: (name, what differs, spec). Sizes keep one ORNet run near a minute on a 2-core CPU.
+VARIANTS: tuple[tuple[str, str, SyntheticSpec], ...] = (
+    ("base", "4 classes, the demo's generator settings", SyntheticSpec(classes=4, train_per_class=48, test_per_class=24, seed=101)),
+    ("classes-8", "8 classes", SyntheticSpec(classes=8, train_per_class=24, test_per_class=12, seed=202)),
+    (
+        "small-objects",
+        "objects 15-35 % of the shorter side (demo: 30-70 %)",
+        SyntheticSpec(classes=4, train_per_class=48, test_per_class=24, min_object=0.15, max_object=0.35, seed=303),
+    ),
+    (
+        "cluttered",
+        "40 distractors per image (demo: 12)",
+        SyntheticSpec(classes=4, train_per_class=48, test_per_class=24, clutter=40, seed=404),
+    ),
+)  # fmt: skip
+
+#: ORNet stage-2 candidates (overrides of examples/configs/synthetic.yaml), chosen on validation.
+ORNET_GRID: tuple[dict[str, str], ...] = (
+    {"fine.optim.lr": "0.0003"},
+    {"fine.optim.lr": "0.001"},
+    {"fine.optim.lr": "0.003"},
+)
+#: Plug-in candidates (options of examples/cam_with_lowcam.py for the lowcam arm), chosen on validation.
+PLUGIN_GRID: tuple[dict[str, str], ...] = (
+    {"--evaluator-weight": "0.5"},
+    {"--evaluator-weight": "1.0"},
+    {"--evaluator-weight": "2.0"},
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    work: Path
+    threads: int
+    quick: bool
+
+
+# ----------------------------------------------------------------------------------------- data sets
+
+
+def _read_table(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_validation_split(source: Path, target: Path, fraction: float = VAL_FRACTION) -> tuple[int, int]:
+    """A CUB-format copy of ``source``'s training images, the last ``fraction`` of each class marked as
+    the evaluation ("test") split; ``source``'s test images are left out. Images are hard links (copies
+    where links fail). Returns ``(train, validation)`` image counts."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    images = {i: path for i, path in _read_table(source / "images.txt")}
+    labels = {i: c for i, c in _read_table(source / "image_class_labels.txt")}
+    split = {i: s for i, s in _read_table(source / "train_test_split.txt")}
+    boxes = {row[0]: row[1:] for row in _read_table(source / "bounding_boxes.txt")}
+    train_ids = [i for i in images if split[i] == "1"]
+    by_class: dict[str, list[str]] = {}
+    for i in train_ids:
+        by_class.setdefault(labels[i], []).append(i)
+    held: set[str] = set()
+    for ids in by_class.values():
+        count = max(1, round(len(ids) * fraction))
+        held.update(ids[-count:])
+    for name in ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt"):
+        rows = {
+            "images.txt": lambda i: f"{i} {images[i]}",
+            "image_class_labels.txt": lambda i: f"{i} {labels[i]}",
+            "train_test_split.txt": lambda i: f"{i} {0 if i in held else 1}",
+            "bounding_boxes.txt": lambda i: f"{i} {' '.join(boxes[i])}",
+        }[name]
+        (target / name).write_text("".join(rows(i) + "\n" for i in train_ids))
+    shutil.copyfile(source / "classes.txt", target / "classes.txt")
+    for i in train_ids:
+        src, dst = source / "images" / images[i], target / "images" / images[i]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    return len(train_ids) - len(held), len(held)
+
+
+def prepare_variant(name: str, spec: SyntheticSpec, settings: Settings) -> tuple[Path, Path]:
+    """Write the variant's data set and its validation split (once; reused when present)."""
+    base = settings.work / name
+    data, val = base / "data", base / "val_data"
+    done = base / "data.done"
+    if not done.exists():
+        if data.exists():
+            shutil.rmtree(data)
+        write_dataset(data, spec)
+        write_validation_split(data, val)
+        done.write_text(json.dumps(dataclasses.asdict(spec)))
+    return data, val
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def _key(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _run(command: list[str], log: Path, threads: int, timeout: float) -> float:
+    env = dict(os.environ)
+    env.pop("TRITON_INTERPRET", None)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "examples"), env.get("PYTHONPATH", "")])
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log.open("w") as handle:
+        result = subprocess.run(
+            [sys.executable, *command],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {result.returncode}; see {log}")
+    return time.perf_counter() - started
+
+
+def _ornet_args(data: Path, out: Path, seed: int, settings: Settings, cam: bool) -> list[str]:
+    args = [
+        "examples/train_ornet.py", "--config", "examples/configs/synthetic.yaml",
+        "--output_dir", str(out), "--data.root", str(data),
+        "--evaluator.seed", str(seed), "--coarse.seed", str(seed), "--fine.seed", str(seed), "--cam.seed", str(seed),
+        "--cam.enabled", "true" if cam else "false",
+        "--eval.pictures", "0", "--runtime.progress", "false", "--runtime.num_threads", str(settings.threads),
+    ]  # fmt: skip
+    if settings.quick:
+        args += ["--evaluator.epochs", "1", "--coarse.epochs", "1", "--fine.epochs", "1", "--cam.epochs", "1"]
+    return args
+
+
+def _flat(overrides: dict[str, str]) -> list[str]:
+    out: list[str] = []
+    for key, value in overrides.items():
+        out += [key if key.startswith("--") else f"--{key}", value]
+    return out
+
+
+def _ornet_row(metrics: dict[str, Any], row: str) -> dict[str, Any]:
+    entry = metrics[row]
+    result = {
+        "gt_known": float(entry["ornet"]["gt_known"]),
+        "maxboxacc_v2": float(entry["maxboxacc_v2"]["value"]),
+    }
+    if "map_size" in entry:
+        result["map_size"] = list(entry["map_size"])
+    return result
+
+
+def ornet_validation(variant: str, val: Path, settings: Settings) -> list[dict[str, Any]]:
+    """Score every ORNet candidate on the validation split; stages 0 and 1 are trained once and shared."""
+    base = settings.work / variant / "ornet-val"
+    scores = []
+    first = base / "shared"
+    for k, overrides in enumerate(ORNET_GRID):
+        cache = base / f"candidate-{_key(overrides)}.json"
+        if not cache.exists():
+            out = base / f"candidate-{_key(overrides)}"
+            args = _ornet_args(val, out, SELECTION_SEED, settings, cam=False) + _flat(overrides)
+            if k == 0:
+                seconds = _run([*args, "--stage", "all"], out / "bench.log", settings.threads, 3600)
+                if first.exists():
+                    shutil.rmtree(first)
+                shutil.copytree(out, first)
+            else:
+                if out.exists():
+                    shutil.rmtree(out)
+                shutil.copytree(first, out)
+                seconds = _run(
+                    [*args, "--stage", "all", "--restart-from", "fine"],
+                    out / "bench.log",
+                    settings.threads,
+                    3600,
+                )
+            metrics = json.loads((out / "metrics.json").read_text())
+            cache.write_text(
+                json.dumps({"overrides": overrides, "fine": _ornet_row(metrics, "fine"), "seconds": seconds})
+            )
+        scores.append(json.loads(cache.read_text()))
+    return scores
+
+
+def ornet_final(
+    variant: str, data: Path, overrides: dict[str, str], seed: int, settings: Settings
+) -> dict[str, Any]:
+    """One seed of the chosen ORNet setting on the full training split; the test split's rows."""
+    out = settings.work / variant / f"ornet-{_key(overrides)}-seed{seed}"
+    cache = out.with_suffix(".json")
+    if not cache.exists():
+        if out.exists():
+            shutil.rmtree(out)
+        args = _ornet_args(data, out, seed, settings, cam=True) + _flat(overrides) + ["--stage", "all"]
+        seconds = _run(args, out / "bench.log", settings.threads, 3600)
+        metrics = json.loads((out / "metrics.json").read_text())
+        rows = {
+            "ornet": _ornet_row(metrics, "fine"),
+            "stage1": _ornet_row(metrics, "coarse"),
+            "cam": _ornet_row(metrics, "cam"),
+            "seconds": seconds,
+        }
+        cache.write_text(json.dumps(rows))
+    result: dict[str, Any] = json.loads(cache.read_text())
+    return result
+
+
+def _plugin_args(
+    data: Path, out: Path, seed: int, settings: Settings, overrides: dict[str, str]
+) -> list[str]:
+    args = [
+        "examples/cam_with_lowcam.py", "--data", str(data), "--seeds", str(seed), "--out", str(out),
+        "--num-threads", str(settings.threads), "--no-progress",
+    ]  # fmt: skip
+    if settings.quick:
+        args += ["--epochs", "1"]
+    return args + _flat(overrides)
+
+
+def plugin_run(
+    variant: str, data: Path, tag: str, overrides: dict[str, str], seed: int, settings: Settings
+) -> dict[str, Any]:
+    """One seed of both arms of ``cam_with_lowcam.py``; ``{"plain": {...}, "lowcam": {...}}``."""
+    out = settings.work / variant / f"plugin-{tag}-{_key(overrides)}-seed{seed}"
+    cache = out.with_suffix(".json")
+    if not cache.exists():
+        if out.exists():
+            shutil.rmtree(out)
+        seconds = _run(
+            _plugin_args(data, out, seed, settings, overrides), out / "bench.log", settings.threads, 3600
+        )
+        results = json.loads((out / "results.json").read_text())
+        rows: dict[str, Any] = {"seconds": seconds}
+        for arm in ("plain", "lowcam"):
+            (entry,) = results[arm]["per_seed"]
+            rows[arm] = {"gt_known": float(entry["gt_known"]), "maxboxacc_v2": float(entry["maxboxacc_v2"])}
+            if "map_size" in results.get("config", {}):
+                rows[arm]["map_size"] = results["config"]["map_size"]
+        cache.write_text(json.dumps(rows))
+    result: dict[str, Any] = json.loads(cache.read_text())
+    return result
+
+
+# --------------------------------------------------------------------------------------- aggregation
+
+
+def selection_score(row: dict[str, Any]) -> float:
+    """What validation maximises: the mean of GT-known Loc and MaxBoxAccV2."""
+    return (float(row["gt_known"]) + float(row["maxboxacc_v2"])) / 2
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def fmt(values: Sequence[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+METHODS = (
+    ("ornet", "ORNet stage 2 (examples/train_ornet.py)"),
+    ("cam", "CAM, ORNet's map resolution (same run)"),
+    ("stage1", "ORNet stage 1 map (same run)"),
+    ("plain", "plug-in pair: CAM without lowcam"),
+    ("lowcam", "plug-in pair: CAM + lowcam"),
+)
+
+
+def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """``runs[variant][method]`` = per-seed rows → per-variant and overall mean ± std, and the targets."""
+    summary: dict[str, Any] = {"variants": {}, "overall": {}}
+    pooled: dict[str, dict[str, list[float]]] = {}
+    for variant, methods in runs.items():
+        entry: dict[str, Any] = {}
+        for method, rows in methods.items():
+            per_metric = {m: [float(r[m]) for r in rows] for m in ("gt_known", "maxboxacc_v2")}
+            entry[method] = {m: dict(zip(("mean", "std"), mean_std(v))) for m, v in per_metric.items()}
+            if rows and "map_size" in rows[0]:
+                entry[method]["map_size"] = rows[0]["map_size"]
+            for m, v in per_metric.items():
+                pooled.setdefault(method, {}).setdefault(m, []).extend(v)
+        summary["variants"][variant] = entry
+    for method, per_metric in pooled.items():
+        summary["overall"][method] = {
+            m: dict(zip(("mean", "std"), mean_std(v))) for m, v in per_metric.items()
+        }
+
+    def gap(a: str, b: str, metric: str, where: dict[str, Any]) -> float:
+        return float(where[a][metric]["mean"] - where[b][metric]["mean"])
+
+    variants = summary["variants"]
+    overall = summary["overall"]
+    targets: dict[str, Any] = {}
+    if "ornet" in overall and "cam" in overall:
+        per_variant = {v: gap("ornet", "cam", "gt_known", e) for v, e in variants.items()}
+        targets["ornet_vs_cam_gt_known"] = {
+            "mean_gap": gap("ornet", "cam", "gt_known", overall),
+            "per_variant_gap": per_variant,
+            "target": "mean gap >= 10 and ahead on every variant",
+            "met": gap("ornet", "cam", "gt_known", overall) >= 10
+            and all(g > 0 for g in per_variant.values()),
+        }
+    if "lowcam" in overall and "plain" in overall:
+        block: dict[str, Any] = {"target": "mean gap >= 5 on both metrics and ahead on >= 3 of 4 variants"}
+        met = True
+        for metric in ("gt_known", "maxboxacc_v2"):
+            per_variant = {v: gap("lowcam", "plain", metric, e) for v, e in variants.items()}
+            mean_gap = gap("lowcam", "plain", metric, overall)
+            block[metric] = {"mean_gap": mean_gap, "per_variant_gap": per_variant}
+            met = met and mean_gap >= 5 and sum(g > 0 for g in per_variant.values()) >= 3
+        block["met"] = met
+        targets["lowcam_vs_plain"] = block
+    summary["targets"] = targets
+    return summary
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    env, summary = payload["environment"], payload["summary"]
+    lines = [
+        f"# Localization on synthetic CUB-format variants ({env['device']})",
+        "",
+        f"torch {env['torch']}, Python {env['python']}, commit {env['commit']}, {env['date']}; "
+        f"{len(payload['seeds'])} seeds per variant ({', '.join(map(str, payload['seeds']))}), "
+        f"{payload['training_seconds'] / 60:.1f} min of training runs ({payload['environment']['jobs']} at "
+        f"once, {payload['environment']['threads_per_run']} thread(s) each). Mean ± sample std over seeds, in percent, on each "
+        "variant's test split; hyper-parameters chosen on a validation split of its training images "
+        "(see `benchmarks/bench_localization.py`).",
+        "",
+    ]
+    header = ["variant", "metric", *[label for _, label in METHODS]]
+    rows = []
+    for variant, entry in [*summary["variants"].items(), ("all runs", summary["overall"])]:
+        for metric, name in (("gt_known", "GT-known Loc"), ("maxboxacc_v2", "MaxBoxAccV2")):
+            cells = []
+            for method, _ in METHODS:
+                if method in entry:
+                    stat = entry[method][metric]
+                    cells.append(f"{stat['mean']:.2f} ± {stat['std']:.2f}")
+                else:
+                    cells.append("—")
+            rows.append([variant if metric == "gt_known" else "", name, *cells])
+    lines.append(markdown_table(header, rows))
+    lines += [
+        "",
+        "Map sizes (on the crop): " + ", ".join(f"{m}: {s}" for m, s in payload.get("map_sizes", {}).items()),
+    ]
+    lines += ["", "Variants:"]
+    lines += [f"- `{name}`: {what}" for name, what in payload["variant_notes"].items()]
+    lines += ["", "Chosen on validation (seed 0):"]
+    for variant, chosen in payload["chosen"].items():
+        lines.append(f"- `{variant}`: ORNet {chosen.get('ornet', '—')}; lowcam {chosen.get('lowcam', '—')}")
+    lines += ["", "Targets (issue 10):"]
+    t = summary["targets"]
+    if "ornet_vs_cam_gt_known" in t:
+        o = t["ornet_vs_cam_gt_known"]
+        per = ", ".join(f"{v} {g:+.2f}" for v, g in o["per_variant_gap"].items())
+        lines.append(
+            f"- ORNet stage 2 − CAM, GT-known Loc: {o['mean_gap']:+.2f} on the mean ({per}); target "
+            f"{o['target']}: {'met' if o['met'] else 'NOT met'}."
+        )
+    if "lowcam_vs_plain" in t:
+        p = t["lowcam_vs_plain"]
+        for metric, name in (("gt_known", "GT-known Loc"), ("maxboxacc_v2", "MaxBoxAccV2")):
+            per = ", ".join(f"{v} {g:+.2f}" for v, g in p[metric]["per_variant_gap"].items())
+            lines.append(f"- lowcam − plain, {name}: {p[metric]['mean_gap']:+.2f} on the mean ({per}).")
+        lines.append(f"- plug-in target ({p['target']}): {'met' if p['met'] else 'NOT met'}.")
+    lines += ["", f"`{payload['command']}` wrote this table."]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def _parallel(tasks: Sequence[Callable[[], Any]], jobs: int) -> list[Any]:
+    if jobs <= 1:
+        return [task() for task in tasks]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(lambda task: task(), tasks))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work", type=Path, required=True, help="data sets, runs and the result cache")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--variants", nargs="+", default=[name for name, _, _ in VARIANTS])
+    parser.add_argument("--jobs", type=int, default=2, help="trainings at once (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1)")
+    parser.add_argument(
+        "--quick", action="store_true", help="one epoch per stage: a smoke test, not a result"
+    )
+    parser.add_argument("--no-plugin", action="store_true", help="skip the plug-in pair")
+    parser.add_argument("--no-ornet", action="store_true", help="skip the ORNet pipeline")
+    args = parser.parse_args(argv)
+    known = {name: (what, spec) for name, what, spec in VARIANTS}
+    unknown = [v for v in args.variants if v not in known]
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; expected some of {sorted(known)}")
+    settings = Settings(args.work.resolve(), args.threads, args.quick)
+    started = time.perf_counter()
+    roots = {}
+    for name in args.variants:
+        _what, spec = known[name]
+        if args.quick:
+            spec = dataclasses.replace(spec, train_per_class=8, test_per_class=4)
+        roots[name] = prepare_variant(name, spec, settings)
+        print(f"[{name}] data in {roots[name][0]}", flush=True)
+
+    chosen: dict[str, dict[str, Any]] = {name: {} for name in args.variants}
+    compute_seconds: list[float] = []
+    validation: dict[str, dict[str, Any]] = {name: {} for name in args.variants}
+
+    def ornet_select(name: str) -> None:
+        scores = ornet_validation(name, roots[name][1], settings)
+        validation[name]["ornet"] = scores
+        compute_seconds.extend(float(s.get("seconds", 0.0)) for s in scores)
+        best = max(scores, key=lambda s: selection_score(s["fine"]))
+        chosen[name]["ornet"] = best["overrides"]
+        print(
+            f"[{name}] ORNet validation: "
+            + "; ".join(f"{s['overrides']} {selection_score(s['fine']):.2f}" for s in scores),
+            flush=True,
+        )
+
+    def plugin_select(name: str, overrides: dict[str, str]) -> Callable[[], dict[str, Any]]:
+        return lambda: plugin_run(name, roots[name][1], "val", overrides, SELECTION_SEED, settings)
+
+    tasks: list[Callable[[], Any]] = []
+    if not args.no_ornet:
+        tasks += [lambda name=name: ornet_select(name) for name in args.variants]
+    plugin_keys = []
+    if not args.no_plugin:
+        for name in args.variants:
+            for overrides in PLUGIN_GRID:
+                plugin_keys.append((name, overrides))
+                tasks.append(plugin_select(name, overrides))
+    results = _parallel(tasks, args.jobs)
+    plugin_scores = results[len(results) - len(plugin_keys) :]
+    for name in args.variants:
+        candidates = [(o, r) for (n, o), r in zip(plugin_keys, plugin_scores) if n == name]
+        if candidates:
+            validation[name]["lowcam"] = [
+                {"overrides": o, "lowcam": r["lowcam"], "plain": r["plain"]} for o, r in candidates
+            ]
+            best_overrides, _ = max(candidates, key=lambda c: selection_score(c[1]["lowcam"]))
+            compute_seconds.extend(float(r.get("seconds", 0.0)) for _, r in candidates)
+            chosen[name]["lowcam"] = best_overrides
+            print(
+                f"[{name}] plug-in validation: "
+                + "; ".join(f"{o} {selection_score(r['lowcam']):.2f}" for o, r in candidates),
+                flush=True,
+            )
+
+    finals: list[tuple[str, str, int]] = []
+    final_tasks: list[Callable[[], Any]] = []
+    for name in args.variants:
+        data = roots[name][0]
+        for seed in args.seeds:
+            if not args.no_ornet:
+                finals.append((name, "ornet", seed))
+                final_tasks.append(
+                    lambda n=name, d=data, s=seed: ornet_final(n, d, chosen[n]["ornet"], s, settings)
+                )
+            if not args.no_plugin:
+                finals.append((name, "plugin", seed))
+                final_tasks.append(
+                    lambda n=name, d=data, s=seed: plugin_run(n, d, "test", chosen[n]["lowcam"], s, settings)
+                )
+    final_results = _parallel(final_tasks, args.jobs)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in args.variants}
+    map_sizes: dict[str, Any] = {}
+    for (name, _kind, seed), rows in zip(finals, final_results):
+        compute_seconds.append(float(rows.get("seconds", 0.0)))
+        for method, row in rows.items():
+            if method == "seconds":
+                continue
+            runs[name].setdefault(method, []).append({**row, "seed": seed})
+            if "map_size" in row:
+                map_sizes[method] = row["map_size"]
+    payload = {
+        "environment": environment("cpu"),
+        "command": "python benchmarks/bench_localization.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seeds": args.seeds,
+        "quick": args.quick,
+        "variant_notes": {name: known[name][0] for name in args.variants},
+        "specs": {name: dataclasses.asdict(known[name][1]) for name in args.variants},
+        "grids": {"ornet": list(ORNET_GRID), "lowcam": list(PLUGIN_GRID)},
+        "selection": {
+            "seed": SELECTION_SEED,
+            "val_fraction": VAL_FRACTION,
+            "score": "mean of GT-known Loc and MaxBoxAccV2",
+        },
+        "validation": validation,
+        "chosen": chosen,
+        "runs": runs,
+        "map_sizes": map_sizes,
+        "summary": summarise(runs),
+        "wall_seconds": time.perf_counter() - started,
+        "training_seconds": sum(compute_seconds),
+    }
+    payload["environment"]["threads_per_run"] = args.threads
+    payload["environment"]["jobs"] = args.jobs
+    text = markdown(payload)
+    write_results(args.out / "localization", payload, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,7 +6,9 @@ Stages, each reading the previous stage's checkpoint from ``output_dir``:
 - ``coarse``: the backbone split after its stem + the activation map generator (stage 1);
 - ``fine``: refine the generator against the frozen evaluator with attentive erasing, the area loss and
   the weighted entropy loss (stage 2);
-- ``cam``: a plain CAM classifier on the same backbone, as a baseline (when ``cam.enabled``);
+- ``cam``: a plain CAM classifier on the same backbone, as a baseline (when ``cam.enabled``), at the
+  stage maps' resolution by default (``cam.output_stride``); ``cam.extra_output_strides`` adds one CAM
+  stage ``cam_s<stride>`` each (``--cam.extra_output_strides '[32]'``), trained with ``cam``;
 - ``eval``: both protocols on every map, ``metrics.json``, PNG grids and a comparison table;
 - ``all``: the above in order.
 
@@ -46,7 +48,7 @@ from ornet.files import WriteError, atomic_write_text, remove_temporaries
 from ornet.logs import RunLog
 from ornet.report import format_table
 from ornet.runtime import Context, load_data, seed_everything, set_determinism
-from ornet.stages import STAGE_FUNCTIONS, STAGES
+from ornet.stages import STAGES, cam_stages, run_stage, stage_seed
 from ornet.training import StageStopped, checkpoint_path, stage_done
 
 TRAINED = tuple(s for s in STAGES if s != "eval")
@@ -123,15 +125,20 @@ def _run(args: argparse.Namespace, cfg: Config, info: DistInfo) -> int:
         stages = ["evaluator", "coarse", "fine", *(["cam"] if cfg.cam.enabled else []), "eval"]
     else:
         stages = [args.stage]
-    fresh = set(TRAINED[TRAINED.index(args.restart_from) :]) if args.restart_from else set()
+    # the extra CAM baselines are stages of their own, trained whenever "cam" is
+    order = [*(s for s in TRAINED if s != "cam"), *cam_stages(cfg), "eval"]
+    stages = [s for s in order if s in stages or (s != "cam" and s in cam_stages(cfg) and "cam" in stages)]
+    trained = [s for s in order if s != "eval"]
+    fresh = set(trained[trained.index(args.restart_from) :]) if args.restart_from else set()
     resume = args.resume or args.restart_from is not None
     log = RunLog(out, enabled=info.is_main, tensorboard=cfg.runtime.tensorboard)
     ctx = Context(cfg, info, train, test, log)
     try:
         if resume:
-            conflicts = resume_conflicts(out, [s for s in TRAINED if s in stages and s not in fresh], cfg)
+            conflicts = resume_conflicts(out, [s for s in trained if s in stages and s not in fresh], cfg)
             if conflicts:
-                first = next(s for s in TRAINED if s in conflicts)
+                first = next(s for s in trained if s in conflicts)
+                first = "cam" if first.startswith("cam") else first
                 lines = [f"  {stage}.pt: " + "; ".join(changes) for stage, changes in conflicts.items()]
                 raise ConfigError(
                     "--resume: the config differs from the one these checkpoints were trained with:\n"
@@ -139,9 +146,10 @@ def _run(args: argparse.Namespace, cfg: Config, info: DistInfo) -> int:
                     + f"\nrestore those values, or retrain with --restart-from {first} (that stage and every "
                     "later one start afresh)"
                 )
-        for upstream in ("evaluator", "coarse"):
+        for upstream in ("evaluator", "coarse", *cam_stages(cfg)):
             path = checkpoint_path(ctx, upstream)
-            if upstream not in stages and any(s in stages for s in ("fine", "eval")) and path.is_file():
+            users = ("eval",) if upstream.startswith("cam") else ("fine", "eval")
+            if upstream not in stages and any(s in stages for s in users) and path.is_file():
                 saved = checkpoint.load(path).get("config")
                 changes = config_changes(upstream, saved, cfg) if isinstance(saved, dict) else []
                 if changes:
@@ -160,9 +168,7 @@ def _run(args: argparse.Namespace, cfg: Config, info: DistInfo) -> int:
     )
     began = time.perf_counter()
     try:
-        for stage in STAGES:
-            if stage not in stages:
-                continue
+        for stage in stages:
             if stage == "eval":
                 results = evaluate(ctx)
                 if info.is_main:
@@ -173,9 +179,9 @@ def _run(args: argparse.Namespace, cfg: Config, info: DistInfo) -> int:
             if ctx.resume and stage_done(ctx, stage):
                 ctx.print(f"[{stage}] finished earlier, skipped")
                 continue
-            seed_everything(getattr(cfg, stage).seed, info.rank)
+            seed_everything(stage_seed(cfg, stage), info.rank)
             stage_began = time.perf_counter()
-            STAGE_FUNCTIONS[stage](ctx)
+            run_stage(ctx, stage)
             ctx.print(f"[{stage}] done in {time.perf_counter() - stage_began:.1f} s")
     except StageStopped as stopped:
         ctx.print(str(stopped))

@@ -22,7 +22,16 @@ from ornet.config import (
     overrides_from,
     to_dict,
 )
-from ornet.models import CamNet, CoarseNet, FineNet, build_classifier, load_pretrained, split_resnet
+from ornet.models import (
+    CamNet,
+    CoarseNet,
+    FineNet,
+    build_classifier,
+    load_pretrained,
+    map_sides,
+    matching_output_stride,
+    split_resnet,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
 
@@ -95,6 +104,65 @@ def test_cam_net_maps_average_to_logits() -> None:
     assert torch.allclose(cams.mean(dim=(2, 3)) + net.fc.bias, logits, atol=1e-5)
 
 
+@pytest.mark.parametrize(("output_stride", "side"), [(32, 2), (16, 4), (8, 8), (4, 16)])
+def test_cam_net_output_stride_sets_the_map_side(output_stride: int, side: int) -> None:
+    torch.manual_seed(0)
+    net = CamNet("resnet18", 3, output_stride=output_stride).eval()
+    x = torch.randn(2, 3, 64, 64)
+    logits, cams = net(x)
+    assert cams.shape == (2, 3, side, side) and net.output_stride == output_stride
+    # the CAM is still Σ_k fc.weight[c, k] · feature[k] on the last feature, whose mean gives the logits
+    feature = net.features(x)
+    reference = (net.fc.weight[None, :, :, None, None] * feature[:, None]).sum(dim=2)
+    assert torch.allclose(cams, reference, atol=1e-4)
+    assert torch.allclose(cams.mean(dim=(2, 3)) + net.fc.bias, logits, atol=1e-5)
+    # no dilation anywhere: only strides change
+    assert all(m.dilation == (1, 1) for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_cam_net_map_is_the_fc_weighted_feature_sum() -> None:
+    torch.manual_seed(0)
+    net = CamNet("resnet50", 3, output_stride=8).eval()
+    x = torch.randn(1, 3, 64, 64)
+    feature = net.features(x)
+    _, cams = net(x)
+    reference = (net.fc.weight[None, :, :, None, None] * feature[:, None]).sum(dim=2)
+    assert cams.shape == (1, 3, 8, 8) and torch.allclose(cams, reference, atol=1e-4)
+    # Bottleneck: the strided conv2 and the downsample conv of layer3[0] and layer4[0] have stride 1
+    for layer in ("layer3", "layer4"):
+        block = dict(net.features.named_children())[{"layer3": "6", "layer4": "7"}[layer]][0]
+        assert block.conv2.stride == (1, 1) and block.downsample[0].stride == (1, 1)
+
+
+def test_stride_32_weights_load_into_a_stride_4_cam(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    coarse = CamNet("resnet18", 3).eval()
+    fine = CamNet("resnet18", 3, output_stride=4).eval()
+    fine.load_state_dict(coarse.state_dict())  # strict: every name and shape is the same
+    assert all(torch.equal(a, b) for a, b in zip(coarse.state_dict().values(), fine.state_dict().values()))
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=1000).state_dict(), path)
+    loaded = CamNet("resnet18", 3, str(path), output_stride=4)  # a local weights file loads at stride 4
+    assert loaded.fc.out_features == 3
+    x = torch.randn(1, 3, 64, 64)
+    assert coarse(x)[1].shape[-1] == 2 and fine(x)[1].shape[-1] == 16
+
+
+@pytest.mark.parametrize("bad", [2, 64, 0, True, "8"])
+def test_bad_output_stride_is_named(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"output_stride must be one of 4, 8, 16, 32; got") as caught:
+        CamNet("resnet18", 3, output_stride=bad)  # type: ignore[arg-type]
+    assert repr(bad) in str(caught.value)
+
+
+def test_matching_output_stride_follows_the_generator_map() -> None:
+    state = torch.get_rng_state()
+    assert map_sides("resnet18", 4, 16, 64) == (16, {4: 16, 8: 8, 16: 4, 32: 2})
+    assert matching_output_stride("resnet18", 4, 16, 64) == 4
+    assert matching_output_stride("resnet50", 200, 64, 224) == 4  # 56×56 maps
+    assert torch.equal(torch.get_rng_state(), state)  # measured on the meta device: no random draws
+
+
 def test_configs_load_and_every_value_overrides() -> None:
     cub = load_config(CONFIGS / "cub.yaml")
     assert (cub.fine.seed, cub.evaluator.seed, cub.quirks.upsample, cub.quirks.frozen_train_mode) == (
@@ -125,6 +193,8 @@ def test_configs_load_and_every_value_overrides() -> None:
     assert imagenet.data.eval_split == "test" and imagenet.quirks.reinit_layer4
     synthetic = load_config(CONFIGS / "synthetic.yaml")
     assert synthetic.model.backbone_weights is None and synthetic.cam.enabled
+    assert synthetic.cam.output_stride is None and synthetic.cam.extra_output_strides == []
+    assert cub.cam.output_stride is None and imagenet.cam.output_stride is None
     assert synthetic.evaluator.select == "holdout"
 
     parser = argparse.ArgumentParser()
@@ -141,11 +211,16 @@ def test_configs_load_and_every_value_overrides() -> None:
             "[0.5, 0.5, 0.5]",
             "--fine.seed",
             "1",
+            "--cam.output_stride",
+            "8",
+            "--cam.extra_output_strides",
+            "[32, 16]",
         ]
     )
     config = load_config(CONFIGS / "cub.yaml", overrides_from(args))
     assert config.fine.optim.lr == 3e-4 and config.model.backbone_weights is None
     assert config.data.mean == [0.5, 0.5, 0.5] and config.fine.seed == 1 and config.fine.area.topk == 7
+    assert config.cam.output_stride == 8 and config.cam.extra_output_strides == [32, 16]
     assert config.coarse.optim.lr == 1e-3  # one optimiser section per stage, not shared state
     assert {a.dest for a in parser._actions} >= {"override:quirks.upsample", "override:runtime.compile"}
     with pytest.raises(ConfigError, match="unknown config key 'fine.lrr'"):

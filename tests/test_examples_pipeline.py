@@ -58,21 +58,25 @@ def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run")
-    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "all")) == 0
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "all", *EXTRA_CAM)) == 0
     return out
+
+
+#: one extra CAM row (the usual stride-32 CAM) next to the like-for-like one
+EXTRA_CAM = ("--cam.extra_output_strides", "[32]")
 
 
 def test_all_stages_write_checkpoints_metrics_and_pictures(
     trained: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for stage in ("evaluator", "coarse", "fine", "cam"):
+    for stage in ("evaluator", "coarse", "fine", "cam", "cam_s32"):
         state = checkpoint.load(trained / f"{stage}.pt")  # weights_only=True
         assert state["complete"] and state["epoch"] == state["epochs"] == 1
         assert {"model", "optimizer", "scheduler", "rng", "config", "classes"} <= set(state)
         assert state["config"]["data"]["crop"] == 32
     assert not list(trained.glob(".*.tmp"))
     results = json.loads((trained / "metrics.json").read_text())
-    assert set(results) == {"coarse", "fine", "cam"}
+    assert set(results) == {"coarse", "fine", "cam", "cam_s32"}
     for result in results.values():
         ornet = result["ornet"]
         assert ornet["n"] == 12 and 0 <= ornet["gt_known"] <= 100
@@ -80,10 +84,22 @@ def test_all_stages_write_checkpoints_metrics_and_pictures(
         assert 0.05 <= ornet["threshold"]["0.5"] <= 0.95
         assert set(result["maxboxacc_v2"]["threshold"]) == {"0.3", "0.5", "0.7"}
         assert result["maxboxacc"]["n"] == 12
-    for name in ("coarse", "fine", "cam"):
+        assert result["wsoleval"] == {
+            "maxboxacc": result["maxboxacc"],
+            "maxboxacc_v2": result["maxboxacc_v2"],
+        }
+    # cam.output_stride null: the CAM's map has the generator's side (32-pixel crops: 8×8, stride 4)
+    assert results["fine"]["map_size"] == results["coarse"]["map_size"] == [8, 8]
+    assert results["cam"]["map_size"] == results["fine"]["map_size"] and results["cam"]["output_stride"] == 4
+    assert results["cam_s32"]["map_size"] == [1, 1] and results["cam_s32"]["output_stride"] == 32
+    assert results["cam"]["label"] == "CAM baseline (stride 4, 8×8)"
+    assert results["fine"]["label"] == "stage 2 map (ORNet, 8×8)" and "output_stride" not in results["fine"]
+    for name in ("coarse", "fine", "cam", "cam_s32"):
         assert (trained / f"maps_{name}.png").stat().st_size > 0
     events = [json.loads(line)["event"] for line in (trained / "log.jsonl").read_text().splitlines()]
-    assert {"evaluator/epoch", "coarse/epoch", "fine/epoch", "cam/epoch", "eval"} <= set(events)
+    assert {"evaluator/epoch", "coarse/epoch", "fine/epoch", "cam/epoch", "cam_s32/epoch", "eval"} <= set(
+        events
+    )
     assert (trained / "config.yaml").is_file()
 
 
@@ -91,9 +107,10 @@ def test_eval_stage_prints_the_table(
     trained: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = json.loads((trained / "metrics.json").read_text())
-    assert train_ornet.main(tiny_args(tiny_data, trained, "--stage", "eval")) == 0
+    assert train_ornet.main(tiny_args(tiny_data, trained, "--stage", "eval", *EXTRA_CAM)) == 0
     printed = capsys.readouterr().out
-    assert "GT-known Loc" in printed and "stage 2 map (ORNet)" in printed and "CAM baseline" in printed
+    assert "GT-known Loc" in printed and "stage 2 map (ORNet, 8×8)" in printed
+    assert "CAM baseline (stride 4, 8×8)" in printed and "CAM baseline (stride 32, 1×1)" in printed
     assert json.loads((trained / "metrics.json").read_text()) == before  # evaluation is deterministic
 
 

@@ -52,6 +52,10 @@ def test_whole_config_is_validated_with_every_problem_listed() -> None:
         ("fine.entropy.sigma", "0", "fine.entropy.sigma: got 0.0"),
         ("data.crop", "300", "data.resize: got 256, expected at least data.crop (300)"),
         ("runtime.device", "gpu", "runtime.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+        ("cam.output_stride", "2", "cam.output_stride: got 2, expected one of 4, 8, 16, 32 or null"),
+        ("cam.extra_output_strides", "[32, 7]", "cam.extra_output_strides: got [32, 7], expected distinct"),
+        ("cam.extra_output_strides", "[32, 32]", "cam.extra_output_strides: got [32, 32], expected distinct"),
+        ("eval.scoremap_source", "cam_s32", "eval.scoremap_source: got 'cam_s32'"),
     ],
 )
 def test_invalid_values_are_named(key: str, value: str, fragment: str) -> None:
@@ -77,6 +81,11 @@ def test_resume_compares_the_keys_a_stage_depends_on() -> None:
     assert config_changes("coarse", saved, changed) == ["coarse.epochs: 70 → 6"]
     assert config_changes("fine", saved, changed) == ["coarse.epochs: 70 → 6", "fine.optim.lr: 0.0001 → 0.5"]
     assert config_changes("evaluator", saved, changed) == []
+    strided = load_config(None, {"cam.output_stride": "8", "cam.extra_output_strides": "[32]"})
+    assert config_changes("cam", saved, strided) == ["cam.output_stride: None → 8"]
+    assert config_changes("cam_s32", saved, strided) == []  # its stride is in its name
+    assert config_changes("cam_s32", saved, changed) == []
+    assert config_changes("cam_s32", saved, load_config(None, {"cam.epochs": "3"})) == ["cam.epochs: 30 → 3"]
     legacy = {"seed": 517, "fine": {"lr": 0.5, "area_topk": 25}}  # a flat config of lowcam 0.1
     assert config_changes("fine", legacy, changed) == []  # unrecorded keys are not compared
 
@@ -194,6 +203,30 @@ def test_table_of_a_result_without_top1_does_not_crash() -> None:
     missing = {"gt_known": 50.0, "top1_loc": None, "top5_loc": None}
     result = {"ornet": missing, "maxboxacc": {"value": 1.0}, "maxboxacc_v2": {"value": 2.0}}
     assert "nan" in format_table({"fine": {**result, "classification_top1": 0.0}})
+
+
+def test_table_rows_name_each_map_and_its_resolution() -> None:
+    result = {
+        "ornet": {"gt_known": 50.0, "top1_loc": 40.0, "top5_loc": 50.0},
+        "maxboxacc": {"value": 1.0},
+        "maxboxacc_v2": {"value": 2.0},
+        "classification_top1": 0.0,
+    }
+    table = format_table(
+        {
+            "coarse": {**result, "map_size": [16, 16]},
+            "fine": {**result, "map_size": [16, 16]},
+            "cam": {**result, "map_size": [16, 16], "output_stride": 4},
+            "cam_s32": {**result, "map_size": [2, 2], "output_stride": 32},
+        }
+    )
+    rows = [line.split(" | ")[0].strip() for line in table.splitlines()[2:]]
+    assert rows == [
+        "stage 1 map (coarse, 16×16)",
+        "stage 2 map (ORNet, 16×16)",
+        "CAM baseline (stride 4, 16×16)",
+        "CAM baseline (stride 32, 2×2)",
+    ]
 
 
 @pytest.mark.parametrize("flag", ["--train-per-class", "--test-per-class", "--classes"])

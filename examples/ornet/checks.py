@@ -15,6 +15,7 @@ from typing import Any
 from ornet import checkpoint, recipe
 from ornet.config import Config, ConfigError, OptimConfig, flatten, leaves
 from ornet.distributed import parse_device
+from ornet.models import CAM_OUTPUT_STRIDES
 
 UPSAMPLE_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 BACKENDS = ("auto", "torch", "triton")
@@ -78,6 +79,23 @@ def config_problems(cfg: Config, num_classes: int | None = None) -> list[str]:
         need(stage.epochs >= 0, f"{name}.epochs", stage.epochs, ">= 0")
         need(stage.batch_size >= 1, f"{name}.batch_size", stage.batch_size, ">= 1")
         optim(name, stage.optim)
+    c = cfg.cam
+    strides = ", ".join(str(stride) for stride in sorted(CAM_OUTPUT_STRIDES))
+    need(
+        c.output_stride is None or c.output_stride in CAM_OUTPUT_STRIDES,
+        "cam.output_stride",
+        c.output_stride,
+        f"one of {strides} or null (the stage maps' resolution)",
+    )
+    extras = c.extra_output_strides
+    need(
+        all(stride in CAM_OUTPUT_STRIDES for stride in extras)
+        and len(set(extras)) == len(extras)
+        and c.output_stride not in extras,
+        "cam.extra_output_strides",
+        extras,
+        f"distinct values among {strides}, other than cam.output_stride",
+    )
     s = cfg.evaluator
     need(s.select in SELECT, "evaluator.select", s.select, " | ".join(SELECT))
     if s.select == "holdout":
@@ -121,7 +139,8 @@ def config_problems(cfg: Config, num_classes: int | None = None) -> list[str]:
     e = cfg.eval
     need(e.batch_size >= 1, "eval.batch_size", e.batch_size, ">= 1")
     need(e.pictures >= 0, "eval.pictures", e.pictures, ">= 0")
-    need(e.scoremap_source in MAP_SOURCES, "eval.scoremap_source", e.scoremap_source, ", ".join(MAP_SOURCES))
+    sources = (*MAP_SOURCES, *(f"cam_s{stride}" for stride in cfg.cam.extra_output_strides))
+    need(e.scoremap_source in sources, "eval.scoremap_source", e.scoremap_source, ", ".join(sources))
     r = cfg.runtime
     try:
         parse_device(r.device)
@@ -188,13 +207,26 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
         "cam.batch_size",
         "cam.seed",
         "cam.optim.",
+        "cam.output_stride",
         "runtime.bf16",
     ),
 }
+#: The keys of an extra CAM stage ``cam_s<stride>`` (its stride is in its name).
+CAM_EXTRA_KEYS = tuple(k for k in STAGE_KEYS["cam"] if k != "cam.output_stride")
+
+
+def stage_keys(stage: str) -> tuple[str, ...] | None:
+    """The keys ``stage``'s result depends on (:data:`STAGE_KEYS`; :data:`CAM_EXTRA_KEYS` for
+    ``cam_s<stride>``), or ``None`` for a stage that has none."""
+    if stage in STAGE_KEYS:
+        return STAGE_KEYS[stage]
+    if stage.startswith("cam_s") and stage[5:].isdigit():
+        return CAM_EXTRA_KEYS
+    return None
 
 
 def _depends(stage: str, key: str) -> bool:
-    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in STAGE_KEYS[stage])
+    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in stage_keys(stage) or ())
 
 
 def config_changes(stage: str, saved: dict[str, Any], current: Config) -> list[str]:
@@ -213,7 +245,7 @@ def resume_conflicts(out: Path, stages: list[str], cfg: Config) -> dict[str, lis
     conflicts = {}
     for stage in stages:
         path = out / f"{stage}.pt"
-        if stage in STAGE_KEYS and path.is_file():
+        if stage_keys(stage) is not None and path.is_file():
             saved = checkpoint.load(path).get("config")
             changes = config_changes(stage, saved, cfg) if isinstance(saved, dict) else []
             if changes:

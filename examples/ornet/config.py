@@ -190,13 +190,22 @@ class FineStage:
 
 @dataclass
 class CamStage:
-    """A plain CAM baseline: the backbone trained as an ordinary classifier (not part of the paper)."""
+    """A plain CAM baseline: the backbone trained as an ordinary classifier (not part of the paper).
+
+    ``output_stride``: the stride of the CAM's feature, 4, 8, 16 or 32 (the ResNet as it is), or ``null``
+    for the stride whose map has the side of the ORNet stage maps (stride 4 for ResNets: the same map
+    resolution, a like-for-like comparison). ``extra_output_strides``: more CAM baselines, one per
+    stride, each trained with this section's schedule and seed as its own stage ``cam_s<stride>``
+    (checkpoint ``cam_s<stride>.pt``, its own row in the table and in ``metrics.json``).
+    """
 
     enabled: bool = False
     epochs: int = 30
     batch_size: int = 16
     seed: int = 1
     optim: OptimConfig = field(default_factory=_sgd)
+    output_stride: int | None = None
+    extra_output_strides: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -10,14 +10,12 @@ results, and rank 0 alone formats and writes.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lowcam import metrics
@@ -26,7 +24,7 @@ from ornet.distributed import all_reduce_sum, barrier, broadcast_object
 from ornet.files import atomic_write, atomic_write_text
 from ornet.models import CamNet, FineNet
 from ornet.runtime import Context, autocast, batches, eval_loader, to_device
-from ornet.stages import load_fine_parts
+from ornet.stages import build_cam, cam_stages, load_fine_parts, trained_cam_output_stride
 from ornet.training import checkpoint_path, load_model
 
 #: ``(images, labels) -> (maps (B, 1, h, w) in [0, 1] for the "ornet" protocol, raw maps for
@@ -40,11 +38,15 @@ def _minmax(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(high > low, (maps - low) / (high - low).clamp_min(1e-12), torch.zeros_like(maps))
 
 
-def map_sources(ctx: Context) -> dict[str, MapSource]:
-    """The maps to evaluate: stage 1, stage 2 (each with the evaluator's classes) and, when its
-    checkpoint exists, the CAM baseline (its own classes; CAM of the ground-truth class, min–max
-    normalised, then resized bilinearly to the stage maps' resolution)."""
+def map_sources(ctx: Context, strides: dict[str, int] | None = None) -> dict[str, MapSource]:
+    """The maps to evaluate: stage 1, stage 2 (each with the evaluator's classes) and, for each CAM
+    stage (``cam``, ``cam_s<stride>``) whose checkpoint exists, that CAM baseline (its own classes; the
+    CAM of the ground-truth class, min–max normalised, at its own resolution: every map is evaluated at
+    the resolution its network produces). ``strides``, when given, receives each CAM stage's output
+    stride (the one its checkpoint was trained at)."""
     device = ctx.info.device
+    if strides is None:
+        strides = {}
     sources: dict[str, MapSource] = {}
     for stage in ("coarse", "fine"):
         if not checkpoint_path(ctx, stage).is_file():
@@ -60,21 +62,21 @@ def map_sources(ctx: Context) -> dict[str, MapSource]:
             return maps, maps, logits
 
         sources[stage] = source
-    if checkpoint_path(ctx, "cam").is_file():
-        m = ctx.cfg.model
-        cam_net = load_model(ctx, "cam", CamNet(m.backbone, ctx.num_classes)).to(device).eval()
-        size = math.ceil(ctx.cfg.data.crop / 4)
+    for stage in cam_stages(ctx.cfg):
+        if not checkpoint_path(ctx, stage).is_file():
+            continue
+        stride = trained_cam_output_stride(ctx, stage)
+        cam_net = load_model(ctx, stage, build_cam(ctx, stage, output_stride=stride)).to(device).eval()
 
         def cam_source(
-            images: torch.Tensor, labels: torch.Tensor
+            images: torch.Tensor, labels: torch.Tensor, cam_net: CamNet = cam_net
         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             logits, cams = cam_net(images)
             raw = cams.float().gather(1, labels.view(-1, 1, 1, 1).expand(-1, 1, *cams.shape[2:]))
-            # normalise, then resize: a constant CAM stays exactly zero whatever the batch it came in
-            resized = F.interpolate(_minmax(raw), size=(size, size), mode="bilinear", align_corners=False)
-            return resized.clamp(0, 1), raw, logits.float()
+            return _minmax(raw), raw, logits.float()
 
-        sources["cam"] = cam_source
+        sources[stage] = cam_source
+        strides[stage] = stride
     return sources
 
 
@@ -127,7 +129,8 @@ def evaluate(ctx: Context) -> dict[str, Any]:
         rank 0's results on every process.
     """
     d, e = ctx.cfg.data, ctx.cfg.eval
-    sources = map_sources(ctx)
+    strides: dict[str, int] = {}
+    sources = map_sources(ctx, strides)
     if not sources:
         raise RuntimeError(f"nothing to evaluate in {ctx.out}: train the coarse or fine stage first")
     if e.scoremap_root is not None and e.scoremap_source not in sources:
@@ -139,6 +142,8 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     v1_acc = {name: box_accuracy("maxboxacc", d.score_size) for name in sources}
     v2_acc = {name: box_accuracy("maxboxacc_v2", d.score_size) for name in sources}
     correct = torch.zeros(len(sources) + 1, dtype=torch.float64)
+    # per map: (h, w, 1) once this process has seen a batch; summed over processes, divided by the count
+    sizes = torch.zeros(len(sources), 3, dtype=torch.float64)
     keep = e.pictures if ctx.info.is_main else 0
     kept: dict[str, list[torch.Tensor]] = {name: [] for name in sources}
     kept_images: list[torch.Tensor] = []
@@ -153,6 +158,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
             with autocast(ctx):
                 maps, _, logits = source(x, y)
             maps, logits = maps.float(), logits.float()
+            sizes[k] = torch.tensor([maps.shape[-2], maps.shape[-1], 1.0], dtype=torch.float64)
             ornet_acc[name].update(maps, device_boxes, logits=logits, targets=y)
             correct[k] += (logits.argmax(1) == y).sum().item()
             kept[name].extend(maps[:room].cpu())
@@ -170,6 +176,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
                 ids = [ctx.test.samples[int(i)].image_id for i in indices]
                 write_scoremaps(e.scoremap_root, ids, scores)
     correct = all_reduce_sum(correct, ctx.info)
+    sizes = all_reduce_sum(sizes, ctx.info)
     # every process syncs and computes, in the same order, even with an empty shard (sync() and, in
     # newer lowcam releases, compute() are collectives); then all take rank 0's numbers
     results: dict[str, Any] = {}
@@ -183,7 +190,17 @@ def evaluate(ctx: Context) -> dict[str, Any]:
             acc.sync()
             computed[key] = _jsonable(acc.compute())
         top1 = 100.0 * correct[k].item() / max(correct[-1].item(), 1.0)
-        results[name] = {"classification_top1": top1, **computed}
+        seen = sizes[k, 2].item()
+        map_size = [round(sizes[k, 0].item() / seen), round(sizes[k, 1].item() / seen)] if seen else None
+        results[name] = {
+            "classification_top1": top1,
+            **computed,
+            # the "wsoleval" family's metrics, grouped (the same values as the top-level keys above)
+            "wsoleval": {"maxboxacc": computed["maxboxacc"], "maxboxacc_v2": computed["maxboxacc_v2"]},
+            "map_size": map_size,
+            **({"output_stride": strides[name]} if name in strides else {}),
+        }
+        results[name]["label"] = report.label(name, results[name])
     results = broadcast_object(results, ctx.info)
     if ctx.info.is_main:
         atomic_write_text(ctx.out / "metrics.json", json.dumps(results, indent=2) + "\n")

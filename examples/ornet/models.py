@@ -5,7 +5,9 @@
   local state-dict file (never downloads). The classification head is re-initialised when its shape does
   not match.
 - :func:`split_resnet`: a ResNet cut after its stem (conv1, bn1, relu, maxpool): the low-level feature.
-- :class:`CoarseNet` (stage 1), :class:`FineNet` (stage 2, the generator on the stem), :class:`CamNet`.
+- :class:`CoarseNet` (stage 1), :class:`FineNet` (stage 2, the generator on the stem), :class:`CamNet`
+  (the CAM baseline, at output stride 32, 16, 8 or 4; :func:`matching_output_stride` picks the one whose
+  map has the generator's side).
 """
 
 from __future__ import annotations
@@ -184,16 +186,69 @@ class FineNet(nn.Module):
         return out
 
 
+#: The strides :class:`CamNet` offers and the ResNet stages whose first block is set to stride 1 for each.
+CAM_OUTPUT_STRIDES: dict[int, tuple[str, ...]] = {
+    32: (),
+    16: ("layer4",),
+    8: ("layer3", "layer4"),
+    4: ("layer2", "layer3", "layer4"),
+}
+
+
+def check_output_stride(output_stride: object) -> int:
+    """``output_stride`` when it is one of :data:`CAM_OUTPUT_STRIDES`.
+
+    Raises:
+        ValueError: any other value, named with the allowed set.
+    """
+    if isinstance(output_stride, bool) or output_stride not in CAM_OUTPUT_STRIDES:
+        allowed = ", ".join(str(s) for s in sorted(CAM_OUTPUT_STRIDES))
+        raise ValueError(f"output_stride must be one of {allowed}; got {output_stride!r}")
+    return int(output_stride)  # type: ignore[call-overload]
+
+
+def set_output_stride(model: nn.Module, output_stride: int) -> None:
+    """Make a torchvision ResNet's last feature stride ``output_stride`` (32, 16, 8 or 4) in place.
+
+    The first block of each stage in :data:`CAM_OUTPUT_STRIDES` gets stride 1 in its strided convolution
+    (``BasicBlock.conv1`` / ``Bottleneck.conv2``) and in its ``downsample`` convolution; no dilation, and
+    no parameter changes shape, so the same weights load at every stride.
+    """
+    check_output_stride(output_stride)
+    for name in CAM_OUTPUT_STRIDES[output_stride]:
+        block = getattr(model, name)[0]
+        strided = block.conv2 if isinstance(block, torchvision.models.resnet.Bottleneck) else block.conv1
+        convs = [strided]
+        if block.downsample is not None:
+            convs.append(block.downsample[0])
+        for conv in convs:
+            if not isinstance(conv, nn.Conv2d):
+                raise ValueError(f"{name}[0] of {type(model).__name__} is not a torchvision ResNet block")
+            conv.stride = (1, 1)
+        block.stride = 1
+
+
 class CamNet(nn.Module):
     """A plain ResNet classifier that also returns its class activation maps.
 
     ``forward`` returns ``(logits, cams)`` with ``cams[b, c] = Σ_k fc.weight[c, k] · feature[b, k]`` on the
-    last convolutional feature (stride 32), before any normalisation.
+    last convolutional feature, before any normalisation. That feature is at stride ``output_stride``
+    (32: the ResNet as it is; 16, 8, 4: the first block of ``layer4``, ``layer3``–``layer4`` or
+    ``layer2``–``layer4`` with stride 1, see :func:`set_output_stride`); parameters keep their shapes, so
+    ``weights`` (a torchvision enum name or a local file) load at every stride.
+
+    Raises:
+        ValueError: ``output_stride`` not in 4, 8, 16, 32.
     """
 
-    def __init__(self, arch: str, num_classes: int, weights: str | None = None) -> None:
+    def __init__(
+        self, arch: str, num_classes: int, weights: str | None = None, *, output_stride: int = 32
+    ) -> None:
         super().__init__()
+        self.output_stride = check_output_stride(output_stride)
         model = build_classifier(arch, num_classes, weights)
+        split_resnet(model)  # a clear error for a non-ResNet
+        set_output_stride(model, self.output_stride)
         stem, body, _ = split_resnet(model)
         self.features = nn.Sequential(*stem, *list(body)[:4])
         self.fc: nn.Linear = model.fc  # type: ignore[assignment]
@@ -203,3 +258,25 @@ class CamNet(nn.Module):
         cams = torch.einsum("ck,bkhw->bchw", self.fc.weight, feature)
         logits = feature.mean(dim=(2, 3)) @ self.fc.weight.t() + self.fc.bias
         return logits, cams
+
+
+def map_sides(arch: str, num_classes: int, generator_width: int, crop: int) -> tuple[int, dict[int, int]]:
+    """``(generator side, {output_stride: CAM side})`` on ``crop``×``crop`` images, measured by running
+    the networks on the meta device (no weights, no computation, the random state untouched)."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        images = torch.empty(1, 3, crop, crop)
+        coarse = CoarseNet(arch, num_classes, generator_width).eval()
+        generator_side = int(coarse.generator(coarse.stem(images)).activation.shape[-1])
+        sides = {
+            stride: int(CamNet(arch, num_classes, output_stride=stride).eval()(images)[1].shape[-1])
+            for stride in sorted(CAM_OUTPUT_STRIDES)
+        }
+    return generator_side, sides
+
+
+def matching_output_stride(arch: str, num_classes: int, generator_width: int, crop: int) -> int:
+    """The CAM output stride whose map has the side of the generator's map (``cam.output_stride: null``):
+    the stride with the closest side, the larger stride on a tie (16×16 on the demo's 64-pixel crops and
+    56×56 on 224-pixel crops: stride 4)."""
+    generator_side, sides = map_sides(arch, num_classes, generator_width, crop)
+    return min(sides, key=lambda stride: (abs(sides[stride] - generator_side), -stride))

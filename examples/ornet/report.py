@@ -13,6 +13,20 @@ from ornet.runtime import Context
 LABELS = {"coarse": "stage 1 map (coarse)", "fine": "stage 2 map (ORNet)", "cam": "CAM baseline"}
 
 
+def label(name: str, result: dict[str, Any]) -> str:
+    """A map's row name with its resolution: ``stage 2 map (ORNet, 16×16)``, ``CAM baseline (stride 4,
+    16×16)``; ``map_size`` and ``output_stride`` come from ``result`` (left out where missing)."""
+    size = result.get("map_size")
+    stride = result.get("output_stride")
+    parts = [f"stride {stride}"] if stride is not None else []
+    if size:
+        parts.append(f"{size[0]}×{size[1]}")
+    base = "CAM baseline" if name.startswith("cam") else LABELS.get(name, name)
+    if base.endswith(")") and parts:
+        return f"{base[:-1]}, {', '.join(parts)})"
+    return f"{base} ({', '.join(parts)})" if parts else base
+
+
 def headline(result: dict[str, Any]) -> dict[str, float]:
     """The table's numbers of one map's results (``nan`` where a value is missing)."""
     ornet = result["ornet"]
@@ -31,7 +45,7 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """The comparison table printed at the end of the evaluation."""
+    """The comparison table printed at the end of the evaluation; each row names its map's resolution."""
     header = ("map", "GT-known Loc", "Top-1 Loc", "Top-5 Loc", "MaxBoxAcc", "MaxBoxAccV2", "cls top-1")
     rows = []
     for name, result in results.items():
@@ -44,7 +58,7 @@ def format_table(results: dict[str, Any]) -> str:
             h["maxboxacc_v2"],
             h["cls_top1"],
         )
-        rows.append((LABELS.get(name, name), *(f"{v:.2f}" for v in values)))
+        rows.append((label(name, result), *(f"{v:.2f}" for v in values)))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [" | ".join(str(c).ljust(w) for c, w in zip(header, widths))]
     lines.append("-+-".join("-" * w for w in widths))

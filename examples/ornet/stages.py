@@ -1,24 +1,27 @@
 """The stages of ``examples/train_ornet.py``: networks and optimisers from the config, the recipe's loss
 (:mod:`ornet.recipe`) in the shared loop (:mod:`ornet.training`).
 
-``evaluator`` (0), ``coarse`` (1), ``fine`` (2) and the ``cam`` baseline each write ``<stage>.pt``.
+``evaluator`` (0), ``coarse`` (1), ``fine`` (2) and the ``cam`` baseline each write ``<stage>.pt``; the
+extra CAM baselines of ``cam.extra_output_strides`` are stages ``cam_s<stride>`` (``cam_s<stride>.pt``),
+trained whenever ``cam`` is.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
 import lowcam
-from ornet import recipe
-from ornet.config import OptimConfig
+from ornet import checkpoint, recipe
+from ornet.config import Config, ConfigError, OptimConfig, flatten, from_dict
 from ornet.data import Sample
 from ornet.distributed import all_reduce_sum
-from ornet.models import CamNet, CoarseNet, FineNet, build_classifier
+from ornet.models import CamNet, CoarseNet, FineNet, build_classifier, matching_output_stride
 from ornet.runtime import Batch, Context, autocast, batches, eval_loader, holdout_split, prepare, to_device
-from ornet.training import load_model, train_epochs
+from ornet.training import checkpoint_path, load_model, train_epochs
 
 STAGES = ("evaluator", "coarse", "fine", "cam", "eval")
 
@@ -151,14 +154,62 @@ def stage_fine(ctx: Context) -> None:
     )
 
 
-def stage_cam(ctx: Context) -> None:
-    """The CAM baseline: the backbone trained as a plain classifier on the same data."""
-    s, m = ctx.cfg.cam, ctx.cfg.model
-    model = CamNet(m.backbone, ctx.num_classes, m.backbone_weights)
+def cam_stages(cfg: Config) -> list[str]:
+    """The CAM baseline's stages: ``cam`` (at ``cam.output_stride``), then ``cam_s<stride>`` for each of
+    ``cam.extra_output_strides``."""
+    return ["cam", *(f"cam_s{stride}" for stride in cfg.cam.extra_output_strides)]
+
+
+def is_cam_stage(stage: str) -> bool:
+    """``cam`` or an extra CAM stage ``cam_s<stride>``."""
+    return stage == "cam" or (stage.startswith("cam_s") and stage[5:].isdigit())
+
+
+def cam_output_stride(cfg: Config, num_classes: int, stage: str) -> int:
+    """The output stride of a CAM stage: ``cam_s<stride>``'s own, or ``cam.output_stride`` for ``cam``
+    (``null``: the stride whose map has the side of the generator's map on ``data.crop`` images)."""
+    if stage != "cam":
+        return int(stage.removeprefix("cam_s"))
+    if cfg.cam.output_stride is not None:
+        return cfg.cam.output_stride
+    m = cfg.model
+    return matching_output_stride(m.backbone, num_classes, m.generator_width, cfg.data.crop)
+
+
+def trained_cam_output_stride(ctx: Context, stage: str) -> int:
+    """The output stride the CAM checkpoint of ``stage`` was trained at (from the config saved in it; the
+    current config's when the checkpoint has none)."""
+    saved = checkpoint.load(checkpoint_path(ctx, stage)).get("config")
+    cfg = ctx.cfg
+    if isinstance(saved, dict):
+        if stage == "cam" and "cam.output_stride" not in flatten(saved):
+            return 32  # written before cam.output_stride existed: the ResNet as it is
+        with contextlib.suppress(ConfigError):  # an unreadable saved config: the current one
+            cfg = from_dict(saved)
+    return cam_output_stride(cfg, ctx.num_classes, stage)
+
+
+def build_cam(
+    ctx: Context, stage: str, weights: str | None = None, *, output_stride: int | None = None
+) -> CamNet:
+    """The CAM network of ``stage`` (``cam`` or ``cam_s<stride>``) at ``output_stride`` (default: the
+    stage's stride in the current config)."""
+    m = ctx.cfg.model
+    if output_stride is None:
+        output_stride = cam_output_stride(ctx.cfg, ctx.num_classes, stage)
+    return CamNet(m.backbone, ctx.num_classes, weights, output_stride=output_stride)
+
+
+def stage_cam(ctx: Context, stage: str = "cam") -> None:
+    """The CAM baseline ``stage`` (``cam`` or ``cam_s<stride>``): the backbone at the stage's output
+    stride trained as a plain classifier on the same data, with the ``cam`` section's schedule and seed."""
+    s = ctx.cfg.cam
+    model = build_cam(ctx, stage, ctx.cfg.model.backbone_weights)
+    ctx.print(f"[{stage}] CAM at output stride {model.output_stride}")
     runner = prepare(ctx, model)
     train_epochs(
         ctx,
-        "cam",
+        stage,
         model,
         runner,
         optimizer(model.parameters(), s.optim),
@@ -175,3 +226,18 @@ STAGE_FUNCTIONS: dict[str, Callable[[Context], None]] = {
     "fine": stage_fine,
     "cam": stage_cam,
 }
+
+
+def run_stage(ctx: Context, stage: str) -> None:
+    """Train ``stage`` (one of :data:`STAGE_FUNCTIONS` or an extra CAM stage ``cam_s<stride>``)."""
+    if is_cam_stage(stage):
+        stage_cam(ctx, stage)
+    else:
+        STAGE_FUNCTIONS[stage](ctx)
+
+
+def stage_seed(cfg: Config, stage: str) -> int:
+    """The seed of ``stage`` (the extra CAM stages share ``cam.seed``)."""
+    section = "cam" if is_cam_stage(stage) else stage
+    seed: int = getattr(cfg, section).seed
+    return seed

@@ -141,3 +141,17 @@ def test_bad_arguments_are_argparse_errors(
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_weights_file_is_loaded_and_a_wrong_one_named(tmp_path: Path) -> None:
+    import torchvision
+
+    torch.manual_seed(0)
+    source = torchvision.models.resnet18()
+    torch.save(source.state_dict(), tmp_path / "r18.pt")
+    model = cam_with_lowcam.CamResNet("resnet18", 3, weights=str(tmp_path / "r18.pt"))
+    assert torch.equal(model.features[4][0].conv1.weight, source.layer1[0].conv1.weight)
+    assert model.fc.out_features == 3
+    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "r34.pt")
+    with pytest.raises(ValueError, match=r"r34\.pt does not hold a resnet18: .*unexpected"):
+        cam_with_lowcam.CamResNet("resnet18", 3, weights=str(tmp_path / "r34.pt"))

@@ -1,4 +1,5 @@
-"""The documentation's code runs: the home page's example trains, and the benchmark page's includes are sound."""
+"""The documentation's code runs: the home page's example trains, the plug-in page's code runs, and the
+benchmark page's includes are sound."""
 
 from __future__ import annotations
 
@@ -56,3 +57,19 @@ def test_benchmark_includes_carry_their_environment() -> None:
         text = (ROOT / name).read_text()
         assert re.search(r"\d{4}-\d{2}-\d{2}", text), f"{name}: no date of the run"
         assert "torch" in text.lower(), f"{name}: does not say which torch version the numbers come from"
+
+
+def test_plugin_page_code_runs_and_includes_the_example() -> None:
+    """docs/plugin.md: its own code runs (the map contract's asserts hold); its excerpts are sections of
+    examples/cam_with_lowcam.py that exist (mkdocs --strict fails on a missing file, not on a missing section)."""
+    page = DOCS / "plugin.md"
+    blocks = _python_blocks(page)
+    own = [b for b in blocks if not b.lstrip().startswith("--8<--")]
+    assert own, "the plugin page shows the map contract in code"
+    for block in own:
+        exec(compile(block, str(page), "exec"), {})
+    example = (ROOT / "examples" / "cam_with_lowcam.py").read_text()
+    sections = re.findall(r'--8<-- "examples/cam_with_lowcam.py:(\w+)"', page.read_text())
+    assert sections, "the plugin page includes the example's code"
+    for name in sections:
+        assert f"# --8<-- [start:{name}]" in example and f"# --8<-- [end:{name}]" in example, name

@@ -1,6 +1,6 @@
 """``examples/train_ornet.py`` end to end on a tiny synthetic set: every stage, checkpoints, metrics,
 pictures, ``--resume`` equal to an unbroken run, bad data stopped before training, DistributedDataParallel
-with two gloo processes equal to one process, and ``examples/cam_with_lowcam.py``.
+with two gloo processes equal to one process (``examples/cam_with_lowcam.py``: tests/test_examples_cam.py).
 
 Networks are built with ``weights=None``: nothing is downloaded.
 """
@@ -22,7 +22,6 @@ import torch
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
-import cam_with_lowcam  # noqa: E402
 import synthetic  # noqa: E402
 import train_ornet  # noqa: E402
 from ornet import checkpoint  # noqa: E402
@@ -210,17 +209,6 @@ def test_torchrun_two_gloo_processes_match_one_process(
     assert distributed == single
 
 
-def test_cam_with_lowcam_example(tiny_data: Path, tmp_path: Path) -> None:
-    args = ["--data", str(tiny_data), "--out", str(tmp_path), "--resize", "36", "--crop", "32"]
-    args += ["--epochs", "1", "--batch-size", "6", "--area-topk", "3", "--threads", "0", "--score-size", "32"]
-    assert cam_with_lowcam.main(args) == 0
-    results = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(results) == {"plain CAM", "CAM + lowcam losses"}
-    for result in results.values():
-        assert 0 <= result["gt_known"] <= 100 and 0 <= result["maxboxacc_v2"] <= 100
-    assert results["plain CAM"]["history"][0]["ce"] != results["CAM + lowcam losses"]["history"][0]["ce"]
-
-
 # --------------------------------------------------------------------------- reliability (issue 12)
 
 
@@ -347,24 +335,6 @@ def test_torchrun_with_an_empty_evaluation_shard(trained: Path, tiny_data: Path,
     assert "Traceback" not in output and output.count("GT-known Loc") == 1  # rank 0 alone prints
     results = json.loads((out / "metrics.json").read_text())
     assert results["fine"]["ornet"]["n"] == 1 and results["fine"]["ornet"]["top1_loc"] is not None
-
-
-def test_cam_with_lowcam_batch_larger_than_the_training_set(tiny_data: Path, tmp_path: Path) -> None:
-    args = ["--data", str(tiny_data), "--out", str(tmp_path), "--resize", "36", "--crop", "32"]
-    args += [
-        "--epochs",
-        "1",
-        "--batch-size",
-        "100",
-        "--area-topk",
-        "3",
-        "--threads",
-        "0",
-        "--score-size",
-        "32",
-    ]
-    assert cam_with_lowcam.main(args) == 0  # 18 training images: one batch of 18, no division by zero
-    assert json.loads((tmp_path / "metrics.json").read_text())["plain CAM"]["history"][0]["ce"] > 0
 
 
 # ----------------------------------------------------------------- reference defaults (issue 11)

@@ -1,0 +1,157 @@
+"""``examples/cam_with_lowcam.py``, the plug-in recipe: results.json's schema, the CAM's resolution at both
+output strides, a frozen evaluator that training leaves untouched, erasing that erases, argparse errors.
+
+Networks are built with ``weights=None``: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import cam_with_lowcam  # noqa: E402
+import synthetic  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+#: 32-pixel crops: 4 × 4 maps at stride 8 (too small to erase on: see the 48-pixel training test).
+SMALL = ["--resize", "36", "--crop", "32", "--epochs", "1", "--batch-size", "6", "--area-topk", "3"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    spec = synthetic.SyntheticSpec(
+        classes=3, train_per_class=6, test_per_class=4, min_size=40, max_size=56, seed=1
+    )
+    synthetic.write_dataset(root, spec)
+    return root
+
+
+def test_results_json_schema_and_means(tiny_data: Path, tmp_path: Path) -> None:
+    args = ["--data", str(tiny_data), "--seeds", "0", "1", "--out", str(tmp_path), *SMALL]
+    args += ["--num-threads", "1", "--no-progress"]
+    assert cam_with_lowcam.main(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"plain", "lowcam", "config"}
+    for arm in ("plain", "lowcam"):
+        r = results[arm]
+        assert set(r) == {"gt_known", "maxboxacc_v2", "per_seed"}
+        assert [s["seed"] for s in r["per_seed"]] == [0, 1]
+        for s in r["per_seed"]:
+            assert set(s) == {"seed", "gt_known", "maxboxacc_v2"}
+            assert 0 <= s["gt_known"] <= 100 and 0 <= s["maxboxacc_v2"] <= 100
+        for key in ("gt_known", "maxboxacc_v2"):
+            assert r[key] == pytest.approx(sum(s[key] for s in r["per_seed"]) / 2)
+    config = results["config"]
+    assert config["map_size"] == [4, 4] and config["seeds"] == [0, 1] and config["output_stride"] == 8
+    assert config["eval_split"] == "test" and config["epochs"] == 1
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    details = json.loads((tmp_path / "details.json").read_text())
+    assert all(0 <= run["history"][0]["erased"] <= 1 for run in details["lowcam"])  # logged per epoch
+    assert all("erased" not in run["history"][0] for run in details["plain"])
+
+
+@pytest.mark.parametrize("stride", [8, 16])
+@pytest.mark.parametrize("crop", [32, 48, 64])
+def test_map_side_is_crop_over_stride(stride: int, crop: int) -> None:
+    model = cam_with_lowcam.CamResNet("resnet18", 5, output_stride=stride).eval()
+    with torch.no_grad():
+        logits, cams = model.forward_maps(torch.randn(2, 3, crop, crop))
+    assert logits.shape == (2, 5) and cams.shape == (2, 5, crop // stride, crop // stride)
+    assert cam_with_lowcam.map_size(crop, stride) == crop // stride
+    # the CAM is the one the classifier uses: its spatial mean is the logit minus the bias
+    assert torch.allclose(cams.mean(dim=(2, 3)) + model.fc.bias, logits, atol=1e-5)
+
+
+def test_no_dilation_and_only_the_first_blocks_unstrided() -> None:
+    model = cam_with_lowcam.CamResNet("resnet18", 3, output_stride=16)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(m.dilation == (1, 1) for m in convs)
+    strided = [m for m in convs if m.stride != (1, 1)]
+    assert len(strided) == 1 + 2 * 2  # conv1 and layer2/layer3's first block (conv + downsample)
+
+
+def test_training_leaves_the_evaluator_frozen_and_erases(tiny_data: Path, tmp_path: Path) -> None:
+    parser = cam_with_lowcam.build_parser()
+    args = cam_with_lowcam.parse_args(parser, ["--data", str(tiny_data), "--out", str(tmp_path), *SMALL])
+    from ornet.data import WSOLDataset, collate, read_cub
+    from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
+
+    split = read_cub(tiny_data, "train")
+    dataset = WSOLDataset(split.samples, train_transform(54, 48, True, IMAGENET_MEAN, IMAGENET_STD))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=6, shuffle=True, collate_fn=collate)
+    torch.manual_seed(0)
+    evaluator_net = cam_with_lowcam.CamResNet("resnet18", 3)
+    model = cam_with_lowcam.CamResNet("resnet18", 3)
+    before = copy.deepcopy(evaluator_net.state_dict())
+    model_before = copy.deepcopy(model.state_dict())
+    parts = cam_with_lowcam.LowcamParts(args, evaluator_net, torch.Generator().manual_seed(0))
+    history = cam_with_lowcam.train(model, lambda epoch: loader, args, 0, parts)
+    after = evaluator_net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics untouched
+    assert not evaluator_net.training and not any(p.requires_grad for p in evaluator_net.parameters())
+    assert any(not torch.equal(model_before[k], v) for k, v in model.state_dict().items())  # it trained
+    assert history[0]["erased"] > 0 and 0 < history[0]["p_mean"] < 1  # erasing was not inert
+
+
+def test_batch_larger_than_the_training_set(tiny_data: Path, tmp_path: Path) -> None:
+    args = ["--data", str(tiny_data), "--out", str(tmp_path), "--resize", "36", "--crop", "32"]
+    args += [
+        "--epochs",
+        "1",
+        "--batch-size",
+        "100",
+        "--area-topk",
+        "3",
+        "--no-progress",
+        "--num-threads",
+        "1",
+    ]
+    assert cam_with_lowcam.main(args) == 0  # 18 training images: one batch of 18, no division by zero
+    details = json.loads((tmp_path / "details.json").read_text())
+    assert details["plain"][0]["history"][0]["ce"] > 0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--output-stride", "32"],
+        ["--area-topk", "4"],  # 3 classes
+        ["--area-topk", "2", "--area-skip", "2"],
+        ["--min-size", "1.5"],
+        ["--erase-prob", "2"],
+        ["--crop", "80"],
+        ["--epochs", "0"],
+    ],
+)
+def test_bad_arguments_are_argparse_errors(
+    tiny_data: Path, tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cam_with_lowcam.main(["--data", str(tiny_data), "--out", str(tmp_path), *extra])
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_weights_file_is_loaded_and_a_wrong_one_named(tmp_path: Path) -> None:
+    import torchvision
+
+    torch.manual_seed(0)
+    source = torchvision.models.resnet18()
+    torch.save(source.state_dict(), tmp_path / "r18.pt")
+    model = cam_with_lowcam.CamResNet("resnet18", 3, weights=str(tmp_path / "r18.pt"))
+    assert torch.equal(model.features[4][0].conv1.weight, source.layer1[0].conv1.weight)
+    assert model.fc.out_features == 3
+    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "r34.pt")
+    with pytest.raises(ValueError, match=r"r34\.pt does not hold a resnet18: .*unexpected"):
+        cam_with_lowcam.CamResNet("resnet18", 3, weights=str(tmp_path / "r34.pt"))

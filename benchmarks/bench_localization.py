@@ -57,17 +57,17 @@ SELECTION_SEED = 0
 
 #: The variants: (name, what differs, spec). Sizes keep one ORNet run near a minute on a 2-core CPU.
 VARIANTS: tuple[tuple[str, str, SyntheticSpec], ...] = (
-    ("base", "4 classes, the demo's generator settings", SyntheticSpec(classes=4, train_per_class=48, test_per_class=24, seed=101)),
-    ("classes-8", "8 classes", SyntheticSpec(classes=8, train_per_class=24, test_per_class=12, seed=202)),
+    ("base", "4 classes, the demo's generator settings", SyntheticSpec(classes=4, train_per_class=40, test_per_class=20, seed=101)),
+    ("classes-8", "8 classes", SyntheticSpec(classes=8, train_per_class=20, test_per_class=10, seed=202)),
     (
         "small-objects",
         "objects 15-35 % of the shorter side (demo: 30-70 %)",
-        SyntheticSpec(classes=4, train_per_class=48, test_per_class=24, min_object=0.15, max_object=0.35, seed=303),
+        SyntheticSpec(classes=4, train_per_class=40, test_per_class=20, min_object=0.15, max_object=0.35, seed=303),
     ),
     (
         "cluttered",
         "40 distractors per image (demo: 12)",
-        SyntheticSpec(classes=4, train_per_class=48, test_per_class=24, clutter=40, seed=404),
+        SyntheticSpec(classes=4, train_per_class=40, test_per_class=20, clutter=40, seed=404),
     ),
 )  # fmt: skip
 
@@ -79,9 +79,9 @@ ORNET_GRID: tuple[dict[str, str], ...] = (
 )
 #: Plug-in candidates (options of examples/cam_with_lowcam.py for the lowcam arm), chosen on validation.
 PLUGIN_GRID: tuple[dict[str, str], ...] = (
-    {"--evaluator-weight": "0.5"},
-    {"--evaluator-weight": "1.0"},
-    {"--evaluator-weight": "2.0"},
+    {"--evaluator-weight": "0.3", "--area-weight": "0.1"},
+    {"--evaluator-weight": "0.3", "--area-weight": "0.3"},
+    {"--evaluator-weight": "1.0", "--area-weight": "0.3"},
 )
 
 
@@ -464,6 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--variants: unknown {unknown}; expected some of {sorted(known)}")
     settings = Settings(args.work.resolve(), args.threads, args.quick)
     started = time.perf_counter()
+    measured_on = environment("cpu")  # the commit the runs start from (later edits do not change it)
     roots = {}
     for name in args.variants:
         _what, spec = known[name]
@@ -544,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "map_size" in row:
                 map_sizes[method] = row["map_size"]
     payload = {
-        "environment": environment("cpu"),
+        "environment": measured_on,
         "command": "python benchmarks/bench_localization.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "seeds": args.seeds,

@@ -1,4 +1,4 @@
-"""The README's Python example runs as written."""
+"""The README's Python example runs as written, and its results table is the benchmark's."""
 
 from __future__ import annotations
 
@@ -21,3 +21,21 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert first_block is not None
     commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines() if line.strip()]
     assert commands == ["make demo", "make test"]
+
+
+def test_readme_results_table_is_the_benchmarks() -> None:
+    """The README's results table is the one ``benchmarks/bench_localization.py`` last wrote, with that
+    run's commit: a stale table fails here."""
+    import json
+    import sys
+
+    root = README.parent
+    results = json.loads((root / "benchmarks" / "results" / "localization.json").read_text())
+    sys.path.insert(0, str(root / "examples"))
+    sys.path.insert(0, str(root))
+    from benchmarks.bench_localization import readme_table
+
+    text = README.read_text()
+    assert readme_table(results) in text
+    assert results["environment"]["commit"] in text
+    assert not results["quick"]

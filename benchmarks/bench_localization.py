@@ -139,16 +139,17 @@ def write_validation_split(source: Path, target: Path, fraction: float = VAL_FRA
 
 
 def prepare_variant(name: str, spec: SyntheticSpec, settings: Settings) -> tuple[Path, Path]:
-    """Write the variant's data set and its validation split (once; reused when present)."""
+    """Write the variant's data set and its validation split (reused while the spec is the same)."""
     base = settings.work / name
     data, val = base / "data", base / "val_data"
     done = base / "data.done"
-    if not done.exists():
-        if data.exists():
-            shutil.rmtree(data)
+    written = json.dumps(dataclasses.asdict(spec))
+    if not done.exists() or done.read_text() != written:  # new or changed: no cached run survives
+        if base.exists():
+            shutil.rmtree(base)
         write_dataset(data, spec)
         write_validation_split(data, val)
-        done.write_text(json.dumps(dataclasses.asdict(spec)))
+        done.write_text(written)
     return data, val
 
 

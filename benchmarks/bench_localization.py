@@ -160,7 +160,7 @@ def _key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _run(command: list[str], log: Path, threads: int, timeout: float) -> float:
+def _run(command: list[str], log: Path, threads: int, timeout: float = 3600) -> float:
     env = dict(os.environ)
     env.pop("TRITON_INTERPRET", None)
     env["OMP_NUM_THREADS"] = str(threads)
@@ -212,36 +212,48 @@ def _ornet_row(metrics: dict[str, Any], row: str) -> dict[str, Any]:
     return result
 
 
+def _cached(cache: Path, out: Path, produce: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``produce()``'s result, computed once: written to ``cache`` atomically (a killed run leaves no
+    half-written cache), read back on later calls; ``out``, the run's folder, starts empty."""
+    if not cache.exists():
+        if out.exists():
+            shutil.rmtree(out)
+        result = produce()
+        tmp = cache.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result))
+        os.replace(tmp, cache)
+    loaded: dict[str, Any] = json.loads(cache.read_text())
+    return loaded
+
+
 def ornet_validation(variant: str, val: Path, settings: Settings) -> list[dict[str, Any]]:
     """Score every ORNet candidate on the validation split; stages 0 and 1 are trained once and shared."""
     base = settings.work / variant / "ornet-val"
+    shared = base / "shared"
     scores = []
-    first = base / "shared"
     for k, overrides in enumerate(ORNET_GRID):
-        cache = base / f"candidate-{_key(overrides)}.json"
-        if not cache.exists():
-            out = base / f"candidate-{_key(overrides)}"
-            args = _ornet_args(val, out, SELECTION_SEED, settings, cam=False) + _flat(overrides)
-            if k == 0:
-                seconds = _run([*args, "--stage", "all"], out / "bench.log", settings.threads, 3600)
-                if first.exists():
-                    shutil.rmtree(first)
-                shutil.copytree(out, first)
+        out = base / f"candidate-{_key(overrides)}"
+        args = _ornet_args(val, out, SELECTION_SEED, settings, cam=False) + _flat(overrides)
+
+        def produce(
+            out: Path = out,
+            args: list[str] = args,
+            overrides: dict[str, str] = overrides,
+            first: bool = k == 0,
+        ) -> dict[str, Any]:
+            if first:
+                seconds = _run([*args, "--stage", "all"], out / "bench.log", settings.threads)
+                if shared.exists():
+                    shutil.rmtree(shared)
+                shutil.copytree(out, shared)
             else:
-                if out.exists():
-                    shutil.rmtree(out)
-                shutil.copytree(first, out)
-                seconds = _run(
-                    [*args, "--stage", "all", "--restart-from", "fine"],
-                    out / "bench.log",
-                    settings.threads,
-                    3600,
-                )
+                shutil.copytree(shared, out)
+                restart = [*args, "--stage", "all", "--restart-from", "fine"]
+                seconds = _run(restart, out / "bench.log", settings.threads)
             metrics = json.loads((out / "metrics.json").read_text())
-            cache.write_text(
-                json.dumps({"overrides": overrides, "fine": _ornet_row(metrics, "fine"), "seconds": seconds})
-            )
-        scores.append(json.loads(cache.read_text()))
+            return {"overrides": overrides, "fine": _ornet_row(metrics, "fine"), "seconds": seconds}
+
+        scores.append(_cached(out.with_suffix(".json"), out, produce))
     return scores
 
 
@@ -250,22 +262,15 @@ def ornet_final(
 ) -> dict[str, Any]:
     """One seed of the chosen ORNet setting on the full training split; the test split's rows."""
     out = settings.work / variant / f"ornet-{_key(overrides)}-seed{seed}"
-    cache = out.with_suffix(".json")
-    if not cache.exists():
-        if out.exists():
-            shutil.rmtree(out)
-        args = _ornet_args(data, out, seed, settings, cam=True) + _flat(overrides) + ["--stage", "all"]
-        seconds = _run(args, out / "bench.log", settings.threads, 3600)
+
+    def produce() -> dict[str, Any]:
+        args = _ornet_args(data, out, seed, settings, cam=True) + _flat(overrides)
+        seconds = _run([*args, "--stage", "all"], out / "bench.log", settings.threads)
         metrics = json.loads((out / "metrics.json").read_text())
-        rows = {
-            "ornet": _ornet_row(metrics, "fine"),
-            "stage1": _ornet_row(metrics, "coarse"),
-            "cam": _ornet_row(metrics, "cam"),
-            "seconds": seconds,
-        }
-        cache.write_text(json.dumps(rows))
-    result: dict[str, Any] = json.loads(cache.read_text())
-    return result
+        rows = {"ornet": "fine", "stage1": "coarse", "cam": "cam"}
+        return {**{name: _ornet_row(metrics, row) for name, row in rows.items()}, "seconds": seconds}
+
+    return _cached(out.with_suffix(".json"), out, produce)
 
 
 def _plugin_args(
@@ -285,12 +290,10 @@ def plugin_run(
 ) -> dict[str, Any]:
     """One seed of both arms of ``cam_with_lowcam.py``; ``{"plain": {...}, "lowcam": {...}}``."""
     out = settings.work / variant / f"plugin-{tag}-{_key(overrides)}-seed{seed}"
-    cache = out.with_suffix(".json")
-    if not cache.exists():
-        if out.exists():
-            shutil.rmtree(out)
+
+    def produce() -> dict[str, Any]:
         seconds = _run(
-            _plugin_args(data, out, seed, settings, overrides), out / "bench.log", settings.threads, 3600
+            _plugin_args(data, out, seed, settings, overrides), out / "bench.log", settings.threads
         )
         results = json.loads((out / "results.json").read_text())
         rows: dict[str, Any] = {"seconds": seconds}
@@ -299,9 +302,9 @@ def plugin_run(
             rows[arm] = {"gt_known": float(entry["gt_known"]), "maxboxacc_v2": float(entry["maxboxacc_v2"])}
             if "map_size" in results.get("config", {}):
                 rows[arm]["map_size"] = results["config"]["map_size"]
-        cache.write_text(json.dumps(rows))
-    result: dict[str, Any] = json.loads(cache.read_text())
-    return result
+        return rows
+
+    return _cached(out.with_suffix(".json"), out, produce)
 
 
 # --------------------------------------------------------------------------------------- aggregation

@@ -76,11 +76,9 @@ def _require_file(path: Path) -> Path:
     return path
 
 
-def _read_records(path: Path, fields: int, sep: str | None = None) -> list[tuple[int, list[str]]]:
-    """``(line number, fields)`` of every non-blank line of ``path``, each with exactly ``fields`` fields.
-
-    With ``sep=None`` fields are split on white space, the last one keeping any spaces in it.
-    """
+def _read_records(path: Path, fields: int) -> list[tuple[int, list[str]]]:
+    """``(line number, fields)`` of every non-blank line of ``path``, each with exactly ``fields`` fields,
+    split on white space (the last one keeps any spaces in it, e.g. a file name)."""
     _require_file(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -91,8 +89,7 @@ def _read_records(path: Path, fields: int, sep: str | None = None) -> list[tuple
         line = raw.strip()
         if not line:
             continue
-        parts = line.split(sep, fields - 1) if sep is None else line.split(sep)
-        parts = [p.strip() for p in parts]
+        parts = [p.strip() for p in line.split(None, fields - 1)]
         if len(parts) != fields or any(p == "" for p in parts):
             raise DataError(path, number, f"expected {fields} fields, got {len(parts)}: {line!r}")
         records.append((number, parts))

@@ -45,15 +45,18 @@ from lowcam.metrics.metadata import (
     wsoleval_gt_boxes,
 )
 from lowcam.metrics.ornet_boxes import boxes_all_pixels
+from lowcam.metrics.picture import plot_localization
 from lowcam.metrics.pxap import PxAP, resize_nearest
 from lowcam.metrics.results import BoxAccuracyResult, PxAPResult
 from lowcam.metrics.run import EvalProtocol, evaluate_model
 from lowcam.metrics.scoremap import ornet_thresholds, prepare_scoremap, quantize_scoremap, wsoleval_thresholds
 from lowcam.metrics.scoremap_writer import ScoremapWriter, write_scoremaps
+from lowcam.metrics.single import BoxFamily, box_from_map
 
 __all__ = [
     "BoxAccuracy",
     "BoxAccuracyResult",
+    "BoxFamily",
     "BoxProtocol",
     "ContourBoxes",
     "CountingMetric",
@@ -67,6 +70,7 @@ __all__ = [
     "WSOLDataset",
     "WSOLMetadata",
     "WSOLSample",
+    "box_from_map",
     "box_iou",
     "boxes_all_pixels",
     "collate_wsol",
@@ -74,6 +78,7 @@ __all__ = [
     "evaluate_model",
     "ornet_gt_boxes",
     "ornet_thresholds",
+    "plot_localization",
     "prepare_scoremap",
     "quantize_scoremap",
     "read_mask",

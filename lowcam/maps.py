@@ -237,7 +237,7 @@ class ClassActivationMapper:
       first call: the last module to finish, before the head runs, whose output has shape
       ``(B, K, h, w)`` with ``K`` the head's ``in_features`` and ``h · w > 1`` (e.g. a ResNet's
       ``layer4``; the global pooling's ``(B, K, 1, 1)`` is skipped). Its name is kept in
-      :attr:`target_name`. A model whose head is not GAP + linear (VGG's ``flatten → MLP``) has no such
+      ``target_name``. A model whose head is not GAP + linear (VGG's ``flatten → MLP``) has no such
       layer: that is a ValueError asking for the layers.
     - ``bias``: CAM leaves the head's bias out (default), which shifts each class map by a constant and
       changes nothing after :func:`normalize_map` or :func:`lowcam.metrics.prepare_scoremap`; with

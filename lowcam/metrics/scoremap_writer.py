@@ -98,7 +98,7 @@ class ScoremapWriter:
     was. Without ``with``, call :meth:`commit` or :meth:`abort`.
 
     An existing ``root`` is replaced only if it looks like a score-map folder (``.npy`` files, sub-folders
-    of them, a manifest): anything else under it is a :class:`FileExistsError`, raised before anything is
+    of them, a manifest): anything else under it is a ``FileExistsError``, raised before anything is
     written, so that a wrong ``root`` never deletes a user's files.
 
     Args:

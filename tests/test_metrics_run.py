@@ -301,3 +301,16 @@ def test_writer_refuses_bad_input_and_a_foreign_folder(tmp_path: Path) -> None:
             writer.write_batch(["b.jpg", "c.jpg"], torch.zeros(1, 2, 2))
     with pytest.raises(RuntimeError, match="already committed"):
         writer.write("d.jpg", torch.zeros(2, 2))
+
+
+def test_import_lowcam_pulls_no_optional_package() -> None:
+    """Pillow, matplotlib, torchvision, timm and OpenCV are imported on first use only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lowcam, lowcam.metrics; "
+        "print(sorted(m for m in ('PIL', 'matplotlib', 'torchvision', 'timm', 'cv2') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

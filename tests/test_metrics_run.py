@@ -314,3 +314,11 @@ def test_import_lowcam_pulls_no_optional_package() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_dataset_takes_numpy_and_torch_integer_indices(tmp_path: Path) -> None:
+    _write_split(tmp_path, "CUB", 2)
+    dataset = metrics.WSOLDataset(tmp_path / "dataset", tmp_path / "metadata", "CUB", "test")
+    assert dataset[np.int64(1)].image_id == dataset[torch.tensor(1)].image_id == dataset[-1].image_id
+    with pytest.raises(TypeError, match="index must be an int, got str"):
+        dataset["0"]  # type: ignore[index]

@@ -9,6 +9,7 @@ OpenImages' masks are read from ``<mask_root>/OpenImages/<mask path>``. The thre
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -283,8 +284,12 @@ class WSOLDataset(Dataset[WSOLSample]):
         return stacked, ignore
 
     def __getitem__(self, index: int) -> WSOLSample:
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
+        if isinstance(index, bool):
+            raise TypeError("index must be an int, got bool")
+        try:
+            index = operator.index(index)  # an int, or a NumPy / torch integer
+        except TypeError:
+            raise TypeError(f"index must be an int, got {type(index).__name__}") from None
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for a split of {n} images")

@@ -97,6 +97,10 @@ class ScoremapWriter:
     staging folder swapped in); on an exception the staging folder is removed and ``root`` is left as it
     was. Without ``with``, call :meth:`commit` or :meth:`abort`.
 
+    One writer per ``root`` at a time: a new writer removes the ``.partial-*`` and ``.old-*`` siblings it
+    finds, which a second writer running at once (e.g. every rank of a distributed job) would still be
+    using; write from one process.
+
     An existing ``root`` is replaced only if it looks like a score-map folder (``.npy`` files, sub-folders
     of them, a manifest): anything else under it is a ``FileExistsError``, raised before anything is
     written, so that a wrong ``root`` never deletes a user's files.

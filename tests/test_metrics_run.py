@@ -322,3 +322,28 @@ def test_dataset_takes_numpy_and_torch_integer_indices(tmp_path: Path) -> None:
     assert dataset[np.int64(1)].image_id == dataset[torch.tensor(1)].image_id == dataset[-1].image_id
     with pytest.raises(TypeError, match="index must be an int, got str"):
         dataset["0"]  # type: ignore[index]
+
+
+def test_the_docs_five_line_evaluation_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/evaluate.md's evaluate_cam on a generated ILSVRC-format split equals lowcam-eval on its maps."""
+    import re
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "evaluate.md"
+    if not page.is_file():
+        pytest.skip("docs/ is not shipped in the sdist")
+    (block,) = [
+        b for b in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S) if "evaluate_cam" in b
+    ]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, str(page), "exec"), namespace)
+    _write_split(tmp_path, "ILSVRC", 5, seed=2)
+    result = namespace["evaluate_cam"](
+        _tiny_model(), tmp_path / "dataset", tmp_path / "metadata", "ILSVRC", "test", tmp_path / "maps"
+    )
+    report = _lowcam_eval(
+        capsys,
+        *("--scoremap_root", str(tmp_path / "maps"), "--metadata_root", str(tmp_path / "metadata")),
+        *("--dataset_name", "ILSVRC", "--split", "test", "--cam_curve_interval", "0.001"),
+        *("--multi_contour_eval", "--multi_iou_eval"),
+    )
+    assert report["localization"] == pytest.approx(result.value, abs=1e-9)

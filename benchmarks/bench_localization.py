@@ -418,7 +418,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += ["", "Chosen on validation (seed 0):"]
     for variant, chosen in payload["chosen"].items():
         lines.append(f"- `{variant}`: ORNet {chosen.get('ornet', '—')}; lowcam {chosen.get('lowcam', '—')}")
-    lines += ["", "Targets (issue 10):"]
+    lines += ["", "Targets:"]
     t = summary["targets"]
     if "ornet_vs_cam_gt_known" in t:
         o = t["ornet_vs_cam_gt_known"]

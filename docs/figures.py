@@ -243,12 +243,37 @@ def evaluator_figure(out: Path) -> Path:
     return save(fig, out, "evaluator_masking")
 
 
+def localization_figure(out: Path) -> Path:
+    """metrics.box_from_map and metrics.plot_localization on a synthetic image and a coarse 14 × 14 map."""
+    from lowcam import metrics
+
+    size = 112
+    y = torch.arange(size, dtype=torch.float32).view(-1, 1)
+    x = torch.arange(size, dtype=torch.float32).view(1, -1)
+    inside = (((y - 48) / 26) ** 2 + ((x - 44) / 32) ** 2) <= 1  # the object: an ellipse
+    image = torch.stack([0.35 + 0.5 * inside, 0.35 + 0.25 * inside, 0.35 - 0.1 * inside])
+    gt = torch.tensor([[12.0, 22.0, 76.0, 74.0]])  # its box
+    cy = torch.arange(14, dtype=torch.float32).view(-1, 1) + 0.5  # a coarse map, as a stride-8 CAM would be
+    cx = torch.arange(14, dtype=torch.float32).view(1, -1) + 0.5
+    cam = torch.exp(-(((cy - 6.0) / 2.6) ** 2 + ((cx - 5.0) / 3.2) ** 2))  # on the object, a little short
+    cam = (cam + 0.7 * torch.exp(-(((cy - 11.5) / 1.0) ** 2 + ((cx - 11.5) / 1.0) ** 2))).view(1, 14, 14)
+    scoremap = metrics.prepare_scoremap(cam, size=size)[0]
+    fig, axes = plt.subplots(1, 2, figsize=(5.2, 2.7))
+    for ax, (protocol, tau) in zip(axes, [("wsoleval", 0.35), ("ornet", 0.35)]):
+        box = metrics.box_from_map(scoremap, tau, protocol=protocol)  # type: ignore[arg-type]
+        title = f'"{protocol}" box at τ = {tau}'
+        metrics.plot_localization(image, cam[0], box, gt, ax=ax, title=title)
+    fig.text(0.5, 0.02, "map (overlay), predicted box (solid), ground truth (dashed)", ha="center")
+    return save(fig, out, "localization_boxes")
+
+
 FIGURES: list[Callable[[Path], Path]] = [
     entropy_figure,
     area_figure,
     erasing_figure,
     generator_figure,
     evaluator_figure,
+    localization_figure,
 ]
 
 

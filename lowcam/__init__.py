@@ -11,11 +11,18 @@ from lowcam.erasing import AttentiveErasing, ErasingOutput, attentive_erasing
 from lowcam.evaluator import Evaluator
 from lowcam.generator import GeneratorOutput, LowLevelActivationGenerator
 from lowcam.losses import AreaLoss, WeightedEntropyLoss, area_loss, weighted_entropy_loss
-from lowcam.maps import cam_class_maps, normalize_map, select_class_map
+from lowcam.maps import (
+    ClassActivationMapper,
+    cam_class_maps,
+    class_activation_maps,
+    normalize_map,
+    select_class_map,
+)
 
 __all__ = [
     "AreaLoss",
     "AttentiveErasing",
+    "ClassActivationMapper",
     "ErasingOutput",
     "Evaluator",
     "GeneratorOutput",
@@ -25,6 +32,7 @@ __all__ = [
     "area_loss",
     "attentive_erasing",
     "cam_class_maps",
+    "class_activation_maps",
     "metrics",
     "normalize_map",
     "select_class_map",

@@ -33,6 +33,7 @@ from typing import Any
 from lowcam.metrics.accuracy import BoxAccuracy, BoxProtocol
 from lowcam.metrics.base import CountingMetric
 from lowcam.metrics.contours import ContourBoxes, contour_boxes
+from lowcam.metrics.dataset import WSOLBatch, WSOLDataset, WSOLSample, collate_wsol
 from lowcam.metrics.iou import box_iou
 from lowcam.metrics.metadata import (
     DataError,
@@ -44,31 +45,46 @@ from lowcam.metrics.metadata import (
     wsoleval_gt_boxes,
 )
 from lowcam.metrics.ornet_boxes import boxes_all_pixels
+from lowcam.metrics.picture import plot_localization
 from lowcam.metrics.pxap import PxAP, resize_nearest
 from lowcam.metrics.results import BoxAccuracyResult, PxAPResult
+from lowcam.metrics.run import EvalProtocol, evaluate_model
 from lowcam.metrics.scoremap import ornet_thresholds, prepare_scoremap, quantize_scoremap, wsoleval_thresholds
+from lowcam.metrics.scoremap_writer import ScoremapWriter, write_scoremaps
+from lowcam.metrics.single import BoxFamily, box_from_map
 
 __all__ = [
     "BoxAccuracy",
     "BoxAccuracyResult",
+    "BoxFamily",
     "BoxProtocol",
     "ContourBoxes",
     "CountingMetric",
     "DataError",
+    "EvalProtocol",
     "MaskRef",
     "PxAP",
     "PxAPResult",
+    "ScoremapWriter",
+    "WSOLBatch",
+    "WSOLDataset",
     "WSOLMetadata",
+    "WSOLSample",
+    "box_from_map",
     "box_iou",
     "boxes_all_pixels",
+    "collate_wsol",
     "contour_boxes",
+    "evaluate_model",
     "ornet_gt_boxes",
     "ornet_thresholds",
+    "plot_localization",
     "prepare_scoremap",
     "quantize_scoremap",
     "read_mask",
     "read_wsol_metadata",
     "resize_nearest",
+    "write_scoremaps",
     "wsoleval_gt_boxes",
     "wsoleval_thresholds",
 ]

@@ -295,8 +295,8 @@ class BoxAccuracy(CountingMetric):
         Returns:
             A :class:`~lowcam.metrics.BoxAccuracyResult`: ``value``, ``acc`` / ``threshold`` per δ, the
             accuracy ``curve`` over the thresholds, ``counts``, ``n`` and, for "ornet", ``gt_known``,
-            ``top1_loc`` and ``top5_loc`` (None without logits); also readable as the ``dict`` of earlier
-            versions (``result["acc"][0.5]``).
+            ``top1_loc`` and ``top5_loc`` (None without logits); also readable as a ``dict``
+            (``result["acc"][0.5]``).
 
         Raises:
             RuntimeError: no image was seen (on any process).

@@ -184,7 +184,7 @@ class PxAP(CountingMetric):
         first: call it on every rank; every rank gets the same result.
 
         Returns:
-            A :class:`~lowcam.metrics.PxAPResult`, also the ``dict`` of earlier versions:
+            A :class:`~lowcam.metrics.PxAPResult`, also readable as a ``dict``:
             ``{"value": float, "precision": (T + 2,) float64, "recall": (T + 2,) float64, "n": images}``.
 
         Raises:

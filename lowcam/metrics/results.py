@@ -1,8 +1,7 @@
 """The results of ``compute()``: typed attributes, flat float scalars for loggers, and plots.
 
-Each result is also a ``dict`` holding the keys of earlier lowcam versions (``result["acc"][0.5]``), so code
-written against them keeps working; new code reads the attributes (``result.acc[0.5]``) or
-:meth:`~BoxAccuracyResult.scalars`.
+Each result is also a ``dict`` (``result["acc"][0.5]``); the typed way to read it is its attributes
+(``result.acc[0.5]``) or :meth:`~BoxAccuracyResult.scalars`.
 """
 
 from __future__ import annotations

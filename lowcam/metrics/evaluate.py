@@ -213,17 +213,21 @@ def _batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
 # -------------------------------------------------------------------------------------------- results
 
 
-def _read_result(result: dict[str, Any], iou_percents: Sequence[int] | None) -> dict[str, Any]:
+def _read_result(
+    result: metrics.BoxAccuracyResult | metrics.PxAPResult, iou_percents: Sequence[int] | None
+) -> dict[str, Any]:
     """Everything the script reads from a metric's ``compute()`` result, in one place.
 
     Returns ``{"n": images, "value": headline from the metric}`` and, for box metrics (``iou_percents``
     given, in the order the metric was built with), ``"acc"`` and ``"threshold"``: per IoU percent, the
     accuracy in percent at the best score-map threshold and that threshold.
     """
-    out: dict[str, Any] = {"n": int(result["n"]), "value": float(result["value"])}
-    if iou_percents is not None:
-        out["acc"] = {p: float(result["acc"][p / 100]) for p in iou_percents}
-        out["threshold"] = {p: float(result["threshold"][p / 100]) for p in iou_percents}
+    out: dict[str, Any] = {"n": result.n, "value": result.value}
+    if iou_percents is not None and isinstance(result, metrics.BoxAccuracyResult):
+        flat = result.scalars()  # thresholds as grid values (0.287, not 0.28700000000000003)
+        keys = {p: f"{p / 100:g}" for p in iou_percents}
+        out["acc"] = {p: flat[f"acc@{keys[p]}"] for p in iou_percents}
+        out["threshold"] = {p: flat[f"threshold@{keys[p]}"] for p in iou_percents}
     return out
 
 
@@ -271,10 +275,11 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if masks:
         metric = metrics.PxAP(thresholds=thresholds)
     else:
-        metric = metrics.BoxAccuracy(
-            "maxboxacc_v2" if args.multi_contour_eval else "maxboxacc",
+        metric = metrics.MaxBoxAcc(
+            2 if args.multi_contour_eval else 1,
             thresholds=thresholds,
             iou_thresholds=[p / 100 for p in ious],
+            boxes_outside="keep" if args.keep_boxes_outside_image else "error",
         )
     ids = _progress(meta.image_ids, enabled=not args.no_progress)
     for batch in _batches(ids, args.batch_size):

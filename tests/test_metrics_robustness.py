@@ -235,3 +235,56 @@ def test_pxap_scores_below_the_first_threshold_are_explained() -> None:
         metrics.PxAP(thresholds=[0.5, 0.9]).update(maps, masks).compute()
     with pytest.raises(RuntimeError, match="no foreground pixel"):
         metrics.PxAP().update(maps, torch.zeros(2, 6, 6)).compute()
+
+
+# -- memory of the contour engine ------------------------------------------------------------------------
+
+
+def test_contour_chunks_are_bounded_by_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # before: 8 maps per CPU chunk whatever their size (a 4096² map alone took 2.7 GB)
+    from lowcam.metrics import maxboxacc
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert maxboxacc._default_chunk(224, 224, cpu) == 8
+    assert maxboxacc._default_chunk(224, 224, gpu) == 128
+    assert maxboxacc._default_chunk(700, 700, cpu) == 2
+    assert maxboxacc._default_chunk(4096, 4096, cpu) == 1
+    seen: list[int] = []
+    real = maxboxacc._count_contours
+
+    def spy(u8: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        seen.append(u8.shape[0])
+        return real(u8, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(maxboxacc, "_count_contours", spy)
+    maps = torch.zeros(5, 700, 700, dtype=torch.float64)
+    maps[:, 100:300, 200:400] = 1.0
+    out = metrics.MaxBoxAcc(1, thresholds=[0.5]).update(maps, [torch.tensor([[200, 100, 399, 299]])] * 5)
+    assert seen == [2, 2, 1] and out.compute().value == 100.0
+
+
+def test_functional_forms_equal_the_classes() -> None:
+    rng = np.random.default_rng(3)
+    maps = torch.from_numpy(np.stack(stress_maps(rng, 16, 16)))
+    gts = [torch.from_numpy(g) for g in stress_gt(rng, 16, 16, len(maps))]
+    for version in (1, 2):
+        one_shot = metrics.max_box_acc(maps, gts, version=version)  # type: ignore[arg-type]
+        cls = metrics.MaxBoxAcc(version).update(maps, gts).compute()  # type: ignore[arg-type]
+        assert one_shot.scalars() == cls.scalars()
+    logits, targets = torch.rand(len(maps), 4), torch.arange(len(maps)) % 4
+    one_shot = metrics.localization_accuracy(maps, gts, logits=logits, targets=targets, image_size=16)
+    cls = (
+        metrics.LocalizationAccuracy(image_size=16)
+        .update(maps, gts, logits=logits, targets=targets)
+        .compute()
+    )
+    assert one_shot.scalars() == cls.scalars() and one_shot.top1_loc is not None
+    assert isinstance(metrics.BoxAccuracy("ornet"), metrics.LocalizationAccuracy)
+    assert metrics.BoxAccuracy("maxboxacc").version == 1  # type: ignore[union-attr]
+    assert metrics.BoxAccuracy().version == 2  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="image_size applies to protocol 'ornet' only"):
+        metrics.BoxAccuracy("maxboxacc", image_size=16)
+    with pytest.raises(ValueError, match="version must be 1"):
+        metrics.MaxBoxAcc(3)  # type: ignore[arg-type]
+    for metric in (metrics.LocalizationAccuracy, metrics.MaxBoxAcc, metrics.PxAP):
+        assert metric.higher_is_better is True

@@ -166,15 +166,10 @@ class BoxAccuracy:
     ``MaxBoxAcc(version=1, ...)`` and ``BoxAccuracy("maxboxacc_v2", ...)`` is ``MaxBoxAcc(version=2, ...)``
     (as ``torchmetrics.Accuracy(task=...)`` returns the class of the task).
 
-    Args:
-        protocol: ``"ornet"``, ``"maxboxacc"`` or ``"maxboxacc_v2"`` (default).
-        image_size: "ornet" only (see :class:`~lowcam.metrics.LocalizationAccuracy`).
-        chunk_size: the contour protocols only (see :class:`~lowcam.metrics.MaxBoxAcc`).
-        cpu_threads: the contour protocols only.
-        **kwargs: the other arguments of the class (``thresholds``, ``iou_thresholds``, ...).
-
-    Raises:
-        ValueError: an unknown protocol, or an argument the protocol does not take.
+    ``BoxAccuracy(protocol="maxboxacc_v2", *, image_size=None, chunk_size=None, cpu_threads=1, **kwargs)``:
+    ``image_size`` is for "ornet" only, ``chunk_size`` and ``cpu_threads`` for the contour protocols only, and
+    ``kwargs`` are the other arguments of the class (``thresholds``, ``iou_thresholds``, ...). An unknown
+    protocol, or an argument the protocol does not take, is a ``ValueError``.
 
     Example:
         >>> from lowcam import metrics

@@ -115,7 +115,8 @@ class LocalizationAccuracy(_BoxMetric):
         >>> import torch
         >>> maps = torch.zeros(1, 4, 4)
         >>> maps[0, 1:3, 1:3] = 0.9
-        >>> out = LocalizationAccuracy(image_size=8).update(maps, [torch.tensor([[2.0, 2.0, 4.0, 4.0]])]).compute()
+        >>> metric = LocalizationAccuracy(image_size=16)  # boxes in a 16 x 16 image: s = 16 / 4
+        >>> out = metric.update(maps, [torch.tensor([[4.0, 4.0, 8.0, 8.0]])]).compute()
         >>> out.gt_known, out.scalars()["threshold@0.5"]
         (100.0, 0.05)
     """
@@ -245,7 +246,7 @@ def localization_accuracy(
         >>> import torch
         >>> maps = torch.zeros(2, 4, 4)
         >>> maps[:, 1:3, 1:3] = 0.9
-        >>> gt = [torch.tensor([[2.0, 2.0, 4.0, 4.0]]), torch.tensor([[8.0, 8.0, 15.0, 15.0]])]
+        >>> gt = [torch.tensor([[4.0, 4.0, 8.0, 8.0]]), torch.tensor([[8.0, 8.0, 15.0, 15.0]])]
         >>> localization_accuracy(maps, gt, image_size=16).gt_known
         50.0
     """

@@ -255,7 +255,7 @@ def max_box_acc(
         >>> import torch
         >>> maps = torch.zeros(1, 8, 8, dtype=torch.float64)
         >>> maps[0, 2:6, 2:6] = 1.0
-        >>> max_box_acc(maps, [torch.tensor([[2, 2, 5, 5]])]).value
+        >>> max_box_acc(maps, [torch.tensor([[2, 2, 6, 6]])]).value  # the contour's box, clipped at W - 1
         100.0
     """
     metric = MaxBoxAcc(

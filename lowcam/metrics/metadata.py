@@ -106,11 +106,16 @@ def _read_records(path: Path, fields: int, *, last_may_be_empty: bool = False) -
     if not path.is_file():
         raise DataError(path, None, "file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(
+            encoding="utf-8-sig"
+        )  # a UTF-8 byte-order mark (some editors write one) is dropped
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(path, None, f"cannot read: {error}") from error
     records = []
     for number, raw in enumerate(text.splitlines(), start=1):
+        if "\x00" in raw or "\ufeff" in raw:
+            what = "a NUL byte" if "\x00" in raw else "a byte-order mark inside the file"
+            raise DataError(path, number, f"holds {what}: {raw!r:.80}; expected plain UTF-8 text")
         line = raw.strip()
         if not line:
             continue

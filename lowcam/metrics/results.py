@@ -34,13 +34,13 @@ def _key(delta: float) -> str:
 
 
 class BoxAccuracyResult:
-    """What :meth:`~lowcam.metrics.LocalizationAccuracy.compute` and :meth:`~lowcam.metrics.MaxBoxAcc.compute`
-    return.
+    """What ``compute()`` of :class:`~lowcam.metrics.LocalizationAccuracy` and :class:`~lowcam.metrics.MaxBoxAcc`
+    returns.
 
     Built from the correct counts; every number is in percent of the ``n`` images. The accuracy at IoU
     threshold ``δ`` is the best over the map thresholds τ (the first τ reaching it); the value is the mean
     over ``δ``. :meth:`scalars` gives flat floats for loggers, :meth:`to_dict` everything as plain floats
-    and lists that :func:`json.dumps` accepts.
+    and lists that ``json.dumps`` accepts.
 
     Attributes:
         protocol: ``"ornet"``, ``"maxboxacc"`` or ``"maxboxacc_v2"``.
@@ -199,7 +199,7 @@ class BoxAccuracyResult:
         return {prefix + k: v for k, v in out.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything as plain Python values that :func:`json.dumps` accepts.
+        """Everything as plain Python values that ``json.dumps`` accepts.
 
         Keys: ``"protocol"``, ``"value"``, ``"n"``, ``"acc"`` and ``"threshold"`` (``{"0.5": float}``, the
         threshold as its grid value), ``"counts"`` (``{"0.5": [int, ...]}``), ``"thresholds"`` (the τ, as
@@ -299,7 +299,7 @@ class PxAPResult:
         return {prefix + "value": self.value, prefix + "n": float(self.n)}
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"value", "n", "precision", "recall"}`` as plain floats and lists (:func:`json.dumps` accepts it)."""
+        """``{"value", "n", "precision", "recall"}`` as plain floats and lists (``json.dumps`` accepts it)."""
         return {
             "value": self.value,
             "n": self.n,

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from metrics_reference import ref_wsoleval_counts, stress_gt, stress_maps
+from metrics_reference import ref_prepare_scoremap, ref_wsoleval_counts, stress_gt, stress_maps
 
 import lowcam
 from lowcam import metrics
@@ -24,12 +24,15 @@ def test_prepare_scoremap_of_a_constant_map_is_zero(side: int, value: float) -> 
     assert float(out.abs().max()) == 0.0
 
 
-def test_collapsed_maps_score_what_the_reference_scores() -> None:
-    # before: 32 collapsed 16 x 16 maps scored 33.3 % MaxBoxAccV2; the reference path gives 0 %
+@pytest.mark.parametrize("box", [[56.0, 56.0, 167.0, 167.0], [0.0, 0.0, 223.0, 223.0]])
+def test_collapsed_maps_score_what_the_reference_scores(box: list[float]) -> None:
+    # before: 32 collapsed 16 x 16 maps scored 33.3 % (100 % with a whole-image box) MaxBoxAccV2;
+    # the reference's path (OpenCV's bicubic resize, then min-max) gives 0 %
     maps = metrics.prepare_scoremap(torch.ones(32, 16, 16), 224)
-    gts = [torch.tensor([[100.0, 100.0, 180.0, 180.0]])] * 32
+    gts = [torch.tensor([box])] * 32
     out = metrics.BoxAccuracy("maxboxacc_v2").update(maps, gts).compute()
-    want = ref_wsoleval_counts(list(maps.numpy()), [g.numpy() for g in gts], multi=True)
+    reference = [ref_prepare_scoremap(np.ones((16, 16)))] * 32
+    want = ref_wsoleval_counts(reference, [g.numpy() for g in gts], multi=True)
     assert out.value == 100.0 * want.max(1).mean() / 32 == 0.0
 
 

@@ -291,3 +291,15 @@ def test_functional_forms_equal_the_classes() -> None:
         metrics.MaxBoxAcc(3)  # type: ignore[arg-type]
     for metric in (metrics.LocalizationAccuracy, metrics.MaxBoxAcc, metrics.PxAP):
         assert metric.higher_is_better is True
+
+
+# -- inputs on several devices ---------------------------------------------------------------------------
+
+
+def test_gt_box_helpers_follow_the_boxes_device_and_box_iou_names_a_mismatch() -> None:
+    # before: boxes on another device than the CPU failed inside the arithmetic (CPU scale tensors)
+    meta = torch.tensor([[45.0, 10.0, 79.0, 30.0]], device="meta")
+    assert metrics.wsoleval_gt_boxes(meta, (80, 40)).device.type == "meta"
+    assert metrics.ornet_gt_boxes(meta, (80, 40)).device.type == "meta"
+    with pytest.raises(ValueError, match="boxes1 is on cpu but boxes2 is on meta"):
+        metrics.box_iou(torch.zeros(4), torch.zeros(4, device="meta"), plus_one=True)

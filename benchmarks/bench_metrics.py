@@ -96,7 +96,7 @@ def run_case(
         gts = gt_boxes(n, 224.0, seed=1)
     maps_dev = maps.to(device)
 
-    def lowcam_run() -> dict[str, Any]:
+    def lowcam_run() -> metrics.BoxAccuracyResult:
         return metrics.BoxAccuracy(protocol).update(maps_dev, gts).compute()  # type: ignore[arg-type]
 
     stats = time_fn(lowcam_run, device=device, warmup=1, repeats=repeats)
@@ -110,7 +110,7 @@ def run_case(
         "lowcam_p20_ms": stats["p20_ms"],
         "lowcam_p80_ms": stats["p80_ms"],
         "peak_mem_mb": stats["peak_mem_mb"],
-        "value": out["value"],
+        "value": out.value,
     }
     if cv2 is None:
         row["reference"] = "cv2 not installed"
@@ -129,7 +129,7 @@ def run_case(
         )
     ref_s = time.perf_counter() - start
     check = metrics.BoxAccuracy(protocol).update(maps_dev[:ref_n], gts[:ref_n]).compute()  # type: ignore[arg-type]
-    got = np.stack([c.numpy() for c in check["counts"].values()])
+    got = np.stack([c.numpy() for c in check.counts.values()])
     row["reference_images"] = ref_n
     row["reference_ms_per_image"] = ref_s * 1e3 / ref_n
     row["speedup"] = row["reference_ms_per_image"] / row["lowcam_ms_per_image"]

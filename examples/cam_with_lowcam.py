@@ -294,9 +294,9 @@ def evaluate(
         )
     o, w = ornet.compute(), v2.compute()
     return {
-        "gt_known": float(o["gt_known"]),
-        "top1_loc": float(o["top1_loc"]),
-        "maxboxacc_v2": float(w["value"]),
+        "gt_known": float(o.gt_known or 0.0),
+        "top1_loc": float(o.top1_loc or 0.0),
+        "maxboxacc_v2": w.value,
         "top1_cls": 100.0 * correct / max(total, 1),
     }
 

@@ -33,6 +33,7 @@ from typing import Any, Literal, TypeAlias
 import torch
 
 from lowcam._checks import check_shape, check_tensor, compute_dtype
+from lowcam.metrics.scoremap import _min_max
 
 NormalizeMethod: TypeAlias = Literal["minmax", "peak"]
 _METHODS = ("minmax", "peak")
@@ -143,8 +144,11 @@ def normalize_map(
       0, so a map's zero level keeps its meaning.
 
     A map whose denominator is not above ``eps`` (a constant map, or for ``"peak"`` a map with no positive
-    value) becomes all zeros, as does a map holding a NaN — the convention of
-    :func:`lowcam.metrics.prepare_scoremap`. The statistics are taken over the last two dimensions, for
+    value) becomes all zeros, as does a map holding a NaN or an infinite value — the convention of
+    :func:`lowcam.metrics.prepare_scoremap`. For ``"minmax"``, a map whose range is within 64 units in the
+    last place of its largest magnitude counts as constant too (rounding noise is not stretched to
+    ``[0, 1]``), and a range that overflows the dtype (e.g. ``±3e38`` in float32) is computed from halved
+    values, so every output lies in ``[0, 1]``. The statistics are taken over the last two dimensions, for
     every sample and channel. Math runs in float32 (float64 for float64 input); the result has the input's
     dtype. Gradients flow through the maps and their extremes (the scale is not detached).
 
@@ -175,15 +179,14 @@ def normalize_map(
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     x = maps.to(compute_dtype(maps.dtype))
     high = x.amax(dim=(2, 3), keepdim=True)
+    low = x.amin(dim=(2, 3), keepdim=True)
+    finite = torch.isfinite(low) & torch.isfinite(high)  # False for NaN too
     if method == "minmax":
-        low = x.amin(dim=(2, 3), keepdim=True)
-        shifted = x - low
-        scale = high - low
+        out = _min_max(x, low, high, finite & ((high - low) > eps))
     else:
-        shifted = x.clamp_min(0.0)
-        scale = high
-    valid = scale > eps  # False for NaN too
-    out = torch.where(valid, shifted / torch.where(valid, scale, torch.ones_like(scale)), torch.zeros_like(x))
+        valid = finite & (high > eps)
+        scale = torch.where(valid, high, torch.ones_like(high))
+        out = torch.where(valid, x.clamp_min(0.0) / scale, torch.zeros_like(x))
     return out.to(maps.dtype)
 
 

@@ -390,7 +390,7 @@ def test_scoremaps_on_disk_in_the_wsoleval_layout(trained: Path, tiny_data: Path
     v2 = metrics.BoxAccuracy("maxboxacc_v2")
     v2.update(torch.stack(maps).double(), boxes)
     expected = json.loads((out / "metrics.json").read_text())["fine"]["maxboxacc_v2"]["value"]
-    assert v2.compute()["value"] == pytest.approx(expected)
+    assert v2.compute().value == pytest.approx(expected)
 
 
 def _evaluate_on_rank(rank: int, args: list[str], port: int, folder: str) -> None:

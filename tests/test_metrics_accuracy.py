@@ -40,15 +40,15 @@ def test_wsoleval_counts_equal_reference(protocol: str, h: int, w: int) -> None:
         batch = torch.from_numpy(np.stack(maps[part]))
         metric.update(batch, [torch.from_numpy(g) for g in gts[part]])
     out = metric.compute()
-    got = np.stack([out["counts"][d].numpy() for d in deltas])
+    got = np.stack([out.counts[d].numpy() for d in deltas])
     np.testing.assert_array_equal(got, expected)
-    assert out["n"] == len(maps)
+    assert out.n == len(maps)
     assert got.sum() > 0
     acc = expected * 100.0 / len(maps)
     for i, d in enumerate(deltas):
-        assert out["acc"][d] == acc[i].max()
-        assert out["threshold"][d] == ref_wsoleval_thresholds()[acc[i].argmax()]
-    assert out["value"] == pytest.approx(np.mean(acc.max(1)), abs=1e-12)
+        assert out.acc[d] == acc[i].max()
+        assert out.threshold[d] == ref_wsoleval_thresholds()[acc[i].argmax()]
+    assert out.value == pytest.approx(np.mean(acc.max(1)), abs=1e-12)
 
 
 def test_v1_and_v2_differ_where_they_should() -> None:
@@ -59,8 +59,8 @@ def test_v1_and_v2_differ_where_they_should() -> None:
     gt = [torch.tensor([[1, 1, 16, 2]])]
     v1 = metrics.BoxAccuracy("maxboxacc").update(torch.from_numpy(m), gt).compute()
     v2 = metrics.BoxAccuracy("maxboxacc_v2", iou_thresholds=(0.5,)).update(torch.from_numpy(m), gt).compute()
-    assert v1["value"] == 0.0
-    assert v2["value"] == 100.0
+    assert v1.value == 0.0
+    assert v2.value == 100.0
 
 
 def test_prepared_scoremaps_end_to_end() -> None:
@@ -72,7 +72,7 @@ def test_prepared_scoremaps_end_to_end() -> None:
     gts = stress_gt(rng, 32, 32, 4)
     metric = metrics.BoxAccuracy("maxboxacc_v2").update(prepared, [torch.from_numpy(g) for g in gts])
     expected = ref_wsoleval_counts(list(prepared.numpy()), gts, multi=True, iou_thresholds=(0.3, 0.5, 0.7))
-    got = np.stack([c.numpy() for c in metric.compute()["counts"].values()])
+    got = np.stack([c.numpy() for c in metric.compute().counts.values()])
     np.testing.assert_array_equal(got, expected)
 
 
@@ -83,7 +83,7 @@ def test_chunk_size_does_not_change_counts() -> None:
     a = metrics.BoxAccuracy("maxboxacc_v2", chunk_size=1).update(batch, boxes).compute()
     b = metrics.BoxAccuracy("maxboxacc_v2", chunk_size=64).update(batch, boxes).compute()
     for d in (0.3, 0.5, 0.7):
-        assert torch.equal(a["counts"][d], b["counts"][d])
+        assert torch.equal(a.counts[d], b.counts[d])
 
 
 def test_ornet_counts_equal_reference() -> None:
@@ -115,14 +115,14 @@ def test_ornet_counts_equal_reference() -> None:
         targets=torch.from_numpy(targets),
     )
     out = metric.compute()
-    np.testing.assert_array_equal(out["counts"][0.5].numpy(), known)
-    np.testing.assert_array_equal(out["top1_counts"][0.5].numpy(), top1)
-    np.testing.assert_array_equal(out["top5_counts"][0.5].numpy(), top5)
+    np.testing.assert_array_equal(out.counts[0.5].numpy(), known)
+    np.testing.assert_array_equal(out.top1_counts[0.5].numpy(), top1)  # type: ignore[index]
+    np.testing.assert_array_equal(out.top5_counts[0.5].numpy(), top5)  # type: ignore[index]
     j = int(np.argmax(known))
-    assert out["gt_known"] == known[j] * 100.0 / b == out["value"]
-    assert out["top1_loc"] == top1[j] * 100.0 / b
-    assert out["top5_loc"] == top5[j] * 100.0 / b
-    assert out["threshold"][0.5] == taus[j]
+    assert out.gt_known == known[j] * 100.0 / b == out.value
+    assert out.top1_loc == top1[j] * 100.0 / b
+    assert out.top5_loc == top5[j] * 100.0 / b
+    assert out.threshold[0.5] == taus[j]
     assert known.sum() > 0
 
 
@@ -170,10 +170,10 @@ def test_thresholds_equal_numpy() -> None:
 
 def test_reset_and_compute_before_update() -> None:
     metric = metrics.BoxAccuracy("maxboxacc")
-    with pytest.raises(RuntimeError, match="before any update"):
+    with pytest.raises(RuntimeError, match="no image was evaluated"):
         metric.compute()
     metric.update(torch.zeros(1, 4, 4), [torch.tensor([[0, 0, 1, 1]])])
-    assert metric.compute()["n"] == 1
+    assert metric.compute().n == 1
     metric.reset()
     with pytest.raises(RuntimeError):
         metric.compute()
@@ -225,7 +225,7 @@ def test_ornet_rejects_infinite_maps_but_takes_nan() -> None:
 @pytest.mark.parametrize("shape", [(7, 1, 1), (4, 9, 5), (3, 2, 1)])
 def test_boxes_all_pixels_nan_free_path_matches_loop(shape: tuple[int, int, int]) -> None:
     """The path for maps known to hold no NaN (used by ``BoxAccuracy``) gives the loop's boxes, ties included."""
-    from lowcam.metrics.ornet_boxes import all_pixel_boxes as _boxes_all_pixels
+    from lowcam.metrics.ornet_boxes import _boxes_all_pixels
 
     rng = np.random.default_rng(sum(shape))
     maps = (rng.integers(0, 5, shape) / 4).astype(np.float32)  # ties with the thresholds
@@ -276,5 +276,5 @@ def test_cuda_counts_equal_cpu(protocol: str) -> None:
         batch = batch.clamp(0, 1)
     cpu = metrics.BoxAccuracy(protocol).update(batch, boxes).compute()
     gpu = metrics.BoxAccuracy(protocol).update(batch.cuda(), [g.cuda() for g in boxes]).compute()
-    for delta, counts in cpu["counts"].items():
-        assert torch.equal(gpu["counts"][delta].cpu(), counts), delta
+    for delta, counts in cpu.counts.items():
+        assert torch.equal(gpu.counts[delta].cpu(), counts), delta

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ def test_state_dict_round_trip_resumes_the_count(protocol: str) -> None:
     whole = metrics.BoxAccuracy(protocol, **kwargs).update(maps, gts).compute()  # type: ignore[arg-type]
     first = metrics.BoxAccuracy(protocol, **kwargs).update(maps[:5], gts[:5])  # type: ignore[arg-type]
     saved = first.state_dict()
-    assert all(v.dtype == torch.int64 for v in saved.values())
+    assert all(v.dtype == torch.int64 for k, v in saved.items() if not k.startswith("config/"))
     resumed = metrics.BoxAccuracy(protocol, **kwargs)  # type: ignore[arg-type]
     resumed.load_state_dict(saved)
     resumed.update(maps[5:], gts[5:])
@@ -39,11 +40,11 @@ def test_state_dict_round_trip_resumes_the_count(protocol: str) -> None:
 
 def test_load_state_dict_checks_names_and_shapes() -> None:
     v2 = metrics.BoxAccuracy("maxboxacc_v2")
-    v1_state = metrics.BoxAccuracy("maxboxacc").state_dict()
+    one_row = {**v2.state_dict(), "correct": torch.zeros(1, 1000, dtype=torch.int64)}
     with pytest.raises(
         ValueError, match=r"state_dict\['correct'\] has shape \(1, 1000\), expected \(3, 1000\)"
     ):
-        v2.load_state_dict(v1_state)
+        v2.load_state_dict(one_row)
     with pytest.raises(ValueError, match=r"missing keys \['n'\], unexpected keys \['extra'\]"):
         v2.load_state_dict(
             {**{k: v for k, v in v2.state_dict().items() if k != "n"}, "extra": torch.zeros(1)}
@@ -105,21 +106,24 @@ def test_pxap_valid_mask() -> None:
     assert got.value == want.value and got.n == 2
 
 
-def test_result_attributes_scalars_and_legacy_keys() -> None:
+def test_result_attributes_scalars_and_to_dict() -> None:
     maps, gts = _data()
     v2 = metrics.BoxAccuracy("maxboxacc_v2").update(maps, gts).compute()
-    assert isinstance(v2, metrics.BoxAccuracyResult) and isinstance(v2, dict)
+    assert isinstance(v2, metrics.BoxAccuracyResult) and not isinstance(v2, dict)
     assert v2.curve.shape == (3, 1000) and v2.thresholds.shape == (1000,)
     for i, d in enumerate((0.3, 0.5, 0.7)):
-        assert v2.acc[d] == float(v2.curve[i].max()) == v2["acc"][d]
-        assert v2.threshold[d] == float(v2.thresholds[v2.curve[i].argmax()]) == v2["threshold"][d]
+        assert v2.acc[d] == float(v2.curve[i].max()) == v2.to_dict()["acc"][f"{d:g}"]
+        assert v2.threshold[d] == float(v2.thresholds[v2.curve[i].argmax()])
         assert torch.equal(v2.curve[i], v2.counts[d].double() * 100 / v2.n)
     flat = v2.scalars()
     assert list(flat) == ["value", "n", "acc@0.3", "acc@0.5", "acc@0.7", "threshold@0.3", "threshold@0.5",
                           "threshold@0.7"]  # fmt: skip
     assert all(type(v) is float for v in flat.values())
-    assert flat["value"] == v2["value"] and v2.gt_known is None
-    assert set(v2) == {"value", "acc", "threshold", "counts", "n"}
+    assert flat["value"] == v2.value and v2.gt_known is None
+    plain = json.loads(json.dumps(v2.to_dict()))
+    assert plain["value"] == v2.value and plain["n"] == v2.n and len(plain["curve"]) == 3
+    assert set(plain) == {"protocol", "value", "n", "acc", "threshold", "counts", "thresholds", "iou_thresholds",
+                          "curve"}  # fmt: skip
     logits = torch.from_numpy(np.random.default_rng(3).random((12, 6)))
     ornet = metrics.BoxAccuracy("ornet", image_size=16)
     ornet.update(maps, gts, logits=logits, targets=torch.arange(12) % 6)
@@ -127,8 +131,9 @@ def test_result_attributes_scalars_and_legacy_keys() -> None:
     assert set(out.scalars(prefix="val/")) == {
         "val/value", "val/n", "val/acc@0.5", "val/threshold@0.5", "val/gt_known", "val/top1_loc", "val/top5_loc"
     }  # fmt: skip
-    assert out.gt_known == out["gt_known"] == out.value
-    assert out.top1_loc == out["top1_loc"] is not None
+    assert out.gt_known == out.to_dict()["gt_known"] == out.value
+    assert out.top1_loc == out.to_dict()["top1_loc"] is not None
+    json.dumps(out.to_dict())
     no_classes = metrics.BoxAccuracy("ornet", image_size=16).update(maps, gts).compute()
     assert no_classes.top1_loc is None and "top1_loc" not in no_classes.scalars()
 
@@ -136,9 +141,10 @@ def test_result_attributes_scalars_and_legacy_keys() -> None:
 def test_pxap_result() -> None:
     maps = torch.tensor([[[0.9, 0.8], [0.2, 0.1]]], dtype=torch.float64)
     out = metrics.PxAP().update(maps, torch.tensor([[[1, 1], [0, 0]]])).compute()
-    assert isinstance(out, metrics.PxAPResult) and out.value == out["value"] == 100.0
+    assert isinstance(out, metrics.PxAPResult) and out.value == out.to_dict()["value"] == 100.0
     assert out.scalars(prefix="px/") == {"px/value": 100.0, "px/n": 1.0}
-    assert torch.equal(out.precision, out["precision"]) and out.recall.shape == (1002,)
+    assert out.to_dict()["precision"] == out.precision.tolist() and out.recall.shape == (1002,)
+    json.dumps(out.to_dict())
 
 
 def test_plot_writes_png(tmp_path: Path) -> None:
@@ -170,10 +176,9 @@ def test_threads_are_restored_and_compute_does_not_mutate() -> None:
         metrics.BoxAccuracy(cpu_threads=0)
 
 
-def test_old_protocol_alias_warns() -> None:
-    with pytest.warns(DeprecationWarning, match="renamed lowcam.metrics.BoxProtocol"):
-        alias = metrics.Protocol  # type: ignore[attr-defined]
-    assert alias is metrics.BoxProtocol
+def test_removed_protocol_alias_is_gone() -> None:
+    with pytest.raises(AttributeError):
+        metrics.Protocol  # type: ignore[attr-defined]  # noqa: B018
     with pytest.raises(AttributeError):
         metrics.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
 

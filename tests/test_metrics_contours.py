@@ -188,11 +188,11 @@ def test_quantised_score_maps_match_opencv(noise: float) -> None:
 
 def test_alive_intervals_cover_each_contour_once() -> None:
     """Every contour of every cut is one interval's row: expanding the intervals gives OpenCV's count."""
-    from lowcam.metrics.contours import contour_intervals
+    from lowcam.metrics.contours import _contour_intervals
 
     rng = np.random.default_rng(3)
     img = (rng.integers(0, 4, size=(1, 16, 16)) * 60).astype(np.uint8)
-    iv = contour_intervals(torch.from_numpy(img), largest_only=False)
+    iv = _contour_intervals(torch.from_numpy(img), largest_only=False)
     assert bool((iv.lo < iv.hi).all()) and bool((iv.lo >= 0).all()) and bool((iv.hi <= 255).all())
     for cut in range(255):
         alive = int(((iv.lo <= cut) & (cut < iv.hi)).sum())

@@ -58,10 +58,10 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         padded.update(maps[share], [gts[i] for i in share], valid=valid)
         torch.save(
             {
-                "counts": out["counts"],
-                "n": out["n"],
+                "counts": out.counts,
+                "n": out.n,
                 "local_n": local_n,
-                "pxap": px.compute()["value"],
+                "pxap": px.compute().value,
                 "ornet": ornet.compute().scalars(),
                 "padded": padded.compute().counts,
                 "padded_n": padded.compute().n,
@@ -75,7 +75,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
 def test_sync_over_two_gloo_processes_equals_one_process() -> None:
     maps, gts, scores, masks = _data()
     single = metrics.BoxAccuracy("maxboxacc_v2").update(maps, gts).compute()
-    single_px = metrics.PxAP().update(scores, masks).compute()["value"]
+    single_px = metrics.PxAP().update(scores, masks).compute().value
     logits = torch.from_numpy(np.random.default_rng(1).random((len(gts), 7)))
     targets = torch.arange(len(gts)) % 7
     single_ornet = (
@@ -89,13 +89,13 @@ def test_sync_over_two_gloo_processes_equals_one_process() -> None:
         )
         results = [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(2)]
     for res in results:
-        assert res["n"] == single["n"] == len(gts)
+        assert res["n"] == single.n == len(gts)
         assert res["local_n"] == len(gts) // 2
         for d in (0.3, 0.5, 0.7):
-            assert torch.equal(res["counts"][d], single["counts"][d])
+            assert torch.equal(res["counts"][d], single.counts[d])
         assert res["pxap"] == single_px
         assert res["ornet"] == single_ornet.scalars()
         assert res["ornet"]["top1_loc"] is not None
         assert res["padded_n"] == len(gts)
         for d in (0.3, 0.5, 0.7):
-            assert torch.equal(res["padded"][d], single["counts"][d])
+            assert torch.equal(res["padded"][d], single.counts[d])

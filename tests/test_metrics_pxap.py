@@ -43,19 +43,19 @@ def test_pxap_equals_reference() -> None:
     np.testing.assert_array_equal(metric._hist[0].numpy(), pos)
     np.testing.assert_array_equal(metric._hist[1].numpy(), neg)
     out = metric.compute()
-    assert out["value"] == pytest.approx(value, rel=1e-12)
-    assert out["n"] == 6
-    assert 0 < out["value"] < 100
+    assert out.value == pytest.approx(value, rel=1e-12)
+    assert out.n == 6
+    assert 0 < out.value < 100
 
 
 def test_pxap_perfect_and_bad_input() -> None:
     maps = torch.tensor([[[0.9, 0.8], [0.2, 0.1]]], dtype=torch.float64)
-    assert metrics.PxAP().update(maps, torch.tensor([[[1, 1], [0, 0]]])).compute()["value"] == 100.0
+    assert metrics.PxAP().update(maps, torch.tensor([[[1, 1], [0, 0]]])).compute().value == 100.0
     with pytest.raises(ValueError, match="masks has 2 entries for a batch of 1 maps"):
         metrics.PxAP().update(maps, [torch.ones(2, 2), torch.ones(2, 2)])
     bad = maps.clone()
     bad[0, 1, 1] = -1.0
     with pytest.raises(ValueError, match=r"maps\[0\] .* values in \[-1.0, 0.9\]"):
         metrics.PxAP().update(bad, torch.ones(1, 2, 2))
-    with pytest.raises(RuntimeError, match="no positive"):
+    with pytest.raises(RuntimeError, match="no foreground pixel"):
         metrics.PxAP().update(maps, torch.zeros(1, 2, 2)).compute()

@@ -17,6 +17,10 @@ _BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"),
 #: the metrics' entry points a user looks for (the rest of lowcam.metrics are their types and helpers)
 _METRICS_PIECES = [
     "BoxAccuracy",
+    "LocalizationAccuracy",
+    "MaxBoxAcc",
+    "localization_accuracy",
+    "max_box_acc",
     "PxAP",
     "prepare_scoremap",
     "boxes_all_pixels",

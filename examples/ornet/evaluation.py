@@ -188,7 +188,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
             ("maxboxacc_v2", v2_acc[name]),
         ):
             acc.sync()
-            computed[key] = _jsonable(acc.compute())
+            computed[key] = acc.compute().to_dict()
         top1 = 100.0 * correct[k].item() / max(correct[-1].item(), 1.0)
         seen = sizes[k, 2].item()
         map_size = [round(sizes[k, 0].item() / seen), round(sizes[k, 1].item() / seen)] if seen else None

@@ -2,17 +2,20 @@
 
 Two protocol families, both reproduced count for count (docs/metrics.md is their specification):
 
-- ``"ornet"`` (the ORNet code): one box over all pixels of the raw activation map above each of 19
-  thresholds (:func:`boxes_all_pixels`), IoU without ``+1``, ``IoU > 0.5``.
+- ``"ornet"`` (the ORNet code): :class:`LocalizationAccuracy` (GT-known / Top-1 / Top-5 Loc), one box over
+  all pixels of the raw activation map above each of 19 thresholds (:func:`boxes_all_pixels`), IoU without
+  ``+1``, ``IoU > 0.5``.
 - ``"wsoleval"`` (the wsolevaluation code, Choe et al., CVPR 2020): score maps prepared by
-  :func:`prepare_scoremap`, boxes of OpenCV's contours at 1000 thresholds (:func:`contour_boxes`), IoU with
-  ``+1``, ``IoU ≥ δ``: the metrics ``"maxboxacc"`` and ``"maxboxacc_v2"``, and :class:`PxAP`.
+  :func:`prepare_scoremap`; :class:`MaxBoxAcc` (``version=1``: MaxBoxAcc, ``version=2``: MaxBoxAccV2), boxes
+  of OpenCV's contours at 1000 thresholds (:func:`contour_boxes`), IoU with ``+1``, ``IoU ≥ δ``; and
+  :class:`PxAP`.
 
-:class:`BoxAccuracy` and :class:`PxAP` are :class:`CountingMetric` s: they accumulate integer counts batch by
-batch, sum them over ``torch.distributed`` processes inside ``compute()``, move with ``.to()`` and save with
-``state_dict()``. ``compute()`` returns a typed result (:class:`BoxAccuracyResult`, :class:`PxAPResult`) with
-flat float ``scalars()`` for loggers and a ``plot()`` (matplotlib, the ``plot`` extra). The package depends on
-torch only.
+:class:`LocalizationAccuracy`, :class:`MaxBoxAcc` and :class:`PxAP` are :class:`CountingMetric` s: they
+accumulate integer counts batch by batch, sum them over ``torch.distributed`` processes inside ``compute()``,
+move with ``.to()`` and save with ``state_dict()``; :func:`localization_accuracy` and :func:`max_box_acc` are
+their one-shot forms, and :class:`BoxAccuracy` picks a box metric by protocol name. ``compute()`` returns a
+typed result (:class:`BoxAccuracyResult`, :class:`PxAPResult`) with flat float ``scalars()`` for loggers,
+``to_dict()`` for JSON and a ``plot()`` (matplotlib, the ``plot`` extra). The package depends on torch only.
 
 Example:
     >>> import torch
@@ -20,21 +23,20 @@ Example:
     >>> cams = torch.rand(2, 7, 7, generator=torch.Generator().manual_seed(0))
     >>> maps = metrics.prepare_scoremap(cams, size=28)
     >>> gt = [torch.tensor([[4, 4, 20, 20]]), torch.tensor([[0, 0, 27, 27]])]
-    >>> out = metrics.BoxAccuracy("maxboxacc_v2").update(maps, gt).compute()
+    >>> out = metrics.MaxBoxAcc(version=2).update(maps, gt).compute()
     >>> sorted(out.acc), out.n
     ([0.3, 0.5, 0.7], 2)
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 from lowcam.metrics.accuracy import BoxAccuracy, BoxProtocol
 from lowcam.metrics.base import CountingMetric
 from lowcam.metrics.contours import ContourBoxes, contour_boxes
 from lowcam.metrics.dataset import WSOLBatch, WSOLDataset, WSOLSample, collate_wsol
 from lowcam.metrics.iou import box_iou
+from lowcam.metrics.localization import LocalizationAccuracy, localization_accuracy
+from lowcam.metrics.maxboxacc import MaxBoxAcc, max_box_acc
 from lowcam.metrics.metadata import (
     DataError,
     MaskRef,
@@ -62,7 +64,9 @@ __all__ = [
     "CountingMetric",
     "DataError",
     "EvalProtocol",
+    "LocalizationAccuracy",
     "MaskRef",
+    "MaxBoxAcc",
     "PxAP",
     "PxAPResult",
     "ScoremapWriter",
@@ -76,6 +80,8 @@ __all__ = [
     "collate_wsol",
     "contour_boxes",
     "evaluate_model",
+    "localization_accuracy",
+    "max_box_acc",
     "ornet_gt_boxes",
     "ornet_thresholds",
     "plot_localization",
@@ -88,13 +94,3 @@ __all__ = [
     "wsoleval_gt_boxes",
     "wsoleval_thresholds",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """``metrics.Protocol``, the old name of :data:`BoxProtocol`, with a ``DeprecationWarning``."""
-    if name == "Protocol":
-        warnings.warn(
-            "lowcam.metrics.Protocol is renamed lowcam.metrics.BoxProtocol", DeprecationWarning, stacklevel=2
-        )
-        return BoxProtocol
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

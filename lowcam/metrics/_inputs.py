@@ -6,14 +6,32 @@ The shape checks shared with the components (``(B, H, W)`` or ``(B, 1, H, W)`` m
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
 from lowcam._checks import check_batch_of_maps
 
-__all__ = ["check_gt_boxes", "check_maps", "check_thresholds", "check_values"]
+__all__ = ["BoxFrame", "check_gt_boxes", "check_maps", "check_thresholds", "check_values"]
+
+
+class BoxFrame(NamedTuple):
+    """The frame GT boxes must lie in: ``0 <= x <= width``, ``0 <= y <= height``.
+
+    ``rule`` is ``"inside"`` (every coordinate in the frame), ``"overlap"`` (the box must overlap the frame;
+    it may leave it) or ``"any"`` (not checked). ``what`` names the frame in messages, e.g.
+    ``"14 x 14 score map (protocol 'maxboxacc_v2': boxes in the maps' pixel frame)"``.
+    """
+
+    width: float
+    height: float
+    rule: Literal["inside", "overlap", "any"]
+    what: str
+    #: ``(w, h, message)``: warn (``UserWarning``) when every box of a batch lies in ``[0, w] x [0, h]``
+    within: tuple[float, float, str] | None = None
 
 
 def check_maps(name: str, maps: object) -> Tensor:
@@ -55,13 +73,15 @@ def check_values(name: str, maps: Tensor, *, unit_interval: bool) -> bool:
     return False
 
 
-def check_gt_boxes(name: str, boxes: object, batch: int, device: torch.device) -> Tensor:
+def check_gt_boxes(
+    name: str, boxes: object, batch: int, device: torch.device, frame: BoxFrame | None = None
+) -> Tensor:
     """Check a list of ``(K_i, 4)`` boxes, one entry per image; return them padded, ``(B, K_max, 4)`` float64.
 
     Padding repeats an image's first box, so that a maximum over the padded boxes equals the one over its own.
     A ``(4,)`` entry counts as one box. The checks run on the boxes' own device (usually the CPU). An all-zero
     row is rejected: zero padding of a ``(B, K, 4)`` tensor looks like that, and it would match the box
-    ``[0, 0, 0, 0]`` of an empty map.
+    ``[0, 0, 0, 0]`` of an empty map. With ``frame``, a box outside it (see :class:`BoxFrame`) is rejected.
     """
     if isinstance(boxes, Tensor):
         if boxes.dim() != 3 or boxes.shape[-1] != 4:
@@ -81,7 +101,7 @@ def check_gt_boxes(name: str, boxes: object, batch: int, device: torch.device) -
     if uniform is not None:  # one shape and dtype for all: no per-image work
         flat = uniform.to(device="cpu", dtype=torch.float64).reshape(-1, 4)
         k = flat.shape[0] // batch  # a (4,) entry is one box, shape (1, 4)
-        _check_rows(name, flat, torch.full((batch,), k), [(k, 4)] * batch)
+        _check_rows(name, flat, torch.full((batch,), k), [(k, 4)] * batch, frame)
         return flat.view(batch, k, 4).to(device)
     tensors: list[Tensor] = []
     for i, entry in enumerate(entries):  # shapes only: no data is read here
@@ -98,7 +118,7 @@ def check_gt_boxes(name: str, boxes: object, batch: int, device: torch.device) -
         flat = torch.cat([t.to(torch.float64) for t in tensors]).cpu()
     else:
         flat = torch.cat([t.to(device="cpu", dtype=torch.float64) for t in tensors])
-    _check_rows(name, flat, counts, [tuple(t.shape) for t in tensors])
+    _check_rows(name, flat, counts, [tuple(t.shape) for t in tensors], frame)
     # padding repeats each image's first box: gather row offset + min(j, K_i - 1)
     k_max = int(counts.max())
     offsets = torch.cumsum(counts, 0) - counts
@@ -122,12 +142,26 @@ def _stack_uniform(entries: Sequence[object]) -> Tensor | None:
     return torch.stack(tensors)
 
 
-def _check_rows(name: str, flat: Tensor, counts: Tensor, shapes: list[tuple[int, ...]]) -> None:
+def _check_rows(
+    name: str, flat: Tensor, counts: Tensor, shapes: list[tuple[int, ...]], frame: BoxFrame | None
+) -> None:
     """Raise ``ValueError`` naming the first box row of ``flat`` (``(N, 4)`` float64, ``counts[i]`` rows for
-    image ``i``, whose entry has shape ``shapes[i]``) that is not finite, has ``x0 > x1`` or ``y0 > y1``, or
-    is all zero."""
+    image ``i``, whose entry has shape ``shapes[i]``) that is not finite, has ``x0 > x1`` or ``y0 > y1``, is
+    all zero, or lies outside ``frame``."""
     zero = (flat == 0).all(1)
     wrong = ~torch.isfinite(flat).all(1) | (flat[:, 0] > flat[:, 2]) | (flat[:, 1] > flat[:, 3]) | zero
+    outside = torch.zeros_like(zero)
+    if frame is not None and frame.rule != "any":
+        x0, y0, x1, y1 = flat.unbind(1)
+        if frame.rule == "inside":
+            outside = (x0 < 0) | (y0 < 0) | (x1 > frame.width) | (y1 > frame.height)
+        else:
+            outside = (x1 <= 0) | (y1 <= 0) | (x0 >= frame.width) | (y0 >= frame.height)
+    wrong = wrong | outside
+    if frame is not None and frame.within is not None and flat.shape[0] > 0:
+        w, h, message = frame.within
+        if bool(((flat >= 0).all() & (flat[:, [0, 2]] <= w).all() & (flat[:, [1, 3]] <= h).all()).item()):
+            warnings.warn(message, UserWarning, stacklevel=4)
     if bool(wrong.any()):
         row = int(wrong.nonzero()[0, 0])
         i = int(torch.searchsorted(torch.cumsum(counts, 0), row, right=True))
@@ -137,6 +171,12 @@ def _check_rows(name: str, flat: Tensor, counts: Tensor, shapes: list[tuple[int,
                 f"{name}[{i}] (shape {shapes[i]}) row {j} is all zero, which looks like padding and would "
                 "match the box [0, 0, 0, 0] of an empty map; expected a real box (pad a (B, K, 4) tensor by "
                 "repeating an image's first box, or pass a list of (K_i, 4) tensors)"
+            )
+        if bool(outside[row]) and frame is not None and bool(torch.isfinite(flat[row]).all()):
+            where = "inside" if frame.rule == "inside" else "overlapping"
+            raise ValueError(
+                f"{name}[{i}] (shape {shapes[i]}) row {j} is {flat[row].tolist()}: outside the {frame.what}; "
+                f"expected a box {where} [0, {frame.width:g}] x [0, {frame.height:g}]"
             )
         raise ValueError(
             f"{name}[{i}] (shape {shapes[i]}) row {j} is {flat[row].tolist()}; "

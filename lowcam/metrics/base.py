@@ -11,7 +11,7 @@ import torch.distributed as dist
 from torch import Tensor
 from typing_extensions import Self
 
-__all__ = ["CountingMetric", "cpu_threads", "valid_mask"]
+__all__ = ["CountingMetric"]
 
 
 class CountingMetric:
@@ -29,7 +29,10 @@ class CountingMetric:
       always sums the local states, so calling it again, or before ``compute()``, never double counts.
     - :meth:`to` moves the state; ``update`` also moves it to the device of its inputs.
     - :meth:`state_dict` / :meth:`load_state_dict` save and restore the local state (e.g. to resume an
-      evaluation); loading checks the names and shapes.
+      evaluation). The saved state holds the metric's configuration too (``config/...`` entries: its kind
+      and thresholds); loading checks it, the names, the shapes and dtypes, and that the counts are
+      possible (non-negative, no more correct images than images).
+    - ``higher_is_better`` (a class attribute, as in torchmetrics) says which way the value improves.
 
     Args:
         process_group: the ``torch.distributed`` group to sum over; ``None`` for the default group.
@@ -37,6 +40,8 @@ class CountingMetric:
             initialised. Turn it off to compute on one rank only (the numbers are then that rank's, unless
             :meth:`sync` was called on every rank since the last update).
     """
+
+    higher_is_better: bool | None = None
 
     def __init__(self, *, process_group: Any = None, sync_on_compute: bool = True) -> None:
         if not isinstance(sync_on_compute, bool):
@@ -51,6 +56,14 @@ class CountingMetric:
     def _empty_state(self) -> dict[str, Tensor]:
         """The state after :meth:`reset`: named int64 tensors (on the CPU; they are moved afterwards)."""
         raise NotImplementedError
+
+    def _config(self) -> dict[str, Tensor]:
+        """The settings that give the counts their meaning (saved with them): names to CPU tensors."""
+        return {}
+
+    def _check_counts(self, state: Mapping[str, Tensor]) -> str | None:
+        """Why the (shape-checked, int64, CPU) counts ``state`` are impossible, or None when they are fine."""
+        return None
 
     # -- state ---------------------------------------------------------------------------------------------
 
@@ -79,36 +92,68 @@ class CountingMetric:
         self._synced = None
 
     def state_dict(self) -> dict[str, Tensor]:
-        """A copy of the local (not synchronised) state: names to int64 tensors."""
-        return {k: v.detach().clone() for k, v in self._state.items()}
+        """A copy of the local (not synchronised) state: the int64 counts, and the configuration under
+        ``config/<name>`` (on the CPU)."""
+        out = {k: v.detach().clone() for k, v in self._state.items()}
+        out.update({f"config/{k}": v.clone() for k, v in self._config().items()})
+        return out
 
     def load_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
         """Restore a state saved by :meth:`state_dict` of a metric with the same settings.
 
         Raises:
-            ValueError: a missing or unexpected name, or a tensor of another shape (the settings differ).
-            TypeError: a value that is not an integer tensor.
+            ValueError: a missing or unexpected name, a tensor of another shape, a configuration that differs
+                from this metric's (its kind, thresholds or IoU thresholds), or impossible counts (negative,
+                or more correct images than images).
+            TypeError: a count that is not an integer tensor (bool included).
         """
+        name = type(self).__name__
+        config = {f"config/{k}": v for k, v in self._config().items()}
         expected = self._empty_state()
-        missing = sorted(set(expected) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(expected))
+        missing = sorted((set(expected) | set(config)) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(expected) - set(config))
         if missing or unexpected:
             raise ValueError(
-                f"state_dict of {type(self).__name__}: missing keys {missing}, unexpected keys {unexpected}; "
-                f"expected exactly {sorted(expected)}"
+                f"state_dict of {name}: missing keys {missing}, unexpected keys {unexpected}; "
+                f"expected exactly {sorted(expected) + sorted(config)}"
             )
-        for name, want in expected.items():
-            got = state_dict[name]
-            if not isinstance(got, Tensor) or got.is_floating_point() or got.is_complex():
-                raise TypeError(f"state_dict[{name!r}] must be an integer tensor, got {got!r:.60}")
+        for key, want in config.items():
+            got = state_dict[key]
+            same = isinstance(got, Tensor) and got.shape == want.shape and got.dtype == want.dtype
+            if not (same and torch.equal(got.detach().cpu(), want)):
+                shown = got.tolist() if isinstance(got, Tensor) and got.numel() <= 8 else f"{got!r:.80}"
+                raise ValueError(
+                    f"state_dict[{key!r}] is {shown}, but this {self._describe()} has {want.tolist()!r:.80}: "
+                    "the state was saved by a metric with other settings"
+                )
+        for key, want in expected.items():
+            got = state_dict[key]
+            if (
+                not isinstance(got, Tensor)
+                or got.is_floating_point()
+                or got.is_complex()
+                or got.dtype == torch.bool
+            ):
+                raise TypeError(f"state_dict[{key!r}] must be an integer tensor, got {got!r:.60}")
             if got.shape != want.shape:
                 raise ValueError(
-                    f"state_dict[{name!r}] has shape {tuple(got.shape)}, expected {tuple(want.shape)} "
+                    f"state_dict[{key!r}] has shape {tuple(got.shape)}, expected {tuple(want.shape)} "
                     "(was it saved by a metric with other thresholds?)"
                 )
-        self._state = {k: state_dict[k].to(device=self._device, dtype=torch.int64).clone() for k in expected}
+        counts = {k: state_dict[k].detach().to(device="cpu", dtype=torch.int64) for k in expected}
+        negative = [k for k, v in counts.items() if bool((v < 0).any())]
+        problem = (
+            f"state_dict[{negative[0]!r}] holds a negative count" if negative else self._check_counts(counts)
+        )
+        if problem is not None:
+            raise ValueError(f"{problem}; expected the counts that {name}.state_dict() saves")
+        self._state = {k: v.to(self._device).clone() for k, v in counts.items()}
         self._synced = None
         self._after_load()
+
+    def _describe(self) -> str:
+        """How messages name this metric (e.g. ``MaxBoxAcc(version=2)``)."""
+        return type(self).__name__
 
     def _after_load(self) -> None:
         """Hook for subclasses that derive Python attributes from the state."""
@@ -145,7 +190,7 @@ class CountingMetric:
         return {k: v.cpu() for k, v in state.items()}
 
 
-def valid_mask(name: str, valid: object, batch: int, device: torch.device) -> Tensor | None:
+def _valid_mask(name: str, valid: object, batch: int, device: torch.device) -> Tensor | None:
     """Check an ``update``'s ``valid`` argument: ``None`` or a ``(B,)`` bool tensor; returned on ``device``."""
     if valid is None:
         return None
@@ -160,7 +205,7 @@ def valid_mask(name: str, valid: object, batch: int, device: torch.device) -> Te
 
 
 @contextlib.contextmanager
-def cpu_threads(threads: int | None, device: torch.device) -> Iterator[None]:
+def _cpu_threads(threads: int | None, device: torch.device) -> Iterator[None]:
     """Run the block with at most ``threads`` torch intra-op threads when ``device`` is the CPU.
 
     The contour engine runs thousands of small ops; on a busy machine, spreading each over several threads

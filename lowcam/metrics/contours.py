@@ -23,9 +23,9 @@ image ``{u8 > k}``. lowcam computes the same boxes, and the same largest contour
 
 All cuts of a batch are handled at once from one component tree per image and kind (see ``_trees``). Each
 level component of a tree is a contour's box on an interval of cuts ``lo <= k < hi`` (its pixel set, so its
-box, is the same there), so boxes come as ``(box, interval)`` rows (:func:`contour_intervals`): a map yields
+box, is the same there), so boxes come as ``(box, interval)`` rows (``_contour_intervals``): a map yields
 ``O(H·W)`` of them, not one per (component, cut). :func:`contour_boxes` expands them to one row per cut;
-``BoxAccuracy`` never does (a difference array over the cuts counts the matching boxes alive at each cut).
+``MaxBoxAcc`` never does (a difference array over the cuts counts the matching boxes alive at each cut).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from torch import Tensor
 from lowcam._checks import check_batch_of_maps
 from lowcam.metrics import _trees
 
-__all__ = ["NUM_CUTS", "ContourBoxes", "ContourIntervals", "contour_boxes", "contour_intervals"]
+__all__ = ["ContourBoxes", "contour_boxes"]
 
 _NEUTRAL = -(2**15)
-NUM_CUTS = 255  # cuts 0..254 of an 8-bit image; {u8 > 255} is always empty
+_NUM_CUTS = 255  # cuts 0..254 of an 8-bit image; {u8 > 255} is always empty
 
 
 class ContourBoxes(NamedTuple):
@@ -66,8 +66,8 @@ class ContourBoxes(NamedTuple):
     hole: Tensor
 
 
-class ContourIntervals(NamedTuple):
-    """Contour boxes with the cuts where each is a contour's box (:func:`contour_intervals`).
+class _ContourIntervals(NamedTuple):
+    """Contour boxes with the cuts where each is a contour's box (``_contour_intervals``).
 
     Attributes:
         image: ``(E,)`` int64, the image of each box.
@@ -117,13 +117,13 @@ def _clip_boxes(x0: Tensor, y0: Tensor, xe: Tensor, ye: Tensor, h: int, w: int) 
     return torch.stack([x0, y0, xe.clamp(max=w - 1), ye.clamp(max=h - 1)], 1).to(torch.int64)
 
 
-def _outer_intervals(u: Tensor) -> ContourIntervals:
+def _outer_intervals(u: Tensor) -> _ContourIntervals:
     """Outer-contour boxes of ``u`` (B, H, W) int64 in ``[0, 255]``: one row per level component."""
     b, h, w = u.shape
     mt = _trees.max_tree(_trees.build_tree(u, 8, 255))
     t = _trees.subtree_reduce(mt, mt.pixel_node, _pixel_values("box", b, h, w, u.device), "amax", _NEUTRAL)
     boxes = _clip_boxes(-t[:, 0], -t[:, 1], t[:, 2] + 1, t[:, 3] + 1, h, w)
-    return ContourIntervals(mt.image, mt.lo, mt.level, boxes, torch.zeros_like(mt.lo, dtype=torch.bool))
+    return _ContourIntervals(mt.image, mt.lo, mt.level, boxes, torch.zeros_like(mt.lo, dtype=torch.bool))
 
 
 def _hole_tree(u: Tensor) -> _trees.ComponentTree:
@@ -136,7 +136,7 @@ def _hole_tree(u: Tensor) -> _trees.ComponentTree:
     return _trees.build_tree(up, 4, 255)
 
 
-def _hole_intervals(u: Tensor) -> ContourIntervals:
+def _hole_intervals(u: Tensor) -> _ContourIntervals:
     """Hole-contour boxes of ``u`` (B, H, W) int64 in ``[0, 255]``: one row per level component of the
     background that does not hold the frame.
 
@@ -158,14 +158,14 @@ def _hole_intervals(u: Tensor) -> ContourIntervals:
     t = t.index_select(0, keep)
     # padded coordinates are one more than the image's; the contour runs one pixel outside the hole
     boxes = _clip_boxes(-t[:, 0] - 2, -t[:, 1] - 2, t[:, 2] + 1, t[:, 3] + 1, h, w)
-    lo = NUM_CUTS - mt.level.index_select(0, keep)
-    hi = NUM_CUTS - mt.lo.index_select(0, keep)
-    return ContourIntervals(
+    lo = _NUM_CUTS - mt.level.index_select(0, keep)
+    hi = _NUM_CUTS - mt.lo.index_select(0, keep)
+    return _ContourIntervals(
         mt.image.index_select(0, keep), lo, hi, boxes, torch.ones_like(lo, dtype=torch.bool)
     )
 
 
-def _has_holes(u8: Tensor, outer: ContourIntervals) -> Tensor:
+def _has_holes(u8: Tensor, outer: _ContourIntervals) -> Tensor:
     """``(B,)`` bool: whether ``u8`` (B, H, W) has a hole (a 4-connected background component off the border)
     at some cut, exactly, from Euler numbers.
 
@@ -239,7 +239,7 @@ def _expand(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     return row, k
 
 
-def _largest_intervals(u: Tensor) -> ContourIntervals:
+def _largest_intervals(u: Tensor) -> _ContourIntervals:
     """The largest contour's box (MaxBoxAcc v1) at every cut with foreground of ``u`` (B, H, W) int64.
 
     The candidates are the level components of the hole-filled levels ``e``; one row per ``(image, cut)``,
@@ -270,20 +270,20 @@ def _largest_intervals(u: Tensor) -> ContourIntervals:
     image = mt.image.index_select(0, node)
     score = area[:, 0] * n - t[:, 3]  # area first, then the later first pixel
     score = score.index_select(0, node)
-    group = image * NUM_CUTS + k
-    best = torch.full((b * NUM_CUTS,), -1, dtype=torch.int64, device=u.device)
+    group = image * _NUM_CUTS + k
+    best = torch.full((b * _NUM_CUTS,), -1, dtype=torch.int64, device=u.device)
     best.scatter_reduce_(0, group, score, "amax")
     win = (score == best.index_select(0, group)).nonzero().view(-1)
     node, k = node.index_select(0, win), k.index_select(0, win)
     t = t.index_select(0, node)
     y0 = torch.div(-t[:, 3], w, rounding_mode="floor")  # the first pixel's row
     boxes = _clip_boxes(-t[:, 0], y0, t[:, 1] + 1, t[:, 2] + 1, h, w)
-    return ContourIntervals(
+    return _ContourIntervals(
         image.index_select(0, win), k, k + 1, boxes, torch.zeros_like(k, dtype=torch.bool)
     )
 
 
-def contour_intervals(u8: Tensor, *, largest_only: bool) -> ContourIntervals:
+def _contour_intervals(u8: Tensor, *, largest_only: bool) -> _ContourIntervals:
     """Boxes of every contour (or only the largest) of ``u8`` (B, H, W) uint8, each with its alive cuts.
 
     A row's box is a contour's box at every cut ``lo <= k < hi`` (within ``0..254``); at each cut, the rows
@@ -292,7 +292,7 @@ def contour_intervals(u8: Tensor, *, largest_only: bool) -> ContourIntervals:
     """
     if u8.shape[0] == 0:
         none = torch.zeros(0, dtype=torch.int64, device=u8.device)
-        return ContourIntervals(none, none, none, none.view(0, 1).expand(0, 4), none.to(torch.bool))
+        return _ContourIntervals(none, none, none, none.view(0, 1).expand(0, 4), none.to(torch.bool))
     u8 = u8.contiguous()  # the trees index pixels in raster order
     u = u8.to(torch.int64)
     if largest_only:
@@ -307,15 +307,15 @@ def contour_intervals(u8: Tensor, *, largest_only: bool) -> ContourIntervals:
     else:
         holes = _hole_intervals(u.index_select(0, holed))
         holes = holes._replace(image=holed.index_select(0, holes.image))
-    return ContourIntervals(*(torch.cat([x, y]) for x, y in zip(outer, holes)))
+    return _ContourIntervals(*(torch.cat([x, y]) for x, y in zip(outer, holes)))
 
 
-def contour_entries(u8: Tensor, *, largest_only: bool) -> _Entries:
+def _contour_entries(u8: Tensor, *, largest_only: bool) -> _Entries:
     """Boxes of every contour (or only the largest) at every cut ``0..254`` of ``u8`` (B, H, W) uint8.
 
-    :func:`contour_intervals` with every row repeated at each cut of its interval. Rows are unsorted.
+    ``_contour_intervals`` with every row repeated at each cut of its interval. Rows are unsorted.
     """
-    iv = contour_intervals(u8, largest_only=largest_only)
+    iv = _contour_intervals(u8, largest_only=largest_only)
     row, k = _expand(iv.lo, iv.hi)
     image, boxes, hole = (x.index_select(0, row) for x in (iv.image, iv.boxes, iv.hole))
     return _Entries(image, k, boxes, hole)
@@ -368,7 +368,7 @@ def contour_boxes(maps_u8: Tensor, cuts: Tensor, *, largest_only: bool) -> Conto
     cuts = cuts.to(device=maps_u8.device, dtype=torch.int64)
     if cuts.numel() and bool(((cuts < 0) | (cuts > 255)).any()):
         raise ValueError("cuts must be in [0, 255]")
-    ent = contour_entries(maps_u8, largest_only=largest_only)
+    ent = _contour_entries(maps_u8, largest_only=largest_only)
     device = maps_u8.device
     c = cuts.shape[1]
     group = ent.image * 256 + ent.cut

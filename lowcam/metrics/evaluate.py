@@ -31,9 +31,17 @@ from lowcam.metrics.metadata import DataError, WSOLMetadata, read_mask, read_wso
 __all__ = ["main"]
 
 #: The reference squashes images, masks and score maps to 224×224.
-SCOREMAP_SIZE = 224
+_SCOREMAP_SIZE = 224
 _DATASETS = ("CUB", "ILSVRC", "OpenImages")
 _T = TypeVar("_T")
+#: The manifest of a score-map folder written as a unit by lowcam (see docs/evaluate.md).
+_MANIFEST = "lowcam_scoremaps.json"
+#: The largest raw CAM ``--prepare_scoremaps`` reads (pixels): 2**26, 512 MiB in float64.
+_MAX_PIXELS = 2**26
+#: Above this many thresholds, the box metrics keep one threshold per set of equal cuts (same numbers).
+_MAX_DENSE_THRESHOLDS = 2**16
+#: The most PxAP histogram bins (``--cam_curve_interval`` of at least about 1e-6).
+_MAX_PXAP_THRESHOLDS = 2**20
 
 
 def _str2bool(value: str) -> bool:
@@ -121,35 +129,78 @@ def _parser() -> argparse.ArgumentParser:
 # -------------------------------------------------------------------------------------------- reading
 
 
-def _load_scoremap(root: Path, image_id: str, meta: WSOLMetadata, prepare: bool) -> Tensor:
-    """One score map as a ``(224, 224)`` float64 tensor, checked as the reference's ``check_scoremap_validity``."""
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    """``(shape, dtype, offset of the data)`` of a ``.npy`` file, from its header only (no data is read).
+
+    Raises:
+        ValueError: not a ``.npy`` file, or a header that does not parse.
+    """
+    with path.open("rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version in ((2, 0), (3, 0)):
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:  # pragma: no cover - numpy's read_magic rejects other versions
+            raise ValueError(f"unsupported .npy version {version}")
+        return tuple(int(v) for v in shape), dtype, handle.tell()
+
+
+def _check_scoremap_file(root: Path, image_id: str, meta: WSOLMetadata, prepare: bool) -> Path:
+    """The score map's path, after checking from its header alone that it exists and holds a 2-D real array
+    of a size this run accepts, with as many bytes as the header promises (so that loading it is bounded)."""
     ids_path, line = meta.origin(image_id)
     path = root / f"{image_id}.npy"
     if not path.is_file():
         raise DataError(ids_path, line, f"score map of image {image_id!r} not found: {path}")
+    where = f"score map of image {image_id!r} ({ids_path.name} line {line})"
+    try:
+        shape, dtype, offset = _npy_header(path)
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(path, None, f"unreadable score map (image {image_id!r}): {error}") from error
+    if dtype.kind not in "fiu" or dtype.hasobject:
+        raise DataError(path, None, f"{where} must hold real numbers, got {dtype}")
+    if len(shape) != 2 or 0 in shape:
+        raise DataError(path, None, f"{where} must be a 2-D (H, W) array, got shape {shape}")
+    if not prepare and shape != (_SCOREMAP_SIZE, _SCOREMAP_SIZE):
+        raise DataError(
+            path,
+            None,
+            f"{where} has shape {shape}; wsolevaluation evaluates 224x224 maps (its inference resizes "
+            "each CAM bicubically to 224x224 and min-max normalises it): save such maps, or pass "
+            "--prepare_scoremaps to do it here",
+        )
+    pixels = shape[0] * shape[1]
+    if pixels > _MAX_PIXELS:
+        raise DataError(
+            path, None, f"{where} has shape {shape}: {pixels} pixels, more than the {_MAX_PIXELS} accepted"
+        )
+    expected = offset + pixels * dtype.itemsize
+    size = path.stat().st_size
+    if size != expected:
+        raise DataError(
+            path,
+            None,
+            f"{where}: its header promises a {shape} {dtype} array ({expected} bytes with the header), but the "
+            f"file has {size} bytes",
+        )
+    return path
+
+
+def _load_scoremap(root: Path, image_id: str, meta: WSOLMetadata, prepare: bool) -> Tensor:
+    """One score map as a ``(224, 224)`` float64 tensor, checked as the reference's ``check_scoremap_validity``."""
+    ids_path, line = meta.origin(image_id)
+    path = _check_scoremap_file(root, image_id, meta, prepare)
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise DataError(path, None, f"unreadable score map (image {image_id!r}): {error}") from error
     where = f"score map of image {image_id!r} ({ids_path.name} line {line})"
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
-        kind = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
-        raise DataError(path, None, f"{where} must hold real numbers, got {kind}")
-    if array.ndim != 2 or 0 in array.shape:
-        raise DataError(path, None, f"{where} must be a 2-D (H, W) array, got shape {array.shape}")
     values = np.asarray(array, dtype=np.float64)  # the reference evaluates maps in float64 (t2n)
     if prepare:
         if np.isinf(values).any():
             raise DataError(path, None, f"{where} holds an infinite value")
-        return metrics.prepare_scoremap(torch.from_numpy(values)[None], size=SCOREMAP_SIZE)[0]
-    if array.shape != (SCOREMAP_SIZE, SCOREMAP_SIZE):
-        raise DataError(
-            path,
-            None,
-            f"{where} has shape {array.shape}; wsolevaluation evaluates 224x224 maps (its inference resizes "
-            "each CAM bicubically to 224x224 and min-max normalises it): save such maps, or pass "
-            "--prepare_scoremaps to do it here",
-        )
+        return metrics.prepare_scoremap(torch.from_numpy(values)[None], size=_SCOREMAP_SIZE)[0]
     if np.isnan(values).any():
         raise DataError(path, None, f"{where} holds NaN (the reference rejects it too)")
     low, high = float(values.min()), float(values.max())
@@ -163,6 +214,89 @@ def _load_scoremap(root: Path, image_id: str, meta: WSOLMetadata, prepare: bool)
     return torch.from_numpy(values)
 
 
+def _check_scoremap_folder(root: Path, meta: WSOLMetadata) -> None:
+    """The reader's side of a score-map folder written as a unit (docs/evaluate.md, "Score-map folders").
+
+    Refuses a folder holding ``*.tmp`` files (an interrupted writer); with a manifest, refuses a manifest
+    that is not lowcam's, an image to evaluate that it does not list, and a listed file that is missing.
+    Without a manifest (e.g. wsolevaluation's own output) nothing more is checked here.
+    """
+    if not root.is_dir():
+        raise DataError(root, None, "score-map folder (--scoremap_root) not found")
+    leftovers = sorted(str(p.relative_to(root)) for p in root.rglob("*.tmp"))
+    if leftovers:
+        shown = ", ".join(leftovers[:3]) + (f" and {len(leftovers) - 3} more" if len(leftovers) > 3 else "")
+        raise DataError(
+            root,
+            None,
+            f"holds {len(leftovers)} unfinished file(s) of an interrupted writer ({shown}); the folder may mix "
+            "maps of two runs: write the score maps again (or remove the *.tmp files if you know the rest is "
+            "complete)",
+        )
+    manifest = root / _MANIFEST
+    if not manifest.exists():
+        return
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise DataError(manifest, None, f"unreadable score-map manifest: {error}") from error
+    ids = data.get("image_ids") if isinstance(data, dict) else None
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != "lowcam-scoremaps"
+        or data.get("version") != 1
+        or not isinstance(ids, list)
+        or not all(isinstance(i, str) for i in ids)
+        or data.get("count") != len(ids)
+    ):
+        raise DataError(
+            manifest,
+            None,
+            'not a lowcam score-map manifest: expected {"format": "lowcam-scoremaps", "version": 1, '
+            '"count": N, "image_ids": [N image ids]}',
+        )
+    listed = set(ids)
+    for image_id in meta.image_ids:
+        if image_id not in listed:
+            ids_path, line = meta.origin(image_id)
+            raise DataError(
+                manifest,
+                None,
+                f"does not list image {image_id!r} ({ids_path.name} line {line}): the folder was written for "
+                "other images (another split or data set)",
+            )
+    for image_id in ids:
+        if not (root / f"{image_id}.npy").is_file():
+            raise DataError(
+                manifest, None, f"lists image {image_id!r}, but {root / (image_id + '.npy')} is missing"
+            )
+
+
+def _box_thresholds(interval: float, count: int) -> Tensor:
+    """The thresholds ``np.arange(0, 1, interval)`` for the box metrics, or (above
+    :data:`_MAX_DENSE_THRESHOLDS` of them) only those that start a run of thresholds giving the same cuts.
+
+    The box metrics use a threshold τ only through the cut ``int(τ · m)`` of an 8-bit map with maximum
+    ``m ∈ 1..255``; it changes where ``τ_i = i · interval`` first reaches ``j / m`` (``1 ≤ j < m``), at most
+    32,385 places. The counts at every omitted threshold equal those at the kept one before it, and the
+    chosen threshold (the first best) is always a kept one: the numbers are the same, in bounded memory and
+    time for any interval.
+    """
+    if count <= _MAX_DENSE_THRESHOLDS:
+        return metrics.wsoleval_thresholds(interval)
+    starts = {0}
+    for m in range(2, 256):
+        for j in range(1, m):
+            i = max(0, int(j / (m * interval)) - 2)
+            while float(i) * interval * m < j:  # int(fl(fl(i · interval) · m)) < j
+                i += 1
+            while i > 0 and float(i - 1) * interval * m >= j:
+                i -= 1
+            if i < count:
+                starts.add(i)
+    return torch.tensor(sorted(starts), dtype=torch.float64) * interval
+
+
 def _load_masks(mask_root: Path, image_id: str, meta: WSOLMetadata) -> tuple[Tensor, Tensor]:
     """``(N, 224, 224)`` instance masks and the ``(224, 224)`` ignore mask (zeros if none), grey levels."""
     loc_path = meta.directory / "localization.txt"
@@ -171,7 +305,7 @@ def _load_masks(mask_root: Path, image_id: str, meta: WSOLMetadata) -> tuple[Ten
         file = mask_root / path
         if not file.is_file():
             raise DataError(loc_path, line, f"{what} of image {image_id!r} not found: {file}")
-        return read_mask(file, size=SCOREMAP_SIZE)
+        return read_mask(file, size=_SCOREMAP_SIZE)
 
     masks = torch.stack([load(ref.path, ref.line, "mask") for ref in meta.masks[image_id]])
     ref = meta.ignore.get(image_id)
@@ -213,17 +347,21 @@ def _batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
 # -------------------------------------------------------------------------------------------- results
 
 
-def _read_result(result: dict[str, Any], iou_percents: Sequence[int] | None) -> dict[str, Any]:
+def _read_result(
+    result: metrics.BoxAccuracyResult | metrics.PxAPResult, iou_percents: Sequence[int] | None
+) -> dict[str, Any]:
     """Everything the script reads from a metric's ``compute()`` result, in one place.
 
     Returns ``{"n": images, "value": headline from the metric}`` and, for box metrics (``iou_percents``
     given, in the order the metric was built with), ``"acc"`` and ``"threshold"``: per IoU percent, the
     accuracy in percent at the best score-map threshold and that threshold.
     """
-    out: dict[str, Any] = {"n": int(result["n"]), "value": float(result["value"])}
-    if iou_percents is not None:
-        out["acc"] = {p: float(result["acc"][p / 100]) for p in iou_percents}
-        out["threshold"] = {p: float(result["threshold"][p / 100]) for p in iou_percents}
+    out: dict[str, Any] = {"n": result.n, "value": result.value}
+    if iou_percents is not None and isinstance(result, metrics.BoxAccuracyResult):
+        flat = result.scalars()  # thresholds as grid values (0.287, not 0.28700000000000003)
+        keys = {p: f"{p / 100:g}" for p in iou_percents}
+        out["acc"] = {p: flat[f"acc@{keys[p]}"] for p in iou_percents}
+        out["threshold"] = {p: flat[f"threshold@{keys[p]}"] for p in iou_percents}
     return out
 
 
@@ -244,6 +382,12 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     interval = args.cam_curve_interval
     if not (0.0 < interval <= 1.0):
         raise ValueError(f"--cam_curve_interval must be in (0, 1], got {interval}")
+    count = math.ceil(1.0 / interval)  # np.arange(0, 1, interval) has this many thresholds
+    if count > 2**53:
+        raise ValueError(
+            f"--cam_curve_interval must be at least 2**-53 (about 1.1e-16), got {interval}: np.arange(0, 1, "
+            f"{interval}) would have {count:.3g} thresholds, more than float64 can index"
+        )
     if args.batch_size <= 0:
         raise ValueError(f"--batch_size must be positive, got {args.batch_size}")
     ious: list[int] = list(args.iou_threshold_list)
@@ -264,17 +408,26 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     )
     if not meta.image_ids:
         raise DataError(meta.ids_path, None, "lists no image: nothing to evaluate")
-    thresholds = metrics.wsoleval_thresholds(interval)
+    if masks and count > _MAX_PXAP_THRESHOLDS:
+        raise ValueError(
+            f"--cam_curve_interval {interval} gives {count} PxAP thresholds, more than the {_MAX_PXAP_THRESHOLDS} "
+            "histogram bins accepted (an interval of at least 1e-6)"
+        )
+    thresholds = metrics.wsoleval_thresholds(interval) if masks else _box_thresholds(interval, count)
     scoremap_root = Path(args.scoremap_root)
+    _check_scoremap_folder(scoremap_root, meta)
+    for image_id in meta.image_ids:  # every map before any is evaluated: headers only
+        _check_scoremap_file(scoremap_root, image_id, meta, args.prepare_scoremaps)
     mask_root = Path(args.mask_root) / "OpenImages"  # as the reference joins it
     metric: Any
     if masks:
         metric = metrics.PxAP(thresholds=thresholds)
     else:
-        metric = metrics.BoxAccuracy(
-            "maxboxacc_v2" if args.multi_contour_eval else "maxboxacc",
+        metric = metrics.MaxBoxAcc(
+            2 if args.multi_contour_eval else 1,
             thresholds=thresholds,
             iou_thresholds=[p / 100 for p in ious],
+            boxes_outside="keep" if args.keep_boxes_outside_image else "error",
         )
     ids = _progress(meta.image_ids, enabled=not args.no_progress)
     for batch in _batches(ids, args.batch_size):
@@ -283,7 +436,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
             loaded = [_load_masks(mask_root, i, meta) for i in batch]
             metric.update(maps.to(device), [m for m, _ in loaded], [g for _, g in loaded])
         else:
-            gt = [wsoleval_gt_boxes(meta.boxes[i], meta.sizes[i], size=SCOREMAP_SIZE) for i in batch]
+            gt = [wsoleval_gt_boxes(meta.boxes[i], meta.sizes[i], size=_SCOREMAP_SIZE) for i in batch]
             metric.update(maps.to(device), gt)
     summary = _read_result(metric.compute(), None if masks else ious)
     report: dict[str, Any] = {"dataset_name": args.dataset_name, "split": args.split, "n": summary["n"]}

@@ -24,7 +24,10 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, plus_one: bool) -> Tensor:
         plus_one: the "wsoleval" convention (``True``) or the "ornet" one (``False``).
 
     Returns:
-        ``(...)`` float64 IoU.
+        ``(...)`` float64 IoU, on the boxes' device.
+
+    Raises:
+        ValueError: the two sets of boxes are on different devices.
 
     Example:
         >>> import torch
@@ -35,6 +38,10 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, plus_one: bool) -> Tensor:
         >>> box_iou(a.double(), b.double(), plus_one=False).item()  # 36 / (81 + 81 - 36)
         0.2857142857142857
     """
+    if boxes1.device != boxes2.device:
+        raise ValueError(
+            f"boxes1 is on {boxes1.device} but boxes2 is on {boxes2.device}; expected both on one device"
+        )
     a = boxes1.to(torch.float64)
     b = boxes2.to(torch.float64)
     one = 1.0 if plus_one else 0.0

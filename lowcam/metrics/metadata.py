@@ -106,11 +106,16 @@ def _read_records(path: Path, fields: int, *, last_may_be_empty: bool = False) -
     if not path.is_file():
         raise DataError(path, None, "file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(
+            encoding="utf-8-sig"
+        )  # a UTF-8 byte-order mark (some editors write one) is dropped
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(path, None, f"cannot read: {error}") from error
     records = []
     for number, raw in enumerate(text.splitlines(), start=1):
+        if "\x00" in raw or "\ufeff" in raw:
+            what = "a NUL byte" if "\x00" in raw else "a byte-order mark inside the file"
+            raise DataError(path, number, f"holds {what}: {raw!r:.80}; expected plain UTF-8 text")
         line = raw.strip()
         if not line:
             continue
@@ -441,8 +446,8 @@ def wsoleval_gt_boxes(
     out_h, out_w = (size, size) if isinstance(size, int) else (size[0], size[1])
     if out_h <= 0 or out_w <= 0:
         raise ValueError(f"size must be positive, got {size!r}")
-    scale = torch.tensor([out_w, out_h, out_w, out_h], dtype=torch.float64)
-    frame = torch.tensor([width, height, width, height], dtype=torch.float64)
+    scale = torch.tensor([out_w, out_h, out_w, out_h], dtype=torch.float64, device=t.device)
+    frame = torch.tensor([width, height, width, height], dtype=torch.float64, device=t.device)
     return torch.trunc(t * scale / frame)
 
 
@@ -485,5 +490,5 @@ def ornet_gt_boxes(
     if not (isinstance(resize, int) and isinstance(crop, int) and 0 < crop <= resize):
         raise ValueError(f"resize and crop must be ints with 0 < crop <= resize, got {resize!r} and {crop!r}")
     offset = float(round((resize - crop) / 2.0))
-    scale = torch.tensor([resize / width, resize / height] * 2, dtype=torch.float64)
+    scale = torch.tensor([resize / width, resize / height] * 2, dtype=torch.float64, device=t.device)
     return t * scale - offset

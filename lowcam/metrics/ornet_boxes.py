@@ -9,7 +9,7 @@ from torch import Tensor
 
 from lowcam._checks import check_batch_of_maps
 
-__all__ = ["all_pixel_boxes", "boxes_all_pixels"]
+__all__ = ["boxes_all_pixels"]
 
 
 def boxes_all_pixels(
@@ -45,7 +45,7 @@ def boxes_all_pixels(
         else (float(scale[0]), float(scale[1]))
     )
     thr = torch.as_tensor(thresholds, dtype=torch.float64, device=maps.device).reshape(-1)
-    return all_pixel_boxes(maps, thr, sx, sy, nan_free=False)
+    return _boxes_all_pixels(maps, thr, sx, sy, nan_free=False)
 
 
 def _max_along(x: Tensor, dim: int) -> Tensor:
@@ -63,7 +63,7 @@ def _max_along(x: Tensor, dim: int) -> Tensor:
     return x.squeeze(dim)
 
 
-def all_pixel_boxes(maps: Tensor, thr: Tensor, sx: float, sy: float, *, nan_free: bool) -> Tensor:
+def _boxes_all_pixels(maps: Tensor, thr: Tensor, sx: float, sy: float, *, nan_free: bool) -> Tensor:
     """:func:`boxes_all_pixels` of checked ``(B, H, W)`` maps and ``(T,)`` float64 thresholds on their device.
 
     With ``nan_free`` (the caller knows that the maps hold no NaN) the NaN-to-background copy is skipped.

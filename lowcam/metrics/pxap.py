@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from lowcam.metrics._inputs import check_maps, check_thresholds, check_values
-from lowcam.metrics.base import CountingMetric, valid_mask
+from lowcam.metrics.base import CountingMetric, _valid_mask
 from lowcam.metrics.results import PxAPResult
 from lowcam.metrics.scoremap import wsoleval_thresholds
 
 __all__ = ["PxAP", "resize_nearest"]
 
-MaskInput = Tensor | Sequence[Tensor]
+_MaskInput = Tensor | Sequence[Tensor]
 
 
 def resize_nearest(mask: Tensor, size: tuple[int, int]) -> Tensor:
@@ -48,7 +48,7 @@ def resize_nearest(mask: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def _masks_to_bool(
-    name: str, masks: MaskInput, b: int, size: tuple[int, int], device: torch.device
+    name: str, masks: _MaskInput, b: int, size: tuple[int, int], device: torch.device
 ) -> Tensor:
     """``(B, H, W)`` bool: per image, the union over instances of ``mask > 0.5`` after nearest resizing."""
     entries: Sequence[Tensor]
@@ -87,7 +87,8 @@ class PxAP(CountingMetric):
     neither side. With ``tp``, ``fp`` the cumulative sums from the top bin, ``precision = tp / (tp + fp)``
     and ``recall = tp / N_pos``, ``PxAP = 100 · Σ_i precision[i] · (recall[i] − recall[i−1])`` over the bins
     where ``tp + fp > 0``. Masks of another size than the maps are resized with OpenCV's nearest rule.
-    Scores below the first threshold fall in no bin (as in ``np.histogram``): they count on neither side.
+    Scores below the first threshold fall in no bin (as in ``np.histogram``): they count on neither side (the
+    state counts them apart, so that ``compute()`` can say why no foreground pixel was counted).
 
     The state (:class:`~lowcam.metrics.CountingMetric`) is the two ``(T + 2,)`` int64 histograms;
     ``compute()`` sums them over ``torch.distributed`` processes and returns a
@@ -104,9 +105,11 @@ class PxAP(CountingMetric):
         >>> import torch
         >>> maps = torch.tensor([[[0.9, 0.8], [0.2, 0.1]]], dtype=torch.float64)
         >>> masks = torch.tensor([[[1, 1], [0, 0]]])
-        >>> PxAP().update(maps, masks).compute()["value"]
+        >>> PxAP().update(maps, masks).compute().value
         100.0
     """
+
+    higher_is_better = True
 
     def __init__(
         self,
@@ -118,14 +121,19 @@ class PxAP(CountingMetric):
         taus = check_thresholds("thresholds", thresholds, wsoleval_thresholds())
         if not bool((taus[1:] > taus[:-1]).all()) or float(taus[-1]) >= 1.0:
             raise ValueError(f"thresholds must increase strictly and stay below 1, got {taus.tolist()!r:.80}")
+        self.thresholds = taus
         self.edges = torch.cat([taus, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)])
         super().__init__(process_group=process_group, sync_on_compute=sync_on_compute)
 
     def _empty_state(self) -> dict[str, Tensor]:
         return {
             "hist": torch.zeros(2, self.edges.numel() - 1, dtype=torch.int64),  # foreground, background
+            "below": torch.zeros(2, dtype=torch.int64),  # pixels below the first threshold, in no bin
             "n": torch.zeros((), dtype=torch.int64),
         }
+
+    def _config(self) -> dict[str, Tensor]:
+        return {"thresholds": self.thresholds.clone()}
 
     @property
     def _hist(self) -> Tensor:
@@ -133,7 +141,12 @@ class PxAP(CountingMetric):
         return self._state["hist"]
 
     def update(
-        self, maps: Tensor, masks: MaskInput, ignore: MaskInput | None = None, *, valid: Tensor | None = None
+        self,
+        maps: Tensor,
+        masks: _MaskInput,
+        ignore: _MaskInput | None = None,
+        *,
+        valid: Tensor | None = None,
     ) -> PxAP:
         """Count a batch.
 
@@ -153,7 +166,7 @@ class PxAP(CountingMetric):
         check_values("maps", maps, unit_interval=True)
         b, h, w = maps.shape
         device = maps.device
-        keep = valid_mask("valid", valid, b, device)
+        keep = _valid_mask("valid", valid, b, device)
         if b == 0:
             return self
         fg = _masks_to_bool("masks", masks, b, (h, w), device)
@@ -167,13 +180,15 @@ class PxAP(CountingMetric):
         scores = torch.where(nan, torch.zeros_like(scores), scores)
         edges = self.edges.to(device)
         bins = torch.searchsorted(edges, scores.contiguous(), right=True) - 1
-        counted = counted & (bins >= 0)  # below the first edge: in no bin, as in np.histogram
+        below = counted & (bins < 0)  # below the first edge: in no bin, as in np.histogram
+        counted = counted & ~below
         self._prepare_update(device)
         # one histogram of (bin, class) pairs, class 0 foreground, 1 background, 2 not counted
         side = torch.where(counted, (~fg).to(torch.int64), 2).reshape(-1)
         nbins = self._state["hist"].shape[1]
         pairs = torch.bincount(bins.clamp(min=0).reshape(-1) * 3 + side, minlength=3 * nbins).view(nbins, 3)
         self._state["hist"] += pairs[:, :2].T
+        self._state["below"] += torch.stack([(below & fg).sum(), (below & ~fg).sum()])
         self._state["n"] += b if keep is None else keep.sum()
         return self
 
@@ -184,23 +199,45 @@ class PxAP(CountingMetric):
         first: call it on every rank; every rank gets the same result.
 
         Returns:
-            A :class:`~lowcam.metrics.PxAPResult`, also readable as a ``dict``:
-            ``{"value": float, "precision": (T + 2,) float64, "recall": (T + 2,) float64, "n": images}``.
+            A :class:`~lowcam.metrics.PxAPResult`: ``value`` (percent), ``precision`` and ``recall``
+            (``(T + 2,)`` float64) and ``n`` (images).
 
         Raises:
-            RuntimeError: no positive pixel, or no pixel at all, was seen.
+            RuntimeError: no image was evaluated, or no foreground pixel was counted (the masks hold none,
+                or every foreground score lies below the first threshold; the reference raises too).
         """
-        state = self._global_state()
-        hist, n_t = state["hist"], state["n"]
-        pos, neg = hist[0], hist[1]
-        tp = pos.flip(0).cumsum(0).to(torch.float64)
-        fp = neg.flip(0).cumsum(0).to(torch.float64)
-        n_pos = float(pos.sum())
-        if n_pos <= 0:
-            raise RuntimeError("PxAP: no positive ground-truth pixel in the evaluated set")
-        nonzero = (tp + fp) != 0
-        precision = tp / torch.where(nonzero, tp + fp, torch.ones_like(tp))
-        recall = tp / n_pos
-        terms = precision[1:] * (recall[1:] - recall[:-1])
-        value = float(torch.where(nonzero[1:], terms, torch.zeros_like(terms)).sum()) * 100.0
-        return PxAPResult.from_curves(value, precision, recall, int(n_t))
+        return _compute(self._global_state(), self.thresholds)
+
+    def _check_counts(self, state: Mapping[str, Tensor]) -> str | None:
+        if bool(state["n"] == 0) and bool((state["hist"] > 0).any() | (state["below"] > 0).any()):
+            return "state_dict['hist'] holds pixels but state_dict['n'] is 0"
+        return None
+
+
+def _compute(state: Mapping[str, Tensor], thresholds: Tensor) -> PxAPResult:
+    """The PxAP result of a (global, CPU) state: a pure function of it."""
+    hist, n_t = state["hist"], state["n"]
+    if int(n_t) == 0:
+        raise RuntimeError(
+            "PxAP.compute(): no image was evaluated (update() was not called, or only with empty batches or "
+            "with valid=False for every image)"
+        )
+    pos, neg = hist[0], hist[1]
+    tp = pos.flip(0).cumsum(0).to(torch.float64)
+    fp = neg.flip(0).cumsum(0).to(torch.float64)
+    n_pos = float(pos.sum())
+    if n_pos <= 0:
+        below = int(state["below"][0])
+        if below > 0:
+            raise RuntimeError(
+                f"PxAP: the masks hold {below} foreground pixels, but all their scores lie below the first "
+                f"threshold {float(thresholds[0]):g}, where they fall in no bin (as in the reference, which "
+                "raises too): start the thresholds at 0"
+            )
+        raise RuntimeError(f"PxAP: no foreground pixel in the masks of the {int(n_t)} evaluated images")
+    nonzero = (tp + fp) != 0
+    precision = tp / torch.where(nonzero, tp + fp, torch.ones_like(tp))
+    recall = tp / n_pos
+    terms = precision[1:] * (recall[1:] - recall[:-1])
+    value = float(torch.where(nonzero[1:], terms, torch.zeros_like(terms)).sum()) * 100.0
+    return PxAPResult.from_curves(value, precision, recall, int(n_t))

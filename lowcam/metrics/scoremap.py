@@ -12,6 +12,22 @@ from lowcam._checks import check_batch_of_maps
 
 __all__ = ["ornet_thresholds", "prepare_scoremap", "quantize_scoremap", "wsoleval_thresholds"]
 
+#: A map whose range is at most this many units in the last place of its largest magnitude is constant.
+_FLAT_ULPS = 64
+
+
+def _flat(low: Tensor, high: Tensor) -> Tensor:
+    """True where ``[low, high]`` is the range of a constant map up to rounding: ``high − low`` at most
+    :data:`_FLAT_ULPS` units in the last place of ``max(|low|, |high|)`` (plus the smallest normal number).
+
+    A bicubic resize of a constant map ripples by up to about 22 units in the last place of its value; min–max
+    normalisation would stretch that noise over ``[0, 1]``. NaN compares False (not flat); an infinite range
+    is not flat either.
+    """
+    info = torch.finfo(low.dtype)
+    magnitude = torch.maximum(low.abs(), high.abs())
+    return (high - low) <= magnitude * (_FLAT_ULPS * info.eps) + info.tiny
+
 
 def prepare_scoremap(cams: Tensor, size: int | tuple[int, int] = 224) -> Tensor:
     """Resize class activation maps bicubically in float64 and min–max normalise each one.
@@ -49,13 +65,24 @@ def prepare_scoremap(cams: Tensor, size: int | tuple[int, int] = 224) -> Tensor:
     x = F.interpolate(cams.to(torch.float64).unsqueeze(1), size=out_size, mode="bicubic", align_corners=False)
     x = x.squeeze(1)
     flat = x.flatten(1)
-    bad = ~torch.isfinite(flat).all(1)
-    lo = flat.amin(1).view(-1, 1, 1)
-    x = x - lo
-    hi = x.flatten(1).amax(1)
-    bad = bad | (hi == 0)
-    x = x / torch.where(bad, torch.ones_like(hi), hi).view(-1, 1, 1)
-    return torch.where(bad.view(-1, 1, 1), torch.zeros_like(x), x)
+    finite = torch.isfinite(flat).all(1).view(-1, 1, 1)
+    low, high = flat.amin(1).view(-1, 1, 1), flat.amax(1).view(-1, 1, 1)
+    return _min_max(x, low, high, finite)
+
+
+def _min_max(x: Tensor, low: Tensor, high: Tensor, finite: Tensor) -> Tensor:
+    """``(x − low) / (high − low)`` as the reference computes it, zeros where the map is not ``finite`` or
+    is flat (:func:`_flat`); ``low``, ``high`` and ``finite`` broadcast against ``x``.
+
+    Where ``high − low`` overflows (values beyond half the dtype's range), both are halved first: exact in
+    binary floating point, so the result is the same as the unbounded arithmetic's rounded once more.
+    Elsewhere the factor is 1 and the arithmetic is the reference's, bit for bit.
+    """
+    zero = finite.logical_not() | _flat(low, high)
+    f = torch.where(torch.isfinite(high - low) | zero, 1.0, 0.5).to(x.dtype)
+    span = high * f - low * f
+    out = (x * f - low * f) / torch.where(zero, torch.ones_like(span), span)
+    return torch.where(zero, torch.zeros_like(out), out)
 
 
 def _check_size(size: object) -> tuple[int, int]:

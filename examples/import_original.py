@@ -226,7 +226,7 @@ def convert(
 
 def _settings(cfg: Config) -> tuple[str, str, int]:
     """The config's backbone, evaluator architecture and generator width."""
-    return cfg.model.backbone, cfg.model.evaluator, cfg.model.generator_width
+    return cfg.model.backbone, cfg.model.evaluator, cfg.model.base_width
 
 
 def infer_num_classes(state: Mapping[str, torch.Tensor], source: Path) -> int:
@@ -251,7 +251,7 @@ def _hints(
     if first is not None and first.dim() == 4 and first.shape[0] != 2 * width:
         hints.append(
             f"the authors' U-Net has base width {first.shape[0] // 2} (att_layer4.down_1.1.UConv.0.weight "
-            f"has {first.shape[0]} output channels); the config's model.generator_width is {width}"
+            f"has {first.shape[0]} output channels); the config's model.base_width is {width}"
         )
     for key in ("model.classifier.6.weight", "vgg.model.classifier.6.weight", "model.fc.weight"):
         head = other.get(key)

@@ -88,8 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the requested stages; returns the exit status (2: a config, data or checkpoint error found
     before training; 3: stopped by ``runtime.stop_after_epoch``)."""
     args = parse_args(argv)
+    found: list[str] = []  # problems of the lowcam sections, listed with the others once the data is read
     try:
-        cfg = load_config(args.config, overrides_from(args))
+        cfg = load_config(args.config, overrides_from(args), problems=found)
     except ConfigError as error:
         return _fail("config error", error)
     # keys needed to read the data are checked now; the rest once the data set is known (all listed then)
@@ -101,12 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         return _fail("config error", error)
     try:
-        return _run(args, cfg, info)
+        return _run(args, cfg, info, found)
     finally:
         teardown()
 
 
-def _run(args: argparse.Namespace, cfg: Config, info: DistInfo) -> int:
+def _run(args: argparse.Namespace, cfg: Config, info: DistInfo, found: list[str]) -> int:
     if cfg.runtime.num_threads > 0:
         torch.set_num_threads(cfg.runtime.num_threads)
     set_determinism(cfg.runtime.deterministic)
@@ -116,7 +117,7 @@ def _run(args: argparse.Namespace, cfg: Config, info: DistInfo) -> int:
             print(f"removed {part}, left by a killed run")
     try:
         train, test = load_data(cfg)
-        validate(cfg, num_classes=len(train.classes))
+        validate(cfg, num_classes=len(train.classes), found=found)
     except DataError as error:
         return _fail("data error", error)
     except ConfigError as error:

@@ -6,10 +6,13 @@ device. Errors name the argument, what it got and what was expected.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import torch
+
+ParamsT = TypeVar("ParamsT")
 
 Reduction: TypeAlias = Literal["none", "mean", "sum"]
 _REDUCTIONS = ("none", "mean", "sum")
@@ -117,6 +120,29 @@ def reduce(values: torch.Tensor, reduction: Reduction, *, count: int | None = No
     if reduction == "sum":
         return values.sum()
     return values
+
+
+def params_or_keywords(cls: type[ParamsT], params: object, keywords: dict[str, Any]) -> ParamsT:
+    """The parameter dataclass of a call: ``params`` when given, else ``cls(**keywords)``.
+
+    A component takes its hyper-parameters either as its frozen dataclass (``params=``) or as keyword
+    arguments; giving ``params`` together with a keyword that differs from its default is an error (one
+    of the two values would be ignored silently).
+
+    Raises:
+        TypeError: ``params`` is not a ``cls``, or both forms were given.
+    """
+    if params is None:
+        return cls(**keywords)
+    if not isinstance(params, cls):
+        raise TypeError(f"params must be a {cls.__name__} or None, got {type(params).__name__}")
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    both = sorted(name for name, value in keywords.items() if value != defaults[name])
+    if both:
+        raise TypeError(
+            f"pass the hyper-parameters either as params= or as keyword arguments, got params= and {both}"
+        )
+    return params
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

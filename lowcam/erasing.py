@@ -21,7 +21,9 @@ import torch
 from torch import nn
 
 from lowcam._backend import Backend, check_backend, resolve_backend
-from lowcam._checks import check_map, check_unit_interval, compute_dtype
+from lowcam._checks import check_map, check_unit_interval, compute_dtype, params_or_keywords
+
+__all__ = ["AttentiveErasing", "ErasingOutput", "ErasingParams", "attentive_erasing"]
 
 
 class ErasingOutput(NamedTuple):
@@ -357,6 +359,7 @@ def attentive_erasing(
     scale: float = 0.6,
     shift: float = 0.2,
     per_sample_factor: bool = False,
+    params: ErasingParams | None = None,
     training: bool = True,
     generator: torch.Generator | None = None,
     backend: Backend = "auto",
@@ -411,6 +414,7 @@ def attentive_erasing(
         scale: slope of the squashing (reference 0.6).
         shift: offset of the squashing (reference 0.2); ``scale + shift <= 1``.
         per_sample_factor: draw the factor per sample instead of once per batch (reference ``False``).
+        params: the hyper-parameters as one :class:`ErasingParams` instead of the seven keywords above.
         training: erase (``True``) or return the map unchanged (``False``).
         generator: a :class:`torch.Generator` on ``p``'s device, or ``None`` for the default one.
         backend: ``"auto"`` (the torch backend), ``"torch"`` or ``"triton"``; each draws its random
@@ -436,9 +440,18 @@ def attentive_erasing(
         >>> float(out.erased.amax()), float(out.erased.amin())
         (0.800000011920929, 0.0)
     """
-    params = ErasingParams(erase_prob, min_factor, max_factor, min_size, scale, shift, per_sample_factor)
+    keywords = {
+        "erase_prob": erase_prob,
+        "min_factor": min_factor,
+        "max_factor": max_factor,
+        "min_size": min_size,
+        "scale": scale,
+        "shift": shift,
+        "per_sample_factor": per_sample_factor,
+    }
+    chosen = params_or_keywords(ErasingParams, params, keywords)
     check_backend(backend)
-    return _erase(p, params, training=training, generator=generator, backend=backend)
+    return _erase(p, chosen, training=training, generator=generator, backend=backend)
 
 
 class AttentiveErasing(nn.Module):
@@ -457,6 +470,7 @@ class AttentiveErasing(nn.Module):
         shift: offset of the squashing (reference 0.2).
         per_sample_factor: one factor per sample instead of per batch (reference ``False``).
         backend: ``"auto"``, ``"torch"`` or ``"triton"``.
+        params: the hyper-parameters as one :class:`ErasingParams` instead of the seven keywords above.
 
     Shape:
         - Input ``p``: ``(B, 1, H, W)``, values in ``[0, 1]``.
@@ -482,11 +496,20 @@ class AttentiveErasing(nn.Module):
         shift: float = 0.2,
         per_sample_factor: bool = False,
         backend: Backend = "auto",
+        *,
+        params: ErasingParams | None = None,
     ) -> None:
         super().__init__()
-        self.params = ErasingParams(
-            erase_prob, min_factor, max_factor, min_size, scale, shift, per_sample_factor
-        )
+        keywords = {
+            "erase_prob": erase_prob,
+            "min_factor": min_factor,
+            "max_factor": max_factor,
+            "min_size": min_size,
+            "scale": scale,
+            "shift": shift,
+            "per_sample_factor": per_sample_factor,
+        }
+        self.params = params_or_keywords(ErasingParams, params, keywords)
         self.backend: Backend = check_backend(backend)
 
     def forward(self, p: torch.Tensor, generator: torch.Generator | None = None) -> ErasingOutput:

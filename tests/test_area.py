@@ -196,3 +196,20 @@ def test_bad_input(change: dict[str, object], error: type[Exception], match: str
     tensors = [args.pop(k) for k in ("p", "class_maps", "logits")]
     with pytest.raises(error, match=match):
         lowcam.area_loss(*tensors, **args)  # type: ignore[arg-type]
+
+
+def test_params_dataclass_is_the_schema_of_function_and_module() -> None:
+    p, maps, logits = torch.rand(2, 1, 4, 4), torch.rand(2, 6, 4, 4), torch.randn(2, 6)
+    params = lowcam.AreaLossParams(topk=4, skip=1)
+    expected = lowcam.area_loss(p, maps, logits, topk=4, skip=1)
+    assert torch.equal(lowcam.area_loss(p, maps, logits, params=params), expected)
+    assert torch.equal(lowcam.AreaLoss(params=params)(p, maps, logits), expected)
+    assert lowcam.AreaLoss(topk=4, skip=1).params == params
+    with pytest.raises(
+        TypeError, match=r"either as params= or as keyword arguments, got params= and \['topk'\]"
+    ):
+        lowcam.area_loss(p, maps, logits, topk=5, params=params)
+    with pytest.raises(TypeError, match="params must be a AreaLossParams or None, got dict"):
+        lowcam.AreaLoss(params={"topk": 4})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="skip must be < topk"):
+        lowcam.AreaLossParams(topk=2, skip=2)

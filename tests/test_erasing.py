@@ -358,3 +358,16 @@ def test_params_are_validated_once_and_frozen() -> None:
     with pytest.raises(AttributeError):
         module.params.erase_prob = 0.9  # type: ignore[misc]
     assert "erase_prob=0.3" in repr(module) and "min_size=0.1" in repr(module)
+
+
+def test_params_dataclass_is_the_schema_of_function_and_module() -> None:
+    p = torch.rand(3, 1, 12, 12)
+    params = lowcam.ErasingParams(erase_prob=1.0, max_factor=0.3, min_size=1)
+    expected = lowcam.attentive_erasing(
+        p, erase_prob=1.0, max_factor=0.3, min_size=1, generator=torch.Generator().manual_seed(2)
+    )
+    got = lowcam.attentive_erasing(p, params=params, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(got.erased, expected.erased) and torch.equal(got.region, expected.region)
+    assert lowcam.AttentiveErasing(params=params).params is params
+    with pytest.raises(TypeError, match=r"got params= and \['min_size'\]"):
+        lowcam.attentive_erasing(p, min_size=2, params=params)

@@ -44,7 +44,7 @@ def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
     return [
         "--config", str(EXAMPLES / "configs" / "synthetic.yaml"),
         "--data.root", str(data), "--output_dir", str(out),
-        "--data.resize", "36", "--data.crop", "32", "--data.score_size", "32", "--model.generator_width", "4",
+        "--data.resize", "36", "--data.crop", "32", "--data.score_size", "32", "--model.base_width", "4",
         "--evaluator.epochs", "1", "--coarse.epochs", "1", "--fine.epochs", "1", "--cam.epochs", "1",
         "--evaluator.batch_size", "8", "--coarse.batch_size", "8", "--fine.batch_size", "8",
         "--cam.batch_size", "8", "--eval.batch_size", "5", "--eval.pictures", "4",

@@ -237,7 +237,7 @@ class AuthorsFiles:
     def argv(self, out: Path, *extra: str, fine: bool = True, classes: int | None = None) -> list[str]:
         args = [
             "--config", str(SYNTHETIC), "--output_dir", str(out),
-            "--model.backbone", BACKBONE, "--model.evaluator", EVALUATOR, "--model.generator_width", str(WIDTH),
+            "--model.backbone", BACKBONE, "--model.evaluator", EVALUATOR, "--model.base_width", str(WIDTH),
             "--evaluator", str(self.paths["evaluator"]), "--coarse", str(self.paths["coarse"]),
         ]  # fmt: skip
         if fine:
@@ -321,7 +321,7 @@ def test_payload_is_a_complete_pipeline_checkpoint(files: AuthorsFiles, imported
             state
         )
         assert state["complete"] is True and state["epoch"] == state["epochs"]
-        assert state["config"]["model"]["generator_width"] == WIDTH
+        assert state["config"]["model"]["base_width"] == WIDTH
         assert state["config"]["output_dir"] == str(imported)
         assert state["classes"] == [str(k) for k in range(5)]
         assert state["imported_from"]["file"] == str(files.paths[source].resolve())
@@ -436,9 +436,9 @@ def test_wrong_width_and_class_count_are_explained(
     files: AuthorsFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    assert import_original.main(files.argv(out, "--model.generator_width", "8")) == 2
+    assert import_original.main(files.argv(out, "--model.base_width", "8")) == 2
     err = capsys.readouterr().err
-    assert "base width 4" in err and "model.generator_width is 8" in err
+    assert "base width 4" in err and "model.base_width is 8" in err
     assert "generator.down1.0.weight is (16, 64, 3, 3)" in err
     # every file's problems are reported in one go, not only the first file's
     assert "is not the authors' coarse model" in err and "is not the authors' fine model" in err
@@ -553,7 +553,7 @@ def test_pipeline_evaluates_and_refines_the_imported_models(tmp_path: Path) -> N
     tiny = [
         "--config", str(SYNTHETIC), "--output_dir", str(out), "--data.root", str(data),
         "--data.resize", "36", "--data.crop", "32", "--data.score_size", "32",
-        "--model.backbone", BACKBONE, "--model.evaluator", EVALUATOR, "--model.generator_width", str(WIDTH),
+        "--model.backbone", BACKBONE, "--model.evaluator", EVALUATOR, "--model.base_width", str(WIDTH),
         "--fine.epochs", "1", "--fine.batch_size", "4", "--fine.area.topk", "3", "--fine.area.skip", "1",
         "--eval.batch_size", "4", "--eval.pictures", "0", "--runtime.progress", "false",
     ]  # fmt: skip

@@ -39,7 +39,7 @@ import lowcam.ops.area as area_ops
 import lowcam.ops.entropy as entropy_ops
 import lowcam.ops.erasing as erasing_ops
 from lowcam.erasing import ErasingParams
-from lowcam.losses.area import ranked_classes
+from lowcam.losses.area import _ranked_classes as ranked_classes
 from lowcam.losses.entropy import ENTROPY_EPS as EPS
 
 _POINTER_TYPES = {

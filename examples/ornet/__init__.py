@@ -17,5 +17,4 @@ Modules:
 - :mod:`ornet.checkpoint`, :mod:`ornet.files`: atomic checkpoints and output files.
 - :mod:`ornet.pictures`, :mod:`ornet.distributed`, :mod:`ornet.logs`: PNG grids, torchrun helpers, the
   JSONL log.
-- :mod:`ornet.engine`: the names of lowcam 0.1's single module, for older code.
 """

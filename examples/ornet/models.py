@@ -129,7 +129,7 @@ class CoarseNet(nn.Module):
         self,
         arch: str,
         num_classes: int,
-        generator_width: int,
+        base_width: int,
         weights: str | None = None,
         *,
         reinit_layer4: bool = False,
@@ -141,7 +141,7 @@ class CoarseNet(nn.Module):
             fresh = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
             model.layer4, model.fc = fresh.layer4, fresh.fc
         self.stem, self.body, channels = split_resnet(model)
-        self.generator = recipe.generator(channels, num_classes, generator_width)
+        self.generator = recipe.generator(channels, num_classes, base_width)
 
     def forward(self, images: torch.Tensor) -> CoarseOutput:
         low = self.stem(images)
@@ -260,12 +260,12 @@ class CamNet(nn.Module):
         return logits, cams
 
 
-def map_sides(arch: str, num_classes: int, generator_width: int, crop: int) -> tuple[int, dict[int, int]]:
+def map_sides(arch: str, num_classes: int, base_width: int, crop: int) -> tuple[int, dict[int, int]]:
     """``(generator side, {output_stride: CAM side})`` on ``crop``×``crop`` images, measured by running
     the networks on the meta device (no weights, no computation, the random state untouched)."""
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
         images = torch.empty(1, 3, crop, crop)
-        coarse = CoarseNet(arch, num_classes, generator_width).eval()
+        coarse = CoarseNet(arch, num_classes, base_width).eval()
         generator_side = int(coarse.generator(coarse.stem(images)).activation.shape[-1])
         sides = {
             stride: int(CamNet(arch, num_classes, output_stride=stride).eval()(images)[1].shape[-1])
@@ -274,9 +274,9 @@ def map_sides(arch: str, num_classes: int, generator_width: int, crop: int) -> t
     return generator_side, sides
 
 
-def matching_output_stride(arch: str, num_classes: int, generator_width: int, crop: int) -> int:
+def matching_output_stride(arch: str, num_classes: int, base_width: int, crop: int) -> int:
     """The CAM output stride whose map has the side of the generator's map (``cam.output_stride: null``):
     the stride with the closest side, the larger stride on a tie (16×16 on the demo's 64-pixel crops and
     56×56 on 224-pixel crops: stride 4)."""
-    generator_side, sides = map_sides(arch, num_classes, generator_width, crop)
+    generator_side, sides = map_sides(arch, num_classes, base_width, crop)
     return min(sides, key=lambda stride: (abs(sides[stride] - generator_side), -stride))

@@ -38,35 +38,21 @@ class FineParts(NamedTuple):
 
 
 def fine_parts(cfg: Config) -> FineParts:
-    """Stage 2's components, each from its config section (keys = the component's arguments)."""
+    """Stage 2's components, each from its config section (the section *is* the component's params)."""
     f, backend = cfg.fine, cfg.runtime.backend
-    e = f.erasing
-    erasing = lowcam.AttentiveErasing(
-        erase_prob=e.erase_prob,
-        min_factor=e.min_factor,
-        max_factor=e.max_factor,
-        min_size=e.min_size,
-        scale=e.scale,
-        shift=e.shift,
-        per_sample_factor=e.per_sample_factor,
-        backend=backend,  # type: ignore[arg-type]
+    return FineParts(
+        lowcam.AttentiveErasing(params=f.erasing, backend=backend),  # type: ignore[arg-type]
+        lowcam.AreaLoss(params=f.area, backend=backend),  # type: ignore[arg-type]
+        lowcam.WeightedEntropyLoss(params=f.entropy, backend=backend),  # type: ignore[arg-type]
+        f.loss_weights,
     )
-    area = lowcam.AreaLoss(topk=f.area.topk, skip=f.area.skip, backend=backend)  # type: ignore[arg-type]
-    entropy = lowcam.WeightedEntropyLoss(
-        mu=f.entropy.mu,
-        sigma=f.entropy.sigma,
-        beta=f.entropy.beta,
-        detach_weight=f.entropy.detach_weight,
-        backend=backend,  # type: ignore[arg-type]
-    )
-    return FineParts(erasing, area, entropy, f.loss_weights)
 
 
 def frozen_evaluator(classifier: nn.Module, cfg: Config) -> lowcam.Evaluator:
     """The stage-0 classifier wrapped as ORNet's evaluator (``quirks.upsample``,
-    ``quirks.frozen_train_mode`` → ``follow_parent_mode``)."""
+    ``quirks.follow_parent_mode``)."""
     q = cfg.quirks
-    return lowcam.Evaluator(classifier, upsample=q.upsample, follow_parent_mode=q.frozen_train_mode)  # type: ignore[arg-type]
+    return lowcam.Evaluator(classifier, upsample=q.upsample, follow_parent_mode=q.follow_parent_mode)  # type: ignore[arg-type]
 
 
 def generator(in_channels: int, num_classes: int, base_width: int) -> lowcam.LowLevelActivationGenerator:

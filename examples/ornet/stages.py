@@ -8,7 +8,6 @@ trained whenever ``cam`` is.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable
 
 import torch
@@ -16,7 +15,8 @@ from torch import nn
 
 import lowcam
 from ornet import checkpoint, recipe
-from ornet.config import Config, ConfigError, OptimConfig, flatten, from_dict
+from ornet.checkpoint import CheckpointError
+from ornet.config import Config, ConfigError, OptimConfig, from_dict
 from ornet.data import Sample
 from ornet.distributed import all_reduce_sum
 from ornet.models import CamNet, CoarseNet, FineNet, build_classifier, matching_output_stride
@@ -42,7 +42,7 @@ def build_coarse(ctx: Context, weights: str | None = None) -> CoarseNet:
     """Stage 1's network (``quirks.reinit_layer4`` applies when pretrained ``weights`` are loaded)."""
     m = ctx.cfg.model
     return CoarseNet(
-        m.backbone, ctx.num_classes, m.generator_width, weights, reinit_layer4=ctx.cfg.quirks.reinit_layer4
+        m.backbone, ctx.num_classes, m.base_width, weights, reinit_layer4=ctx.cfg.quirks.reinit_layer4
     )
 
 
@@ -136,7 +136,7 @@ def stage_fine(ctx: Context) -> None:
     def set_modes() -> None:
         evaluator.train()
         parts.erasing.train()
-        if not q.frozen_train_mode:
+        if not q.follow_parent_mode:
             for module in model.frozen_modules():
                 module.eval()
 
@@ -173,19 +173,22 @@ def cam_output_stride(cfg: Config, num_classes: int, stage: str) -> int:
     if cfg.cam.output_stride is not None:
         return cfg.cam.output_stride
     m = cfg.model
-    return matching_output_stride(m.backbone, num_classes, m.generator_width, cfg.data.crop)
+    return matching_output_stride(m.backbone, num_classes, m.base_width, cfg.data.crop)
 
 
 def trained_cam_output_stride(ctx: Context, stage: str) -> int:
     """The output stride the CAM checkpoint of ``stage`` was trained at (from the config saved in it; the
-    current config's when the checkpoint has none)."""
-    saved = checkpoint.load(checkpoint_path(ctx, stage)).get("config")
-    cfg = ctx.cfg
-    if isinstance(saved, dict):
-        if stage == "cam" and "cam.output_stride" not in flatten(saved):
-            return 32  # written before cam.output_stride existed: the ResNet as it is
-        with contextlib.suppress(ConfigError):  # an unreadable saved config: the current one
-            cfg = from_dict(saved)
+    current config's when the checkpoint has none, e.g. an imported one).
+
+    Raises:
+        CheckpointError: the saved config does not read.
+    """
+    path = checkpoint_path(ctx, stage)
+    saved = checkpoint.load(path).get("config")
+    try:
+        cfg = from_dict(saved) if isinstance(saved, dict) else ctx.cfg
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: the config saved in it does not read ({error})") from None
     return cam_output_stride(cfg, ctx.num_classes, stage)
 
 

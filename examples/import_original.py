@@ -331,7 +331,7 @@ def import_original(
         raise ImportFailed("\n".join(problems))
     num_classes = infer_num_classes(coarse_state, coarse)
     with torch.device("meta"):
-        coarse_net = CoarseNet(backbone, num_classes, width)
+        coarse_net = CoarseNet(build_classifier(backbone, num_classes), num_classes, width)
         classifier = build_classifier(evaluator_arch, num_classes)
     hints = _hints(cfg, num_classes, coarse_state, {**evaluator_state, **fine_state})
 
@@ -341,7 +341,7 @@ def import_original(
         ("coarse model", coarse_state, COARSE_RULES, _meta(coarse_net), coarse),
     ]
     if fine is not None:
-        fine_target = _meta(FineNet.from_coarse(coarse_net))
+        fine_target = _meta(FineNet(coarse_net))
         del fine_target[CLASS_HEAD]
         rest = {k: v for k, v in fine_state.items() if not k.startswith(FINE_EVALUATOR_PREFIX)}
         inner = {k: v for k, v in fine_state.items() if k.startswith(FINE_EVALUATOR_PREFIX)}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
 import torch
@@ -139,6 +139,14 @@ class ErasingParams:
             float(self.shift),
             self.per_sample_factor,
         )
+
+
+_FIELDS = tuple(f.name for f in fields(ErasingParams))
+
+
+def _keywords(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`ErasingParams` fields among a call's ``locals()``."""
+    return {name: arguments[name] for name in _FIELDS}
 
 
 def _check_min_size(min_size: object) -> None:
@@ -440,16 +448,7 @@ def attentive_erasing(
         >>> float(out.erased.amax()), float(out.erased.amin())
         (0.800000011920929, 0.0)
     """
-    keywords = {
-        "erase_prob": erase_prob,
-        "min_factor": min_factor,
-        "max_factor": max_factor,
-        "min_size": min_size,
-        "scale": scale,
-        "shift": shift,
-        "per_sample_factor": per_sample_factor,
-    }
-    chosen = params_or_keywords(ErasingParams, params, keywords)
+    chosen = params_or_keywords(ErasingParams, params, _keywords(locals()))
     check_backend(backend)
     return _erase(p, chosen, training=training, generator=generator, backend=backend)
 
@@ -500,16 +499,7 @@ class AttentiveErasing(nn.Module):
         params: ErasingParams | None = None,
     ) -> None:
         super().__init__()
-        keywords = {
-            "erase_prob": erase_prob,
-            "min_factor": min_factor,
-            "max_factor": max_factor,
-            "min_size": min_size,
-            "scale": scale,
-            "shift": shift,
-            "per_sample_factor": per_sample_factor,
-        }
-        self.params = params_or_keywords(ErasingParams, params, keywords)
+        self.params = params_or_keywords(ErasingParams, params, _keywords(locals()))
         self.backend: Backend = check_backend(backend)
 
     def forward(self, p: torch.Tensor, generator: torch.Generator | None = None) -> ErasingOutput:

@@ -177,3 +177,22 @@ def test_params_dataclass_is_the_schema_of_function_and_module() -> None:
         lowcam.WeightedEntropyLoss(sigma=0.3, params=params)
     with pytest.raises(ValueError, match="sigma must be > 0"):
         lowcam.EntropyParams(sigma=0.0)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_empty_batch_gives_what_torch_losses_give(reduction: str) -> None:
+    p = torch.rand(0, 1, 4, 4)
+    value = lowcam.weighted_entropy_loss(p, reduction=reduction)  # type: ignore[arg-type]
+    reference = torch.nn.functional.binary_cross_entropy(p, p, reduction=reduction)
+    assert value.shape == reference.shape and value.dtype == reference.dtype
+    assert torch.equal(value.isnan(), reference.isnan()) and torch.allclose(value, reference, equal_nan=True)
+
+
+def test_bf16_autocast_returns_float32_as_torch_losses_do() -> None:
+    p = torch.rand(2, 1, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = lowcam.WeightedEntropyLoss()(p.bfloat16())
+        assert torch.nn.functional.binary_cross_entropy_with_logits(p.bfloat16(), p).dtype == torch.float32
+    assert value.dtype == torch.float32
+    assert torch.allclose(value, lowcam.weighted_entropy_loss(p.bfloat16().float()))
+    assert lowcam.weighted_entropy_loss(p.bfloat16()).dtype == torch.bfloat16  # no autocast: p's dtype

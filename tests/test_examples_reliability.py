@@ -21,7 +21,7 @@ from ornet import checkpoint, files, recipe
 from ornet.checks import config_changes, validate
 from ornet.config import Config, ConfigError, load_config, to_dict
 from ornet.distributed import parse_device, setup
-from ornet.models import CoarseNet, build_classifier
+from ornet.models import build_classifier
 from ornet.report import format_table
 from ornet.runtime import set_determinism
 
@@ -148,7 +148,10 @@ def test_reinit_layer4_quirk_applies_only_off_200_classes(tmp_path: Path) -> Non
     torch.save(source.state_dict(), path)
     torch.manual_seed(0)
     for classes, reinit, fresh in ((5, True, True), (5, False, False), (200, True, False)):
-        net = CoarseNet("resnet18", classes, 4, str(path), reinit_layer4=reinit)
+        cfg = load_config(
+            None, {"model.backbone": "resnet18", "model.base_width": "4", "quirks.reinit_layer4": str(reinit)}
+        )
+        net = recipe.coarse_net(cfg, classes, str(path))
         layer4 = net.body[3]
         same = torch.equal(layer4[0].conv1.weight, source.layer4[0].conv1.weight)
         assert same != fresh, (classes, reinit)

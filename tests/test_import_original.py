@@ -267,7 +267,7 @@ def test_full_size_layout_of_the_authors_networks_maps_exactly() -> None:
         coarse = AuthorsCoarse("resnet50", 200, 64)
         evaluator = AuthorsEvaluator("vgg16", 200)
         fine = AuthorsFine("resnet50", "vgg16", 200, 64)
-        pipeline_coarse = CoarseNet("resnet50", 200, 64)
+        pipeline_coarse = CoarseNet(build_classifier("resnet50", 200), 200, 64)
         pipeline_evaluator = build_classifier("vgg16", 200)
     src = Path("authors.pth")
     done = import_original.convert(
@@ -287,7 +287,7 @@ def test_full_size_layout_of_the_authors_networks_maps_exactly() -> None:
     fine_keys = set(fine.state_dict())
     assert "att_conv2.weight" not in fine_keys and not any(k.startswith("layer") for k in fine_keys)
     generator_part = {k for k in fine_keys if not k.startswith("vgg.")}
-    pipeline_fine = set(FineNet.from_coarse(pipeline_coarse).state_dict())
+    pipeline_fine = set(FineNet(pipeline_coarse).state_dict())
     assert {expected_name(k) for k in generator_part} == pipeline_fine - {"generator.class_head.weight"}
     assert {k.removeprefix("vgg.") for k in fine_keys - generator_part} == set(evaluator.state_dict())
 
@@ -309,8 +309,8 @@ def test_every_tensor_lands_where_it_should(files: AuthorsFiles, imported: Path)
     assert len(coarse["model"]) == len(files.coarse_state)
     assert len(fine["model"]) == len(generator_part) + 1
     # strict loads into the pipeline's networks
-    CoarseNet(BACKBONE, 5, WIDTH).load_state_dict(coarse["model"])
-    FineNet.from_coarse(CoarseNet(BACKBONE, 5, WIDTH)).load_state_dict(fine["model"])
+    CoarseNet(build_classifier(BACKBONE, 5), 5, WIDTH).load_state_dict(coarse["model"])
+    FineNet(CoarseNet(build_classifier(BACKBONE, 5), 5, WIDTH)).load_state_dict(fine["model"])
     build_classifier(EVALUATOR, 5).load_state_dict(evaluator["model"])
 
 
@@ -334,9 +334,9 @@ def test_imported_maps_equal_the_authors_forward(files: AuthorsFiles, imported: 
     maps and class maps bit for bit, and the same logits (64×64 images: 16×16 maps, a multiple of 8 as
     the authors need)."""
     images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(7))
-    coarse = CoarseNet(BACKBONE, 5, WIDTH).eval()
+    coarse = CoarseNet(build_classifier(BACKBONE, 5), 5, WIDTH).eval()
     coarse.load_state_dict(checkpoint.load(imported / "coarse.pt")["model"])
-    fine = FineNet.from_coarse(CoarseNet(BACKBONE, 5, WIDTH)).eval()
+    fine = FineNet(CoarseNet(build_classifier(BACKBONE, 5), 5, WIDTH)).eval()
     fine.load_state_dict(checkpoint.load(imported / "fine.pt")["model"])
     classifier = build_classifier(EVALUATOR, 5)
     classifier.load_state_dict(checkpoint.load(imported / "evaluator.pt")["model"])

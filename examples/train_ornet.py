@@ -44,7 +44,7 @@ from ornet.config import Config, ConfigError, add_override_arguments, load_confi
 from ornet.data import DataError
 from ornet.distributed import DistInfo, setup, teardown
 from ornet.evaluation import evaluate
-from ornet.files import WriteError, atomic_write_text, remove_temporaries
+from ornet.files import WriteError, atomic_write_text, check_writable_folder, remove_temporaries
 from ornet.logs import RunLog
 from ornet.report import format_table
 from ornet.runtime import Context, load_data, seed_everything, set_determinism
@@ -113,6 +113,10 @@ def _run(args: argparse.Namespace, cfg: Config, info: DistInfo, found: list[str]
     set_determinism(cfg.runtime.deterministic)
     out = Path(cfg.output_dir)
     if info.is_main:
+        try:
+            check_writable_folder(out)
+        except WriteError as error:
+            return _fail("error", error)
         for part in remove_temporaries(out):
             print(f"removed {part}, left by a killed run")
     try:
@@ -147,9 +151,10 @@ def _run(args: argparse.Namespace, cfg: Config, info: DistInfo, found: list[str]
                     + f"\nrestore those values, or retrain with --restart-from {first} (that stage and every "
                     "later one start afresh)"
                 )
-        for upstream in ("evaluator", "coarse", *cam_stages(cfg)):
+        # every artefact a requested stage reads is compared with the config it was trained with
+        for upstream in ("evaluator", "coarse", "fine", *cam_stages(cfg)):
             path = checkpoint_path(ctx, upstream)
-            users = ("eval",) if upstream.startswith("cam") else ("fine", "eval")
+            users = ("fine", "eval") if upstream in ("evaluator", "coarse") else ("eval",)
             if upstream not in stages and any(s in stages for s in users) and path.is_file():
                 saved = checkpoint.load(path).get("config")
                 changes = config_changes(upstream, saved, cfg) if isinstance(saved, dict) else []

@@ -39,19 +39,26 @@ def check_shape(name: str, value: torch.Tensor, expected: str, ndim: int) -> Non
         raise ValueError(f"{name} must have shape {expected}, got shape {tuple(value.shape)}")
 
 
-def check_map(name: str, value: object, *, shape: str = "(B, 1, H, W)") -> torch.Tensor:
+def check_map(
+    name: str, value: object, *, shape: str = "(B, 1, H, W)", allow_empty_batch: bool = False
+) -> torch.Tensor:
     """Check a single-channel map of shape ``(B, 1, H, W)`` with a floating dtype: the one map check.
 
     Every component that takes an activation map (the losses, erasing, the evaluator's masks, the map
     helpers) calls this; it reads only the shape and dtype, so it never synchronises with the device.
     ``shape`` is how the message spells the expected shape (the evaluator's maps are ``(B, 1, h, w)``).
+    ``B = 0`` is accepted with ``allow_empty_batch`` (the losses: an empty batch has a defined loss).
     """
     tensor = check_tensor(name, value)
     check_shape(name, tensor, shape, 4)
     if tensor.shape[1] != 1:
         raise ValueError(f"{name} must have shape {shape} with one channel, got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(tensor.shape)}")
+        empty_batch = (
+            allow_empty_batch and tensor.shape[0] == 0 and tensor.shape[2] > 0 and tensor.shape[3] > 0
+        )
+        if not empty_batch:
+            raise ValueError(f"{name} must not be empty, got shape {tuple(tensor.shape)}")
     return tensor
 
 
@@ -148,6 +155,14 @@ def params_or_keywords(cls: type[ParamsT], params: object, keywords: dict[str, A
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype math is done in: float32 for half types, the input's own dtype for float32/float64."""
     return torch.promote_types(dtype, torch.float32)
+
+
+def loss_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype a loss returns: its input's, but under autocast on ``device`` the compute dtype
+    (float32 for half inputs), as torch's own losses, which autocast runs in float32."""
+    if torch.is_autocast_enabled(device.type):
+        return compute_dtype(dtype)
+    return dtype
 
 
 def check_batch_of_maps(

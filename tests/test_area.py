@@ -246,6 +246,8 @@ def test_bf16_autocast_returns_float32_as_torch_losses_do() -> None:
     p, maps, logits = torch.rand(2, 1, 4, 4), torch.rand(2, 6, 4, 4), torch.randn(2, 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         value = lowcam.area_loss(p.bfloat16(), maps.bfloat16(), logits, topk=4, skip=1)
-        assert torch.nn.functional.cross_entropy(logits.bfloat16(), torch.tensor([0, 1])).dtype == torch.float32
+        assert (
+            torch.nn.functional.cross_entropy(logits.bfloat16(), torch.tensor([0, 1])).dtype == torch.float32
+        )
     assert value.dtype == torch.float32
     assert lowcam.area_loss(p.bfloat16(), maps.bfloat16(), logits, topk=4, skip=1).dtype == torch.bfloat16

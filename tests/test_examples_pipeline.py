@@ -243,6 +243,33 @@ def test_resume_refuses_a_changed_config_and_restart_from_retrains(
     assert "[fine] finished earlier, skipped" in capsys.readouterr().out
 
 
+def test_eval_compares_fine_pt_with_the_config_it_was_trained_with(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _copy_run(trained, tmp_path / "run")
+    changed = ("--fine.loss_weights.area", "0.5")
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval", *EXTRA_CAM, *changed)) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"warning: {out / 'fine.pt'} was trained with other settings: fine.loss_weights.area: 0.02 → 0.5"
+        in printed
+    )
+    assert "coarse.pt was trained" not in printed and "evaluator.pt was trained" not in printed
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_output_folder_that_cannot_be_written_is_an_error(
+    tiny_data: Path, tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder\n")
+    out = blocker if where == "a file" else blocker / "run"
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval")) == 2
+    err = capsys.readouterr().err
+    assert f"error: could not write {out} (" in err and "Traceback" not in err
+    assert blocker.read_text() == "not a folder\n"
+
+
 @pytest.mark.parametrize("flag", ["1", "0"])
 def test_zero_training_or_evaluation_images_stop_before_training(
     tiny_data: Path, tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]

@@ -64,6 +64,7 @@ def test_whole_config_is_validated_with_every_problem_listed() -> None:
         ("cam.extra_output_strides", "[32, 7]", "cam.extra_output_strides: got [32, 7], expected distinct"),
         ("cam.extra_output_strides", "[32, 32]", "cam.extra_output_strides: got [32, 32], expected distinct"),
         ("eval.scoremap_source", "cam_s32", "eval.scoremap_source: got 'cam_s32'"),
+        ("data.score_size", "1", "data.score_size: got 1, expected at least 2"),
     ],
 )
 def test_invalid_values_are_named(key: str, value: str, fragment: str) -> None:

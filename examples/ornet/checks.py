@@ -65,7 +65,12 @@ def config_problems(cfg: Config, num_classes: int | None = None) -> list[str]:
     )
     need(d.crop >= 1, "data.crop", d.crop, "a positive size")
     need(d.resize >= d.crop, "data.resize", d.resize, f"at least data.crop ({d.crop})")
-    need(d.score_size >= 1, "data.score_size", d.score_size, "a positive size")
+    need(
+        d.score_size >= 2,
+        "data.score_size",
+        d.score_size,
+        "at least 2 (on a 1-pixel score map every box becomes [0, 0, 0, 0])",
+    )
     need(len(d.mean) == 3, "data.mean", d.mean, "three values")
     need(len(d.std) == 3 and all(v > 0 for v in d.std), "data.std", d.std, "three positive values")
     need(d.num_workers >= 0, "data.num_workers", d.num_workers, ">= 0")

@@ -19,6 +19,7 @@ from lowcam._checks import (
     check_shape,
     check_tensor,
     compute_dtype,
+    loss_dtype,
     params_or_keywords,
     reduce,
 )
@@ -57,7 +58,7 @@ class AreaLossParams:
 
 
 def _check_area_inputs(p: torch.Tensor, class_maps: torch.Tensor, logits: torch.Tensor, topk: int) -> None:
-    check_map("p", p)
+    check_map("p", p, allow_empty_batch=True)
     check_tensor("class_maps", class_maps)
     check_shape("class_maps", class_maps, "(B, C, H, W)", 4)
     check_tensor("logits", logits, floating=False)
@@ -69,8 +70,13 @@ def _check_area_inputs(p: torch.Tensor, class_maps: torch.Tensor, logits: torch.
             raise ValueError(f"{name} is on {tensor.device} but p is on {p.device}; expected one device")
     check_same_sizes("class_maps", class_maps, (0, 2, 3), "p", p, (0, 2, 3))
     check_same_sizes("logits", logits, (0, 1), "class_maps", class_maps, (0, 1))
-    if topk > class_maps.shape[1]:
-        raise ValueError(f"topk must be <= the number of classes C={class_maps.shape[1]}, got topk={topk}")
+    classes = class_maps.shape[1]
+    if topk > classes:
+        raise ValueError(
+            f"topk must be <= the number of classes C={classes}, got topk={topk}; with fewer classes than "
+            f"the reference's 25, pass topk=min(25, C) = {classes} (every class below the skip best "
+            "penalised) or topk=0 (the map term only)"
+        )
 
 
 def _ranked_classes(logits: torch.Tensor, topk: int, skip: int) -> torch.Tensor:
@@ -107,8 +113,8 @@ def _area_loss_torch(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Ten
 
 def area_loss(
     p: torch.Tensor,
-    class_maps: torch.Tensor,
-    logits: torch.Tensor,
+    class_maps: torch.Tensor | None = None,
+    logits: torch.Tensor | None = None,
     *,
     topk: int = 25,
     skip: int = 3,
@@ -140,10 +146,13 @@ def area_loss(
 
     Args:
         p: activation map ``(B, 1, H, W)``, values in ``[0, 1]``.
-        class_maps: the class maps ``(B, C, H, W)`` (the generator's, or :func:`lowcam.cam_class_maps`).
+        class_maps: the class maps ``(B, C, H, W)`` (the generator's, or :func:`lowcam.cam_class_maps`);
+            ``None`` with ``topk=0``, the map term only.
         logits: ``(B, C)`` scores that rank the classes (in ORNet, the evaluator's output on the masked
-            image); any dtype.
-        topk: one past the last penalised rank, ``<= C`` (reference 25).
+            image); any dtype; ``None`` with ``topk=0``.
+        topk: one past the last penalised rank, ``<= C`` (reference 25). With fewer than 25 classes pass
+            ``topk=min(25, C)``; ``topk=0`` is the map term alone (then ``class_maps`` and ``logits`` may
+            be left out).
         skip: the number of top classes left out, ``< topk`` (reference 3).
         params: the hyper-parameters as one :class:`AreaLossParams` instead of ``topk`` and ``skip``.
         reduction: ``"none"`` gives the loss *per sample*, :math:`L_b` of shape ``(B,)`` (the area loss is
@@ -152,7 +161,9 @@ def area_loss(
         backend: ``"auto"`` (the torch backend), ``"torch"`` or ``"triton"``.
 
     Returns:
-        The loss in the promoted dtype of ``p`` and ``class_maps``, computed in float32.
+        The loss in the promoted dtype of ``p`` and ``class_maps``, computed in float32; under autocast
+        the float32 result (as torch's own losses). An empty batch (``B = 0``) gives what torch's losses
+        give: NaN for ``"mean"``, 0 for ``"sum"``, an empty ``(0,)`` tensor for ``"none"``.
 
     Raises:
         TypeError: a map is not floating, or an argument has the wrong type.
@@ -173,20 +184,30 @@ def area_loss(
 
 def _area(
     p: torch.Tensor,
-    class_maps: torch.Tensor,
-    logits: torch.Tensor,
+    class_maps: torch.Tensor | None,
+    logits: torch.Tensor | None,
     params: AreaLossParams,
     reduction: Reduction,
     backend: Backend,
 ) -> torch.Tensor:
     """The area loss with validated parameters: the body of the function and of the module."""
     topk, skip = params.topk, params.skip
+    if class_maps is None or logits is None:
+        if topk != 0 or class_maps is not None or logits is not None:
+            raise ValueError(
+                "class_maps and logits are needed unless topk=0 (the map term only, which takes neither); "
+                f"got topk={topk}, class_maps={'a tensor' if class_maps is not None else None}, "
+                f"logits={'a tensor' if logits is not None else None}"
+            )
+        check_map("p", p, allow_empty_batch=True)
+        class_maps = p.new_zeros((p.shape[0], 0, p.shape[2], p.shape[3]))
+        logits = p.new_zeros((p.shape[0], 0))
     _check_area_inputs(p, class_maps, logits, topk)
-    out_dtype = torch.promote_types(p.dtype, class_maps.dtype)
+    out_dtype = loss_dtype(torch.promote_types(p.dtype, class_maps.dtype), p.device)
     index = _ranked_classes(logits, topk, skip)
     if topk == 0:
         class_maps = class_maps.detach()  # no class term: the class maps take no part in the graph
-    if resolve_backend(backend, p, class_maps) == "triton":
+    if p.shape[0] > 0 and resolve_backend(backend, p, class_maps) == "triton":
         from lowcam.ops.area import area_loss_triton
 
         per_sample = area_loss_triton(p, class_maps, index)
@@ -236,7 +257,9 @@ class AreaLoss(nn.Module):
         self.reduction: Literal["none", "mean", "sum"] = reduction
         self.backend: Backend = check_backend(backend)
 
-    def forward(self, p: torch.Tensor, class_maps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, p: torch.Tensor, class_maps: torch.Tensor | None = None, logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return _area(p, class_maps, logits, self.params, self.reduction, self.backend)
 
     def extra_repr(self) -> str:

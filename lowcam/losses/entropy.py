@@ -16,6 +16,7 @@ from lowcam._checks import (
     check_positive,
     check_reduction,
     compute_dtype,
+    loss_dtype,
     params_or_keywords,
     reduce,
 )
@@ -138,7 +139,9 @@ def weighted_entropy_loss(
         backend: ``"auto"`` (the torch backend), ``"torch"`` or ``"triton"`` (see :mod:`lowcam.ops`).
 
     Returns:
-        The loss in ``p``'s dtype, computed in float32.
+        The loss in ``p``'s dtype, computed in float32; under autocast the float32 result (as torch's own
+        losses, which autocast runs in float32). An empty batch (``B = 0``) gives what torch's losses
+        give: NaN for ``"mean"``, 0 for ``"sum"``, an empty ``(0, 1, H, W)`` tensor for ``"none"``.
 
     Raises:
         TypeError: ``p`` is not a floating tensor.
@@ -160,9 +163,10 @@ def weighted_entropy_loss(
 
 def _entropy(p: torch.Tensor, params: EntropyParams, reduction: Reduction, backend: Backend) -> torch.Tensor:
     """The loss with validated parameters: the body of the function and of the module."""
-    check_map("p", p)
+    check_map("p", p, allow_empty_batch=True)
     mu, sigma, beta, detach_weight = params.mu, params.sigma, params.beta, params.detach_weight
-    if resolve_backend(backend, p) == "triton":
+    out_dtype = loss_dtype(p.dtype, p.device)
+    if p.shape[0] > 0 and resolve_backend(backend, p) == "triton":
         from lowcam.ops.entropy import weighted_entropy_loss_triton
 
         per_element = reduction == "none"
@@ -176,9 +180,9 @@ def _entropy(p: torch.Tensor, params: EntropyParams, reduction: Reduction, backe
             per_element=per_element,
         )
         # per_element: the loss map, already in p's dtype; otherwise per-sample sums of the B·H·W terms.
-        return reduce(values, reduction, count=p.numel()).to(p.dtype)
+        return reduce(values, reduction, count=p.numel()).to(out_dtype)
     negated = _weighted_entropy_loss_torch(p, mu, sigma, beta, detach_weight)
-    return (-reduce(negated, reduction)).to(p.dtype)
+    return (-reduce(negated, reduction)).to(out_dtype)
 
 
 class WeightedEntropyLoss(nn.Module):

@@ -12,6 +12,23 @@ from typing import Any, Literal, TypeAlias, TypeVar
 
 import torch
 
+__all__ = [
+    "Reduction",
+    "check_batch_of_maps",
+    "check_int",
+    "check_map",
+    "check_positive",
+    "check_reduction",
+    "check_same_sizes",
+    "check_shape",
+    "check_tensor",
+    "check_unit_interval",
+    "compute_dtype",
+    "loss_dtype",
+    "params_or_keywords",
+    "reduce",
+]
+
 ParamsT = TypeVar("ParamsT")
 
 Reduction: TypeAlias = Literal["none", "mean", "sum"]

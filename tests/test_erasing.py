@@ -7,7 +7,8 @@ import reference
 import torch
 
 import lowcam
-from lowcam.erasing import ErasingParams, draw_erasing_randoms
+from lowcam.erasing import ErasingParams
+from lowcam.ops.erasing_torch import _draw_randoms
 
 
 def blobs(
@@ -33,9 +34,9 @@ def run(a: torch.Tensor, seed: int, **kwargs: object) -> lowcam.ErasingOutput:
 
 
 def reference_output(a: torch.Tensor, seed: int, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
-    args = ErasingParams(**kwargs).resolve(a.shape[2], a.shape[3])  # type: ignore[arg-type]
+    args = ErasingParams(**kwargs)._resolve(a.shape[2], a.shape[3])  # type: ignore[arg-type]
     g = torch.Generator(device=a.device).manual_seed(seed)
-    draws = draw_erasing_randoms(a, args, g)
+    draws = _draw_randoms(a, args, g)
     region = reference.erasing_region(
         a.cpu(),
         draws.factor.cpu(),
@@ -265,10 +266,10 @@ def test_compiled_cpu_op_dtypes(dtype: torch.dtype) -> None:
 def test_cpu_compile_op_registration() -> None:
     # erase_prob=0 erases nothing, so the op is deterministic and torch.library.opcheck can compare its
     # runs. The op takes the detached map (the gradient is attached outside it), so no autograd kernel.
-    from lowcam.erasing import _attentive_erasing_op
+    from lowcam.ops.erasing_torch import attentive_erasing_cpu_op
 
     a = blobs(2, 9, 11, dtype=torch.float32)
-    torch.library.opcheck(_attentive_erasing_op, (a, 0.0, 0.0, 0.5, 1, 2, 0.6, 0.2, False))
+    torch.library.opcheck(attentive_erasing_cpu_op, (a, 0.0, 0.0, 0.5, 1, 2, 0.6, 0.2, False))
     assert torch.Tag.nondeterministic_seeded in torch.ops.lowcam.attentive_erasing_torch.default.tags
 
 

@@ -39,6 +39,8 @@ from lowcam.ops._common import (
     strided_offset,
 )
 
+__all__ = ["WeightedEntropyFunction", "weighted_entropy_loss_triton"]
+
 _BLOCK_MAX = 1024
 
 

@@ -25,7 +25,8 @@ stream differs from the torch backend's, so only the distribution is shared acro
 This module is forward only. Like every kernel here it takes plain numbers (the parameters resolved by
 :class:`lowcam.erasing.ErasingParams`) and imports nothing from the components. It writes the bool mask of
 the kept pixels (one byte per pixel); :mod:`lowcam.erasing` attaches the one backward pass of erasing,
-``grad_p = scale · kept · grad_out``, shared with the torch backend.
+``grad_p = scale · kept · grad_out`` (:class:`~lowcam.ops.erasing_torch.ThroughKept`, shared with the
+torch backend and re-exported here).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from lowcam.ops._common import (
     split_float,
     strided_offset,
 )
+from lowcam.ops.erasing_torch import ThroughKept  # the one backward, shared with the torch backend
+
+__all__ = ["ThroughKept", "attentive_erasing_triton", "draw_seeds"]
 
 _BLOCK_MAX = 2048
 _SEED_HIGH = 2**63 - 1  # exclusive bound: seeds use 63 of the 64 key bits of Philox

@@ -28,13 +28,11 @@ from ornet.data import (
     Sample,
     WSOLDataset,
     collate,
-    imagenet_classes,
     read_cub,
-    read_imagenet_train,
-    read_imagenet_val,
     read_wsol_metadata,
 )
 from ornet.distributed import DistInfo, shard
+from ornet.imagenet import imagenet_classes, read_imagenet_train, read_imagenet_val
 from ornet.logs import RunLog
 from ornet.transforms import ornet_test_transform, train_transform, wsol_test_transform
 

@@ -391,15 +391,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         epilog="The checkpoints go to the config's output_dir (set it with --output_dir D).",
     )
     parser.add_argument("--config", type=Path, default=None, help="the YAML config the pipeline will run")
-    parser.add_argument(
-        "--evaluator", type=Path, required=True, help="the authors' evaluator (evaluator/best_epoch.pth)"
-    )
-    parser.add_argument(
-        "--coarse", type=Path, required=True, help="the authors' coarse model (…coarse…/last_epoch.pth)"
-    )
-    parser.add_argument(
-        "--fine", type=Path, default=None, help="the authors' fine model (…fine…/last_epoch.pth)"
-    )
+    models = {
+        "--evaluator": "the authors' evaluator (evaluator/best_epoch.pth)",
+        "--coarse": "the authors' coarse model (…coarse…/last_epoch.pth)",
+        "--fine": "the authors' fine model (…fine…/last_epoch.pth; optional)",
+    }
+    for flag, help_text in models.items():
+        parser.add_argument(flag, type=Path, required=flag != "--fine", default=None, help=help_text)
     parser.add_argument(
         "--overwrite",
         action="store_true",

@@ -136,7 +136,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     ornet_acc = {name: box_accuracy("ornet", d.crop) for name in sources}
     v1_acc = {name: box_accuracy("maxboxacc", d.score_size) for name in sources}
     v2_acc = {name: box_accuracy("maxboxacc_v2", d.score_size) for name in sources}
-    correct = torch.zeros(len(sources) + 1, dtype=torch.float64)
+    correct = torch.zeros(len(sources) + 1, dtype=torch.int64, device=ctx.info.device)  # no sync per batch
     # per map: (h, w, 1) once this process has seen a batch; summed over processes, divided by the count
     sizes = torch.zeros(len(sources), 3, dtype=torch.float64)
     keep = e.pictures if ctx.info.is_main else 0
@@ -154,7 +154,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
             maps, logits = maps.float(), logits.float()
             sizes[k] = torch.tensor([maps.shape[-2], maps.shape[-1], 1.0], dtype=torch.float64)
             ornet_acc[name].update(maps, boxes, logits=logits, targets=y)  # boxes checked on the CPU
-            correct[k] += (logits.argmax(1) == y).sum().item()
+            correct[k] += (logits.argmax(1) == y).sum()
             kept[name].extend(maps[:room].cpu())
         correct[-1] += y.numel()
     for images, labels, boxes, indices in batches(eval_loader(ctx, "wsoleval"), ctx, "eval (wsoleval)"):
@@ -168,7 +168,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
             if e.scoremap_root is not None and name == e.scoremap_source:
                 ids = [ctx.test.samples[int(i)].image_id for i in indices]
                 write_scoremaps(e.scoremap_root, ids, scores)
-    correct = all_reduce_sum(correct, ctx.info)
+    correct = all_reduce_sum(correct.to("cpu", torch.float64), ctx.info)
     sizes = all_reduce_sum(sizes, ctx.info)
     # every process computes, in the same order, even with an empty shard (compute() sums the counts over
     # the processes: a collective); then all take rank 0's numbers

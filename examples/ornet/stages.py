@@ -53,14 +53,15 @@ def top1(ctx: Context, classifier: nn.Module, samples: list[Sample]) -> float:
     """Top-1 accuracy (%) of ``classifier`` on ``samples`` (reference test transform), over all ranks."""
     was_training = classifier.training
     classifier.eval()
-    counts = torch.zeros(2, dtype=torch.float64)
+    counts = torch.zeros(2, dtype=torch.int64, device=ctx.info.device)  # (correct, seen), no sync per batch
     for batch in batches(eval_loader(ctx, "ornet", samples), ctx, "select"):
         images, labels = _batch(ctx, batch)
         with autocast(ctx):
             logits = classifier(images)
-        counts += torch.tensor([float((logits.argmax(1) == labels).sum()), float(labels.numel())])
+        counts[0] += (logits.argmax(1) == labels).sum()
+        counts[1] += labels.numel()
     classifier.train(was_training)
-    counts = all_reduce_sum(counts, ctx.info)
+    counts = all_reduce_sum(counts.to("cpu", torch.float64), ctx.info)
     return 100.0 * counts[0].item() / max(counts[1].item(), 1.0)
 
 

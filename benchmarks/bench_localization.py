@@ -6,7 +6,7 @@ its own seed, class count, object scale or clutter):
 - ``ornet``: stage 2 of ``examples/train_ornet.py`` (the ORNet recipe), with ``stage1`` (its coarse map)
   and ``cam``, the pipeline's CAM baseline at the ORNet map's resolution, from the same run (same data,
   schedule and seed);
-- ``plain`` and ``lowcam``: ``examples/cam_with_lowcam.py``'s two arms, the same CAM network trained
+- ``plain`` and ``lowcam``: the two arms of ``benchmarks/plugin_arms.py`` (``examples/cam_with_lowcam.py``'s recipe), the same CAM network trained
   without and with lowcam's evaluator branch and map losses.
 
 Hyper-parameters are chosen on a **validation split** of each variant: its training images, split per class
@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
+from ornet.files import atomic_write_text  # noqa: E402
+from ornet.runtime import holdout_split  # noqa: E402
 from synthetic import SyntheticSpec, write_dataset  # noqa: E402
 
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
@@ -112,13 +114,8 @@ def write_validation_split(source: Path, target: Path, fraction: float = VAL_FRA
     split = {i: s for i, s in _read_table(source / "train_test_split.txt")}
     boxes = {row[0]: row[1:] for row in _read_table(source / "bounding_boxes.txt")}
     train_ids = [i for i in images if split[i] == "1"]
-    by_class: dict[str, list[str]] = {}
-    for i in train_ids:
-        by_class.setdefault(labels[i], []).append(i)
-    held: set[str] = set()
-    for ids in by_class.values():
-        count = max(1, round(len(ids) * fraction))
-        held.update(ids[-count:])
+    count = lambda n: max(1, round(n * fraction))  # noqa: E731
+    held = set(holdout_split(train_ids, count, groups=[labels[i] for i in train_ids])[1])
     for name in ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt"):
         rows = {
             "images.txt": lambda i: f"{i} {images[i]}",
@@ -218,10 +215,7 @@ def _cached(cache: Path, out: Path, produce: Callable[[], dict[str, Any]]) -> di
     if not cache.exists():
         if out.exists():
             shutil.rmtree(out)
-        result = produce()
-        tmp = cache.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result))
-        os.replace(tmp, cache)
+        atomic_write_text(cache, json.dumps(produce()))
     loaded: dict[str, Any] = json.loads(cache.read_text())
     return loaded
 
@@ -277,7 +271,7 @@ def _plugin_args(
     data: Path, out: Path, seed: int, settings: Settings, overrides: dict[str, str]
 ) -> list[str]:
     args = [
-        "examples/cam_with_lowcam.py", "--data", str(data), "--seeds", str(seed), "--out", str(out),
+        "benchmarks/plugin_arms.py", "--data", str(data), "--seeds", str(seed), "--out", str(out),
         "--num-threads", str(settings.threads), "--no-progress",
     ]  # fmt: skip
     if settings.quick:

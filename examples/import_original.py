@@ -226,7 +226,7 @@ def convert(
 
 def _settings(cfg: Config) -> tuple[str, str, int]:
     """The config's backbone, evaluator architecture and generator width."""
-    return cfg.model.backbone, cfg.model.evaluator, cfg.model.generator_width
+    return cfg.model.backbone, cfg.model.evaluator, cfg.model.base_width
 
 
 def infer_num_classes(state: Mapping[str, torch.Tensor], source: Path) -> int:
@@ -251,7 +251,7 @@ def _hints(
     if first is not None and first.dim() == 4 and first.shape[0] != 2 * width:
         hints.append(
             f"the authors' U-Net has base width {first.shape[0] // 2} (att_layer4.down_1.1.UConv.0.weight "
-            f"has {first.shape[0]} output channels); the config's model.generator_width is {width}"
+            f"has {first.shape[0]} output channels); the config's model.base_width is {width}"
         )
     for key in ("model.classifier.6.weight", "vgg.model.classifier.6.weight", "model.fc.weight"):
         head = other.get(key)
@@ -331,7 +331,7 @@ def import_original(
         raise ImportFailed("\n".join(problems))
     num_classes = infer_num_classes(coarse_state, coarse)
     with torch.device("meta"):
-        coarse_net = CoarseNet(backbone, num_classes, width)
+        coarse_net = CoarseNet(build_classifier(backbone, num_classes), num_classes, width)
         classifier = build_classifier(evaluator_arch, num_classes)
     hints = _hints(cfg, num_classes, coarse_state, {**evaluator_state, **fine_state})
 
@@ -341,7 +341,7 @@ def import_original(
         ("coarse model", coarse_state, COARSE_RULES, _meta(coarse_net), coarse),
     ]
     if fine is not None:
-        fine_target = _meta(FineNet.from_coarse(coarse_net))
+        fine_target = _meta(FineNet(coarse_net))
         del fine_target[CLASS_HEAD]
         rest = {k: v for k, v in fine_state.items() if not k.startswith(FINE_EVALUATOR_PREFIX)}
         inner = {k: v for k, v in fine_state.items() if k.startswith(FINE_EVALUATOR_PREFIX)}
@@ -391,15 +391,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         epilog="The checkpoints go to the config's output_dir (set it with --output_dir D).",
     )
     parser.add_argument("--config", type=Path, default=None, help="the YAML config the pipeline will run")
-    parser.add_argument(
-        "--evaluator", type=Path, required=True, help="the authors' evaluator (evaluator/best_epoch.pth)"
-    )
-    parser.add_argument(
-        "--coarse", type=Path, required=True, help="the authors' coarse model (…coarse…/last_epoch.pth)"
-    )
-    parser.add_argument(
-        "--fine", type=Path, default=None, help="the authors' fine model (…fine…/last_epoch.pth)"
-    )
+    models = {
+        "--evaluator": "the authors' evaluator (evaluator/best_epoch.pth)",
+        "--coarse": "the authors' coarse model (…coarse…/last_epoch.pth)",
+        "--fine": "the authors' fine model (…fine…/last_epoch.pth; optional)",
+    }
+    for flag, help_text in models.items():
+        parser.add_argument(flag, type=Path, required=flag != "--fine", default=None, help=help_text)
     parser.add_argument(
         "--overwrite",
         action="store_true",

@@ -44,7 +44,7 @@ from ornet.config import Config, ConfigError, add_override_arguments, load_confi
 from ornet.data import DataError
 from ornet.distributed import DistInfo, setup, teardown
 from ornet.evaluation import evaluate
-from ornet.files import WriteError, atomic_write_text, remove_temporaries
+from ornet.files import WriteError, atomic_write_text, check_writable_folder, remove_temporaries
 from ornet.logs import RunLog
 from ornet.report import format_table
 from ornet.runtime import Context, load_data, seed_everything, set_determinism
@@ -88,8 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the requested stages; returns the exit status (2: a config, data or checkpoint error found
     before training; 3: stopped by ``runtime.stop_after_epoch``)."""
     args = parse_args(argv)
+    found: list[str] = []  # problems of the lowcam sections, listed with the others once the data is read
     try:
-        cfg = load_config(args.config, overrides_from(args))
+        cfg = load_config(args.config, overrides_from(args), problems=found)
     except ConfigError as error:
         return _fail("config error", error)
     # keys needed to read the data are checked now; the rest once the data set is known (all listed then)
@@ -101,22 +102,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         return _fail("config error", error)
     try:
-        return _run(args, cfg, info)
+        return _run(args, cfg, info, found)
     finally:
         teardown()
 
 
-def _run(args: argparse.Namespace, cfg: Config, info: DistInfo) -> int:
+def _run(args: argparse.Namespace, cfg: Config, info: DistInfo, found: list[str]) -> int:
     if cfg.runtime.num_threads > 0:
         torch.set_num_threads(cfg.runtime.num_threads)
     set_determinism(cfg.runtime.deterministic)
     out = Path(cfg.output_dir)
     if info.is_main:
+        try:
+            check_writable_folder(out)
+        except WriteError as error:
+            return _fail("error", error)
         for part in remove_temporaries(out):
             print(f"removed {part}, left by a killed run")
     try:
         train, test = load_data(cfg)
-        validate(cfg, num_classes=len(train.classes))
+        validate(cfg, num_classes=len(train.classes), found=found)
     except DataError as error:
         return _fail("data error", error)
     except ConfigError as error:
@@ -146,9 +151,10 @@ def _run(args: argparse.Namespace, cfg: Config, info: DistInfo) -> int:
                     + f"\nrestore those values, or retrain with --restart-from {first} (that stage and every "
                     "later one start afresh)"
                 )
-        for upstream in ("evaluator", "coarse", *cam_stages(cfg)):
+        # every artefact a requested stage reads is compared with the config it was trained with
+        for upstream in ("evaluator", "coarse", "fine", *cam_stages(cfg)):
             path = checkpoint_path(ctx, upstream)
-            users = ("eval",) if upstream.startswith("cam") else ("fine", "eval")
+            users = ("fine", "eval") if upstream in ("evaluator", "coarse") else ("eval",)
             if upstream not in stages and any(s in stages for s in users) and path.is_file():
                 saved = checkpoint.load(path).get("config")
                 changes = config_changes(upstream, saved, cfg) if isinstance(saved, dict) else []

@@ -7,10 +7,17 @@ that turn a CAM-style head into the ``[0, 1]`` maps the components expect (the m
 
 from lowcam import metrics
 from lowcam._version import __version__
-from lowcam.erasing import AttentiveErasing, ErasingOutput, attentive_erasing
+from lowcam.erasing import AttentiveErasing, ErasingOutput, ErasingParams, attentive_erasing
 from lowcam.evaluator import Evaluator
 from lowcam.generator import GeneratorOutput, LowLevelActivationGenerator
-from lowcam.losses import AreaLoss, WeightedEntropyLoss, area_loss, weighted_entropy_loss
+from lowcam.losses import (
+    AreaLoss,
+    AreaLossParams,
+    EntropyParams,
+    WeightedEntropyLoss,
+    area_loss,
+    weighted_entropy_loss,
+)
 from lowcam.maps import (
     ClassActivationMapper,
     cam_class_maps,
@@ -21,9 +28,12 @@ from lowcam.maps import (
 
 __all__ = [
     "AreaLoss",
+    "AreaLossParams",
     "AttentiveErasing",
     "ClassActivationMapper",
+    "EntropyParams",
     "ErasingOutput",
+    "ErasingParams",
     "Evaluator",
     "GeneratorOutput",
     "LowLevelActivationGenerator",

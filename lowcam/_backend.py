@@ -16,6 +16,15 @@ from typing import Literal, TypeAlias
 
 import torch
 
+__all__ = [
+    "Backend",
+    "ResolvedBackend",
+    "check_backend",
+    "resolve_backend",
+    "triton_available",
+    "triton_interpret",
+]
+
 Backend: TypeAlias = Literal["auto", "torch", "triton"]
 ResolvedBackend: TypeAlias = Literal["torch", "triton"]
 

@@ -6,10 +6,30 @@ device. Errors name the argument, what it got and what was expected.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import torch
+
+__all__ = [
+    "Reduction",
+    "check_batch_of_maps",
+    "check_int",
+    "check_map",
+    "check_positive",
+    "check_reduction",
+    "check_same_sizes",
+    "check_shape",
+    "check_tensor",
+    "check_unit_interval",
+    "compute_dtype",
+    "loss_dtype",
+    "params_or_keywords",
+    "reduce",
+]
+
+ParamsT = TypeVar("ParamsT")
 
 Reduction: TypeAlias = Literal["none", "mean", "sum"]
 _REDUCTIONS = ("none", "mean", "sum")
@@ -36,19 +56,26 @@ def check_shape(name: str, value: torch.Tensor, expected: str, ndim: int) -> Non
         raise ValueError(f"{name} must have shape {expected}, got shape {tuple(value.shape)}")
 
 
-def check_map(name: str, value: object, *, shape: str = "(B, 1, H, W)") -> torch.Tensor:
+def check_map(
+    name: str, value: object, *, shape: str = "(B, 1, H, W)", allow_empty_batch: bool = False
+) -> torch.Tensor:
     """Check a single-channel map of shape ``(B, 1, H, W)`` with a floating dtype: the one map check.
 
     Every component that takes an activation map (the losses, erasing, the evaluator's masks, the map
     helpers) calls this; it reads only the shape and dtype, so it never synchronises with the device.
     ``shape`` is how the message spells the expected shape (the evaluator's maps are ``(B, 1, h, w)``).
+    ``B = 0`` is accepted with ``allow_empty_batch`` (the losses: an empty batch has a defined loss).
     """
     tensor = check_tensor(name, value)
     check_shape(name, tensor, shape, 4)
     if tensor.shape[1] != 1:
         raise ValueError(f"{name} must have shape {shape} with one channel, got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(tensor.shape)}")
+        empty_batch = (
+            allow_empty_batch and tensor.shape[0] == 0 and tensor.shape[2] > 0 and tensor.shape[3] > 0
+        )
+        if not empty_batch:
+            raise ValueError(f"{name} must not be empty, got shape {tuple(tensor.shape)}")
     return tensor
 
 
@@ -119,9 +146,40 @@ def reduce(values: torch.Tensor, reduction: Reduction, *, count: int | None = No
     return values
 
 
+def params_or_keywords(cls: type[ParamsT], params: object, keywords: dict[str, Any]) -> ParamsT:
+    """The parameter dataclass of a call: ``params`` when given, else ``cls(**keywords)``.
+
+    A component takes its hyper-parameters either as its frozen dataclass (``params=``) or as keyword
+    arguments; giving ``params`` together with a keyword that differs from its default is an error (one
+    of the two values would be ignored silently).
+
+    Raises:
+        TypeError: ``params`` is not a ``cls``, or both forms were given.
+    """
+    if params is None:
+        return cls(**keywords)
+    if not isinstance(params, cls):
+        raise TypeError(f"params must be a {cls.__name__} or None, got {type(params).__name__}")
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    both = sorted(name for name, value in keywords.items() if value != defaults[name])
+    if both:
+        raise TypeError(
+            f"pass the hyper-parameters either as params= or as keyword arguments, got params= and {both}"
+        )
+    return params
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype math is done in: float32 for half types, the input's own dtype for float32/float64."""
     return torch.promote_types(dtype, torch.float32)
+
+
+def loss_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype a loss returns: its input's, but under autocast on ``device`` the compute dtype
+    (float32 for half inputs), as torch's own losses, which autocast runs in float32."""
+    if torch.is_autocast_enabled(device.type):
+        return compute_dtype(dtype)
+    return dtype
 
 
 def check_batch_of_maps(

@@ -1,27 +1,30 @@
 r"""ORNet's attentive erasing: randomly drops pixels inside the most activated region of a map.
 
-Everything about erasing lives here: the parameters (:class:`ErasingParams`, validated once), the torch
-implementation (:func:`attentive_erasing_torch`), its opaque CPU custom op for ``torch.compile``, and the
-one backward pass every backend shares. The Triton kernel (:mod:`lowcam.ops.erasing`) only computes a
-forward pass from the resolved parameters; this module wraps it with the same backward.
-
-Each implementation returns ``(erased, region, kept)`` without autograd, and :class:`_ThroughKept` attaches
-the gradient :math:`\partial\,\mathrm{erased}/\partial p = \mathrm{scale}\cdot\mathrm{kept}`. The method is
-specified in ``docs/method.md`` (section "Attentive erasing").
+The parameters (:class:`ErasingParams`, validated once), the function and the module live here. The
+implementations live in :mod:`lowcam.ops`, as for every component: the torch backend, its opaque CPU
+custom op for ``torch.compile`` and the one backward pass every backend shares in
+:mod:`lowcam.ops.erasing_torch`, the Triton kernel in :mod:`lowcam.ops.erasing`. Each takes the
+parameters resolved for the map size and returns ``(erased, region, kept)`` without autograd; the
+shared backward attaches :math:`\partial\,\mathrm{erased}/\partial p = \mathrm{scale}\cdot\mathrm{kept}`.
+The method is specified in ``docs/method.md`` (section "Attentive erasing").
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
 
 from lowcam._backend import Backend, check_backend, resolve_backend
-from lowcam._checks import check_map, check_unit_interval, compute_dtype
+from lowcam._checks import check_map, check_unit_interval, params_or_keywords
+
+if TYPE_CHECKING:
+    from lowcam.ops.erasing_torch import ErasingCall
+
+__all__ = ["AttentiveErasing", "ErasingOutput", "ErasingParams", "attentive_erasing"]
 
 
 class ErasingOutput(NamedTuple):
@@ -44,23 +47,6 @@ class ErasingOutput(NamedTuple):
         ``min_size``), is ``False``. All ``False`` in eval mode.
         """
         return self.region.flatten(1).any(dim=1)
-
-
-class ErasingArgs(NamedTuple):
-    """The parameters of one call, resolved for its map size: what the implementations and ops take.
-
-    The order is the argument order of the custom ops (``lowcam::attentive_erasing_torch`` and
-    ``lowcam::attentive_erasing_fwd``), so ``op(p, *args)`` calls them.
-    """
-
-    erase_prob: float
-    min_factor: float
-    max_factor: float
-    min_size_y: int
-    min_size_x: int
-    scale: float
-    shift: float
-    per_sample_factor: bool
 
 
 @dataclass(frozen=True)
@@ -87,8 +73,8 @@ class ErasingParams:
         ValueError: a value outside its range, ``min_factor > max_factor`` or ``scale + shift > 1``.
 
     Example:
-        >>> ErasingParams(min_size=4 / 56).resolve(56, 7)
-        ErasingArgs(erase_prob=0.5, min_factor=0.0, max_factor=0.5, min_size_y=4, min_size_x=1, scale=0.6, shift=0.2, per_sample_factor=False)
+        >>> ErasingParams(min_size=4 / 56).min_sizes(56, 7)
+        (4, 1)
     """
 
     erase_prob: float = 0.5
@@ -124,10 +110,12 @@ class ErasingParams:
             return self.min_size, self.min_size
         return _fraction_to_pixels(self.min_size, height), _fraction_to_pixels(self.min_size, width)
 
-    def resolve(self, height: int, width: int) -> ErasingArgs:
-        """The :class:`ErasingArgs` of a call on ``height × width`` maps."""
+    def _resolve(self, height: int, width: int) -> ErasingCall:
+        """The plain numbers of a call on ``height × width`` maps, as the backends take them."""
+        from lowcam.ops.erasing_torch import ErasingCall  # lowcam.ops is imported lazily
+
         min_size_y, min_size_x = self.min_sizes(height, width)
-        return ErasingArgs(
+        return ErasingCall(
             float(self.erase_prob),
             float(self.min_factor),
             float(self.max_factor),
@@ -137,6 +125,14 @@ class ErasingParams:
             float(self.shift),
             self.per_sample_factor,
         )
+
+
+_FIELDS = tuple(f.name for f in fields(ErasingParams))
+
+
+def _keywords(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`ErasingParams` fields among a call's ``locals()``."""
+    return {name: arguments[name] for name in _FIELDS}
 
 
 def _check_min_size(min_size: object) -> None:
@@ -158,168 +154,6 @@ def _fraction_to_pixels(fraction: float, side: int) -> int:
     return max(1, math.floor(fraction * side + 0.5))
 
 
-# --- the torch backend ------------------------------------------------------------------------
-
-
-class ErasingDraws(NamedTuple):
-    """All random numbers one call of the torch backend uses, drawn on the input's device.
-
-    Attributes:
-        factor: ``(B,)`` threshold factors in ``[min_factor, max_factor)`` (one value repeated unless
-            ``per_sample_factor``).
-        chosen: ``(B,)`` bool, whether each sample is erased.
-        half_size: ``(B, 2)`` float64 uniforms in ``[0, 1)`` that pick the half-sizes ``(hh, ww)``.
-        keep: ``(B, 1, H, W)`` float32 uniforms in ``[0, 1)``; a pixel is kept where ``keep >= s``.
-    """
-
-    factor: torch.Tensor
-    chosen: torch.Tensor
-    half_size: torch.Tensor
-    keep: torch.Tensor
-
-
-def draw_erasing_randoms(
-    p: torch.Tensor, args: ErasingArgs, generator: torch.Generator | None
-) -> ErasingDraws:
-    """Draw the random numbers of the torch backend, in a fixed order, from ``generator``."""
-    batch = p.shape[0]
-    device = p.device
-    factor_u = torch.rand(batch if args.per_sample_factor else 1, device=device, generator=generator)
-    factor = (args.min_factor + (args.max_factor - args.min_factor) * factor_u).expand(batch)
-    chosen = torch.rand(batch, device=device, generator=generator) < args.erase_prob
-    half_size = torch.rand(batch, 2, device=device, dtype=torch.float64, generator=generator)
-    keep = torch.rand(p.shape, device=device, dtype=torch.float32, generator=generator)
-    return ErasingDraws(factor, chosen, half_size, keep)
-
-
-def erasing_region(p: torch.Tensor, draws: ErasingDraws, min_size_y: int, min_size_x: int) -> torch.Tensor:
-    """The bool region ``(B, 1, H, W)`` of attentive erasing, given the draws (no host sync).
-
-    For a chosen sample: ``thr = max - (max - min) * factor``, ``P = {p > thr}``, half-sizes
-    ``hh = min_size_y + floor(u * (extent_y // 2 - min_size_y))`` (likewise ``ww``), and
-    ``region = P ∩ {|y - cy| < hh} ∩ {|x - cx| < ww}`` around the first arg-max ``(cy, cx)``. A sample
-    whose range ``[min_size, extent // 2)`` is empty on either axis is not erased.
-    """
-    batch, _, height, width = p.shape
-    maps = p.detach().to(compute_dtype(p.dtype)).reshape(batch, height, width)
-    # Every statistic comes from row and column maxima: (B, H) and (B, W) tensors, not (B, H, W) masks.
-    row_max = maps.amax(dim=2)
-    col_max = maps.amax(dim=1)
-    peak_value = row_max.amax(dim=1)
-    low = maps.amin(dim=(1, 2))
-    threshold = (peak_value - (peak_value - low) * draws.factor.to(maps.dtype)).unsqueeze(1)
-    rows = torch.arange(height, device=p.device)
-    cols = torch.arange(width, device=p.device)
-    row_hit = row_max > threshold  # the rows (columns) where P = {p > thr} has a pixel
-    col_hit = col_max > threshold
-    extent_y = torch.where(row_hit, rows, -1).amax(dim=1) - torch.where(row_hit, rows, height).amin(dim=1)
-    extent_x = torch.where(col_hit, cols, -1).amax(dim=1) - torch.where(col_hit, cols, width).amin(dim=1)
-    upper = torch.stack((extent_y, extent_x), dim=1).div(2, rounding_mode="floor")
-    lowest = torch.stack((upper.new_full((batch,), min_size_y), upper.new_full((batch,), min_size_x)), dim=1)
-    span = upper - lowest
-    valid = (span > 0).all(dim=1)
-    half = lowest + torch.floor(draws.half_size * span.clamp(min=0).to(torch.float64)).long()
-    half = torch.minimum(half, upper - 1)
-
-    # The first arg-max in row-major order: the first row holding the peak, then its first column there.
-    cy = (row_max == peak_value.unsqueeze(1)).to(torch.uint8).argmax(dim=1)
-    peak_row = maps.gather(1, cy.view(batch, 1, 1).expand(batch, 1, width)).squeeze(1)
-    cx = (peak_row == peak_value.unsqueeze(1)).to(torch.uint8).argmax(dim=1)
-    erase = (draws.chosen & valid).unsqueeze(1)
-    near_y = ((rows.unsqueeze(0) - cy.unsqueeze(1)).abs() < half[:, :1]) & erase  # (B, H)
-    near_x = (cols.unsqueeze(0) - cx.unsqueeze(1)).abs() < half[:, 1:]  # (B, W)
-    # Rows outside the box get the threshold +inf, so one comparison tests both P and the rows.
-    row_threshold = torch.where(near_y, threshold, torch.inf)
-    region = (maps > row_threshold.unsqueeze(2)) & near_x.unsqueeze(1)
-    return region.unsqueeze(1)
-
-
-def attentive_erasing_torch(
-    p: torch.Tensor, args: ErasingArgs, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The torch backend in training mode, without autograd (arguments already validated).
-
-    Returns:
-        ``(erased, region, kept)``: the output in ``p``'s dtype, the bool region and the float32 multiplier
-        ``kept`` (``0.0`` where a pixel was dropped, ``1.0`` elsewhere), so that
-        ``erased = (scale * p + shift) * kept``; ``kept`` reuses the buffer of the keep uniforms.
-    """
-    p = p.detach()
-    draws = draw_erasing_randoms(p, args, generator)
-    region = erasing_region(p, draws, args.min_size_y, args.min_size_x)
-    squashed = p.to(compute_dtype(p.dtype)).mul(args.scale).add_(args.shift)  # a fresh tensor: ours
-    kept_mask = (draws.keep >= squashed).logical_or_(region.logical_not())
-    # A float multiplier instead of masked_fill/where (both branch on every pixel, slow on noisy regions),
-    # written into the uniforms' buffer, which is ours and not needed any more.
-    kept = draws.keep.copy_(kept_mask)
-    erased = squashed.mul_(kept).to(p.dtype)
-    return erased, region, kept
-
-
-# Under torch.compile on CPU the torch backend runs as this opaque custom op: inductor's CPU code
-# for erasing is several times slower than eager (its per-pixel random numbers and bool reductions do not
-# vectorize: 74 ms against 21 ms at 64 × 1 × 224 × 224 on one core of the development machine, measured
-# when the op was written). Tagged nondeterministic_seeded so that the compiler neither merges two calls
-# nor recomputes one in the backward pass; it draws from the default generator, as eager does.
-_SEEDED: dict[str, Any] = (
-    {"tags": (torch.Tag.nondeterministic_seeded,)}
-    if "tags" in inspect.signature(torch.library.custom_op).parameters
-    else {}
-)
-
-
-@torch.library.custom_op("lowcam::attentive_erasing_torch", mutates_args=(), **_SEEDED)
-def _attentive_erasing_op(
-    p: torch.Tensor,
-    erase_prob: float,
-    min_factor: float,
-    max_factor: float,
-    min_size_y: int,
-    min_size_x: int,
-    scale: float,
-    shift: float,
-    per_sample_factor: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`attentive_erasing_torch` drawn from the default generator, as one opaque op."""
-    args = ErasingArgs(
-        erase_prob, min_factor, max_factor, min_size_y, min_size_x, scale, shift, per_sample_factor
-    )
-    return attentive_erasing_torch(p, args, None)
-
-
-@_attentive_erasing_op.register_fake
-def _(p: torch.Tensor, *args: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (
-        torch.empty(p.shape, dtype=p.dtype, device=p.device),
-        torch.empty(p.shape, dtype=torch.bool, device=p.device),
-        torch.empty(p.shape, dtype=torch.float32, device=p.device),
-    )
-
-
-class _ThroughKept(torch.autograd.Function):
-    """The one backward of attentive erasing: ``grad_p = grad · kept · scale``, whatever the backend.
-
-    ``forward(p, erased, kept, scale)`` returns ``erased`` (computed without autograd by a backend) and
-    ties it to ``p``. ``kept`` is the multiplier of the kept pixels (float32 from the torch backend,
-    bool from the kernel); the product is formed in float32 (float64 for float64 gradients) and cast once
-    (for float32 gradients: one new buffer, as autograd's chain through the squashing would need two).
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any, p: torch.Tensor, erased: torch.Tensor, kept: torch.Tensor, scale: float
-    ) -> torch.Tensor:
-        ctx.save_for_backward(kept)
-        ctx.scale = scale
-        return erased
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        (kept,) = ctx.saved_tensors
-        grad_p = torch.mul(grad.to(compute_dtype(grad.dtype)), kept).mul_(ctx.scale).to(grad.dtype)
-        return grad_p, None, None, None
-
-
 def _erase(
     p: torch.Tensor,
     params: ErasingParams,
@@ -334,17 +168,19 @@ def _erase(
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if not training:
         return ErasingOutput(p, torch.zeros_like(p, dtype=torch.bool))
-    args = params.resolve(p.shape[2], p.shape[3])
+    from lowcam.ops.erasing_torch import ThroughKept, attentive_erasing_cpu_op, attentive_erasing_torch
+
+    args = params._resolve(p.shape[2], p.shape[3])
     if resolve_backend(backend, p) == "triton":
         from lowcam.ops.erasing import attentive_erasing_triton, draw_seeds
 
         seeds = draw_seeds(p, generator)
         erased, region, kept = attentive_erasing_triton(p.detach(), seeds, *args)
     elif p.device.type == "cpu" and torch.compiler.is_compiling():
-        erased, region, kept = _attentive_erasing_op(p.detach(), *args)
+        erased, region, kept = attentive_erasing_cpu_op(p.detach(), *args)
     else:
         erased, region, kept = attentive_erasing_torch(p, args, generator)
-    return ErasingOutput(_ThroughKept.apply(p, erased, kept, args.scale), region)
+    return ErasingOutput(ThroughKept.apply(p, erased, kept, args.scale), region)
 
 
 def attentive_erasing(
@@ -357,6 +193,7 @@ def attentive_erasing(
     scale: float = 0.6,
     shift: float = 0.2,
     per_sample_factor: bool = False,
+    params: ErasingParams | None = None,
     training: bool = True,
     generator: torch.Generator | None = None,
     backend: Backend = "auto",
@@ -411,6 +248,7 @@ def attentive_erasing(
         scale: slope of the squashing (reference 0.6).
         shift: offset of the squashing (reference 0.2); ``scale + shift <= 1``.
         per_sample_factor: draw the factor per sample instead of once per batch (reference ``False``).
+        params: the hyper-parameters as one :class:`ErasingParams` instead of the seven keywords above.
         training: erase (``True``) or return the map unchanged (``False``).
         generator: a :class:`torch.Generator` on ``p``'s device, or ``None`` for the default one.
         backend: ``"auto"`` (the torch backend), ``"torch"`` or ``"triton"``; each draws its random
@@ -436,9 +274,9 @@ def attentive_erasing(
         >>> float(out.erased.amax()), float(out.erased.amin())
         (0.800000011920929, 0.0)
     """
-    params = ErasingParams(erase_prob, min_factor, max_factor, min_size, scale, shift, per_sample_factor)
+    chosen = params_or_keywords(ErasingParams, params, _keywords(locals()))
     check_backend(backend)
-    return _erase(p, params, training=training, generator=generator, backend=backend)
+    return _erase(p, chosen, training=training, generator=generator, backend=backend)
 
 
 class AttentiveErasing(nn.Module):
@@ -457,6 +295,7 @@ class AttentiveErasing(nn.Module):
         shift: offset of the squashing (reference 0.2).
         per_sample_factor: one factor per sample instead of per batch (reference ``False``).
         backend: ``"auto"``, ``"torch"`` or ``"triton"``.
+        params: the hyper-parameters as one :class:`ErasingParams` instead of the seven keywords above.
 
     Shape:
         - Input ``p``: ``(B, 1, H, W)``, values in ``[0, 1]``.
@@ -482,11 +321,11 @@ class AttentiveErasing(nn.Module):
         shift: float = 0.2,
         per_sample_factor: bool = False,
         backend: Backend = "auto",
+        *,
+        params: ErasingParams | None = None,
     ) -> None:
         super().__init__()
-        self.params = ErasingParams(
-            erase_prob, min_factor, max_factor, min_size, scale, shift, per_sample_factor
-        )
+        self.params = params_or_keywords(ErasingParams, params, _keywords(locals()))
         self.backend: Backend = check_backend(backend)
 
     def forward(self, p: torch.Tensor, generator: torch.Generator | None = None) -> ErasingOutput:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy as _copy
 from typing import Literal, TypeAlias
 
 import torch
@@ -11,12 +12,19 @@ from typing_extensions import Self
 
 from lowcam._checks import check_int, check_map, check_same_sizes, check_shape, check_tensor
 
+__all__ = ["Evaluator", "UpsampleMode"]
+
 UpsampleMode: TypeAlias = Literal["nearest", "nearest-exact", "bilinear", "bicubic", "area"]
 _MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 
 
 class Evaluator(nn.Module):
     r"""Wrap any image classifier as ORNet's frozen evaluator.
+
+    **Warning: the classifier is frozen in place.** ``Evaluator(net)`` sets ``requires_grad=False`` on
+    ``net``'s own parameters and (by default) holds ``net`` in eval mode: if ``net`` is also trained
+    elsewhere (a backbone shared with your model), it silently stops training. Pass ``copy=True`` to
+    freeze a deep copy and leave ``net`` as it was.
 
     ``forward(images, maps)`` returns :math:`\mathrm{classifier}(x \odot \mathrm{up}(m))`, where
     :math:`\mathrm{up}` resizes the ``(B, 1, h, w)`` maps to the images' size. The classifier's parameters
@@ -36,9 +44,11 @@ class Evaluator(nn.Module):
 
     Args:
         classifier: any module mapping ``(B, 3, H, W)`` images to ``(B, C)`` logits.
-        upsample: interpolation mode for the maps (reference ``"nearest"``); ``"bilinear"`` and
-            ``"bicubic"`` use ``align_corners=False``.
+        upsample: interpolation mode for the maps: ``"nearest"`` (reference), ``"nearest-exact"``,
+            ``"bilinear"``, ``"bicubic"`` or ``"area"`` (:func:`torch.nn.functional.interpolate`'s modes);
+            ``"bilinear"`` and ``"bicubic"`` use ``align_corners=False``.
         follow_parent_mode: follow ``train()``/``eval()`` (reference) or stay in eval mode (default).
+        copy: freeze a deep copy of ``classifier`` (``True``) instead of ``classifier`` itself (default).
 
     Shape:
         - ``images``: ``(B, 3, H, W)``; ``maps``: ``(B, 1, h, w)`` or ``None``.
@@ -57,14 +67,21 @@ class Evaluator(nn.Module):
     """
 
     def __init__(
-        self, classifier: nn.Module, *, upsample: UpsampleMode = "nearest", follow_parent_mode: bool = False
+        self,
+        classifier: nn.Module,
+        *,
+        upsample: UpsampleMode = "nearest",
+        follow_parent_mode: bool = False,
+        copy: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier must be a torch.nn.Module, got {type(classifier).__name__}")
         if upsample not in _MODES:
             raise ValueError(f"upsample must be one of {_MODES}, got {upsample!r}")
-        self.classifier = classifier
+        if not isinstance(copy, bool):
+            raise TypeError(f"copy must be a bool, got {type(copy).__name__}")
+        self.classifier = _copy.deepcopy(classifier) if copy else classifier
         self.upsample: UpsampleMode = upsample
         self.follow_parent_mode = follow_parent_mode
         self.classifier.requires_grad_(False)

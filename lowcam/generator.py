@@ -10,6 +10,8 @@ from torch import nn
 
 from lowcam._checks import check_int, check_shape, check_tensor
 
+__all__ = ["GeneratorOutput", "LowLevelActivationGenerator"]
+
 
 class GeneratorOutput(NamedTuple):
     """What :class:`LowLevelActivationGenerator` returns.
@@ -26,7 +28,7 @@ class GeneratorOutput(NamedTuple):
     logits: torch.Tensor
 
 
-class ConvBlock(nn.Sequential):
+class _ConvBlock(nn.Sequential):
     """``[conv3x3 (no bias) -> BN(momentum 0.01) -> LeakyReLU(0.01)] x 2``."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -40,12 +42,12 @@ class ConvBlock(nn.Sequential):
         )
 
 
-class UpBlock(nn.Module):
+class _UpBlock(nn.Module):
     """Upsample to the skip's size (bilinear, ``align_corners=False``), concat ``[skip, up]``, conv block."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.block = ConvBlock(in_channels, out_channels)
+        self.block = _ConvBlock(in_channels, out_channels)
 
     def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(low, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -107,12 +109,12 @@ class LowLevelActivationGenerator(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.base_width = base_width
-        self.down1 = ConvBlock(in_channels, 2 * b)
-        self.down2 = ConvBlock(2 * b, 4 * b)
-        self.down3 = ConvBlock(4 * b, 8 * b)
-        self.up1 = UpBlock(12 * b, 4 * b)
-        self.up2 = UpBlock(6 * b, 3 * b)
-        self.up3 = UpBlock(3 * b + in_channels, num_classes)
+        self.down1 = _ConvBlock(in_channels, 2 * b)
+        self.down2 = _ConvBlock(2 * b, 4 * b)
+        self.down3 = _ConvBlock(4 * b, 8 * b)
+        self.up1 = _UpBlock(12 * b, 4 * b)
+        self.up2 = _UpBlock(6 * b, 3 * b)
+        self.up3 = _UpBlock(3 * b + in_channels, num_classes)
         self.map_head = nn.Sequential(nn.Conv2d(num_classes, 1, 3, padding=1, bias=False), nn.BatchNorm2d(1))
         self.class_head = nn.Conv2d(num_classes, num_classes, 1, bias=False)
         self.reset_parameters()

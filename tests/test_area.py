@@ -196,3 +196,58 @@ def test_bad_input(change: dict[str, object], error: type[Exception], match: str
     tensors = [args.pop(k) for k in ("p", "class_maps", "logits")]
     with pytest.raises(error, match=match):
         lowcam.area_loss(*tensors, **args)  # type: ignore[arg-type]
+
+
+def test_params_dataclass_is_the_schema_of_function_and_module() -> None:
+    p, maps, logits = torch.rand(2, 1, 4, 4), torch.rand(2, 6, 4, 4), torch.randn(2, 6)
+    params = lowcam.AreaLossParams(topk=4, skip=1)
+    expected = lowcam.area_loss(p, maps, logits, topk=4, skip=1)
+    assert torch.equal(lowcam.area_loss(p, maps, logits, params=params), expected)
+    assert torch.equal(lowcam.AreaLoss(params=params)(p, maps, logits), expected)
+    assert lowcam.AreaLoss(topk=4, skip=1).params == params
+    with pytest.raises(
+        TypeError, match=r"either as params= or as keyword arguments, got params= and \['topk'\]"
+    ):
+        lowcam.area_loss(p, maps, logits, topk=5, params=params)
+    with pytest.raises(TypeError, match="params must be a AreaLossParams or None, got dict"):
+        lowcam.AreaLoss(params={"topk": 4})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="skip must be < topk"):
+        lowcam.AreaLossParams(topk=2, skip=2)
+
+
+def test_map_only_term_needs_no_class_maps_or_logits() -> None:
+    p = torch.rand(3, 1, 5, 5)
+    expected = p.mean(dim=(1, 2, 3))
+    assert torch.allclose(lowcam.area_loss(p, topk=0, reduction="none"), expected)
+    assert torch.allclose(lowcam.AreaLoss(topk=0)(p), expected.mean())
+    with pytest.raises(ValueError, match="class_maps and logits are needed unless topk=0"):
+        lowcam.area_loss(p)
+
+
+def test_fewer_classes_than_the_default_topk_names_the_fix() -> None:
+    p, maps, logits = torch.rand(2, 1, 4, 4), torch.rand(2, 10, 4, 4), torch.randn(2, 10)
+    with pytest.raises(ValueError, match=r"topk=min\(25, C\) = 10"):
+        lowcam.AreaLoss()(p, maps, logits)
+    small = lowcam.AreaLoss(topk=min(25, 10))(p, maps, logits)  # the documented use for small C
+    assert torch.isfinite(small)
+
+
+@pytest.mark.parametrize(("reduction", "expected"), [("mean", float("nan")), ("sum", 0.0)])
+def test_empty_batch_gives_what_torch_losses_give(reduction: str, expected: float) -> None:
+    p, maps, logits = torch.rand(0, 1, 4, 4), torch.rand(0, 6, 4, 4), torch.randn(0, 6)
+    value = lowcam.area_loss(p, maps, logits, topk=4, skip=1, reduction=reduction)  # type: ignore[arg-type]
+    reference = torch.nn.functional.mse_loss(torch.rand(0), torch.rand(0), reduction=reduction)
+    assert value.shape == () and value.dtype == torch.float32
+    assert torch.equal(value.isnan(), reference.isnan()) and (value.isnan() or value == expected)
+    assert lowcam.area_loss(p, maps, logits, topk=4, skip=1, reduction="none").shape == (0,)
+
+
+def test_bf16_autocast_returns_float32_as_torch_losses_do() -> None:
+    p, maps, logits = torch.rand(2, 1, 4, 4), torch.rand(2, 6, 4, 4), torch.randn(2, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = lowcam.area_loss(p.bfloat16(), maps.bfloat16(), logits, topk=4, skip=1)
+        assert (
+            torch.nn.functional.cross_entropy(logits.bfloat16(), torch.tensor([0, 1])).dtype == torch.float32
+        )
+    assert value.dtype == torch.float32
+    assert lowcam.area_loss(p.bfloat16(), maps.bfloat16(), logits, topk=4, skip=1).dtype == torch.bfloat16

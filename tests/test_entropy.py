@@ -164,3 +164,35 @@ def test_smallest_valid_sigma_gives_finite_values(dtype: torch.dtype) -> None:
     assert bool(torch.isfinite(loss).all())
     torch.testing.assert_close(loss.flatten()[[0, 2]], torch.zeros(2, dtype=dtype))
     assert abs(float(loss.detach().flatten()[1]) - 0.6931) < 1e-3
+
+
+def test_params_dataclass_is_the_schema_of_function_and_module() -> None:
+    p = torch.rand(2, 1, 4, 4)
+    params = lowcam.EntropyParams(mu=0.4, sigma=0.2, beta=0.1, detach_weight=True)
+    expected = lowcam.weighted_entropy_loss(p, mu=0.4, sigma=0.2, beta=0.1, detach_weight=True)
+    assert torch.equal(lowcam.weighted_entropy_loss(p, params=params), expected)
+    assert torch.equal(lowcam.WeightedEntropyLoss(params=params)(p), expected)
+    assert lowcam.WeightedEntropyLoss(0.4, 0.2, 0.1, True).params == params
+    with pytest.raises(TypeError, match=r"got params= and \['sigma'\]"):
+        lowcam.WeightedEntropyLoss(sigma=0.3, params=params)
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        lowcam.EntropyParams(sigma=0.0)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_empty_batch_gives_what_torch_losses_give(reduction: str) -> None:
+    p = torch.rand(0, 1, 4, 4)
+    value = lowcam.weighted_entropy_loss(p, reduction=reduction)  # type: ignore[arg-type]
+    reference = torch.nn.functional.binary_cross_entropy(p, p, reduction=reduction)
+    assert value.shape == reference.shape and value.dtype == reference.dtype
+    assert torch.equal(value.isnan(), reference.isnan()) and torch.allclose(value, reference, equal_nan=True)
+
+
+def test_bf16_autocast_returns_float32_as_torch_losses_do() -> None:
+    p = torch.rand(2, 1, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = lowcam.WeightedEntropyLoss()(p.bfloat16())
+        assert torch.nn.functional.binary_cross_entropy_with_logits(p.bfloat16(), p).dtype == torch.float32
+    assert value.dtype == torch.float32
+    assert torch.allclose(value, lowcam.weighted_entropy_loss(p.bfloat16().float()))
+    assert lowcam.weighted_entropy_loss(p.bfloat16()).dtype == torch.bfloat16  # no autocast: p's dtype

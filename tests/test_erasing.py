@@ -7,7 +7,8 @@ import reference
 import torch
 
 import lowcam
-from lowcam.erasing import ErasingParams, draw_erasing_randoms
+from lowcam.erasing import ErasingParams
+from lowcam.ops.erasing_torch import _draw_randoms
 
 
 def blobs(
@@ -33,9 +34,9 @@ def run(a: torch.Tensor, seed: int, **kwargs: object) -> lowcam.ErasingOutput:
 
 
 def reference_output(a: torch.Tensor, seed: int, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
-    args = ErasingParams(**kwargs).resolve(a.shape[2], a.shape[3])  # type: ignore[arg-type]
+    args = ErasingParams(**kwargs)._resolve(a.shape[2], a.shape[3])  # type: ignore[arg-type]
     g = torch.Generator(device=a.device).manual_seed(seed)
-    draws = draw_erasing_randoms(a, args, g)
+    draws = _draw_randoms(a, args, g)
     region = reference.erasing_region(
         a.cpu(),
         draws.factor.cpu(),
@@ -265,10 +266,10 @@ def test_compiled_cpu_op_dtypes(dtype: torch.dtype) -> None:
 def test_cpu_compile_op_registration() -> None:
     # erase_prob=0 erases nothing, so the op is deterministic and torch.library.opcheck can compare its
     # runs. The op takes the detached map (the gradient is attached outside it), so no autograd kernel.
-    from lowcam.erasing import _attentive_erasing_op
+    from lowcam.ops.erasing_torch import attentive_erasing_cpu_op
 
     a = blobs(2, 9, 11, dtype=torch.float32)
-    torch.library.opcheck(_attentive_erasing_op, (a, 0.0, 0.0, 0.5, 1, 2, 0.6, 0.2, False))
+    torch.library.opcheck(attentive_erasing_cpu_op, (a, 0.0, 0.0, 0.5, 1, 2, 0.6, 0.2, False))
     assert torch.Tag.nondeterministic_seeded in torch.ops.lowcam.attentive_erasing_torch.default.tags
 
 
@@ -358,3 +359,16 @@ def test_params_are_validated_once_and_frozen() -> None:
     with pytest.raises(AttributeError):
         module.params.erase_prob = 0.9  # type: ignore[misc]
     assert "erase_prob=0.3" in repr(module) and "min_size=0.1" in repr(module)
+
+
+def test_params_dataclass_is_the_schema_of_function_and_module() -> None:
+    p = torch.rand(3, 1, 12, 12)
+    params = lowcam.ErasingParams(erase_prob=1.0, max_factor=0.3, min_size=1)
+    expected = lowcam.attentive_erasing(
+        p, erase_prob=1.0, max_factor=0.3, min_size=1, generator=torch.Generator().manual_seed(2)
+    )
+    got = lowcam.attentive_erasing(p, params=params, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(got.erased, expected.erased) and torch.equal(got.region, expected.region)
+    assert lowcam.AttentiveErasing(params=params).params is params
+    with pytest.raises(TypeError, match=r"got params= and \['min_size'\]"):
+        lowcam.attentive_erasing(p, min_size=2, params=params)

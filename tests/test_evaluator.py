@@ -126,3 +126,17 @@ def test_topk_larger_than_the_number_of_classes_is_a_clear_error() -> None:
         ValueError, match=rf"k must be <= the number of classes C={classes}, got k={classes + 1}"
     ):
         evaluator.topk(images, k=classes + 1)
+
+
+def test_copy_leaves_a_shared_classifier_trainable_and_the_docstring_says_so() -> None:
+    shared = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    evaluator = lowcam.Evaluator(shared, copy=True)
+    assert all(p.requires_grad for p in shared.parameters()) and shared.training
+    assert not any(p.requires_grad for p in evaluator.classifier.parameters())
+    assert evaluator.classifier is not shared and not evaluator.classifier.training
+    lowcam.Evaluator(shared)  # the default freezes in place, as documented
+    assert not any(p.requires_grad for p in shared.parameters())
+    doc = lowcam.Evaluator.__doc__ or ""
+    assert "frozen in place" in doc and "copy=True" in doc
+    for mode in ("nearest", "nearest-exact", "bilinear", "bicubic", "area"):
+        assert f'``"{mode}"``' in doc, mode

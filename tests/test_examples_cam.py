@@ -20,6 +20,8 @@ sys.path.insert(0, str(EXAMPLES))
 import cam_with_lowcam  # noqa: E402
 import synthetic  # noqa: E402
 
+from benchmarks import plugin_arms  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
 #: 32-pixel crops: 4 × 4 maps at stride 8 (too small to erase on: see the 48-pixel training test).
@@ -39,7 +41,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_results_json_schema_and_means(tiny_data: Path, tmp_path: Path) -> None:
     args = ["--data", str(tiny_data), "--seeds", "0", "1", "--out", str(tmp_path), *SMALL]
     args += ["--num-threads", "1", "--no-progress"]
-    assert cam_with_lowcam.main(args) == 0
+    assert plugin_arms.main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) == {"plain", "lowcam", "config"}
     for arm in ("plain", "lowcam"):
@@ -63,17 +65,17 @@ def test_results_json_schema_and_means(tiny_data: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("stride", [8, 16])
 @pytest.mark.parametrize("crop", [32, 48, 64])
 def test_map_side_is_crop_over_stride(stride: int, crop: int) -> None:
-    model = cam_with_lowcam.CamResNet("resnet18", 5, output_stride=stride).eval()
+    model = cam_with_lowcam.cam_network("resnet18", 5, output_stride=stride).eval()
     with torch.no_grad():
         logits, cams = model.forward_maps(torch.randn(2, 3, crop, crop))
     assert logits.shape == (2, 5) and cams.shape == (2, 5, crop // stride, crop // stride)
-    assert cam_with_lowcam.map_size(crop, stride) == crop // stride
+    assert plugin_arms.map_size(crop, stride) == crop // stride
     # the CAM is the one the classifier uses: its spatial mean is the logit minus the bias
     assert torch.allclose(cams.mean(dim=(2, 3)) + model.fc.bias, logits, atol=1e-5)
 
 
 def test_no_dilation_and_only_the_first_blocks_unstrided() -> None:
-    model = cam_with_lowcam.CamResNet("resnet18", 3, output_stride=16)
+    model = cam_with_lowcam.cam_network("resnet18", 3, output_stride=16)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(m.dilation == (1, 1) for m in convs)
     strided = [m for m in convs if m.stride != (1, 1)]
@@ -81,8 +83,8 @@ def test_no_dilation_and_only_the_first_blocks_unstrided() -> None:
 
 
 def test_training_leaves_the_evaluator_frozen_and_erases(tiny_data: Path, tmp_path: Path) -> None:
-    parser = cam_with_lowcam.build_parser()
-    args = cam_with_lowcam.parse_args(parser, ["--data", str(tiny_data), "--out", str(tmp_path), *SMALL])
+    parser = plugin_arms.build_parser()
+    args = plugin_arms.parse_args(parser, ["--data", str(tiny_data), "--out", str(tmp_path), *SMALL])
     from ornet.data import WSOLDataset, collate, read_cub
     from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
 
@@ -90,8 +92,8 @@ def test_training_leaves_the_evaluator_frozen_and_erases(tiny_data: Path, tmp_pa
     dataset = WSOLDataset(split.samples, train_transform(54, 48, True, IMAGENET_MEAN, IMAGENET_STD))
     loader = torch.utils.data.DataLoader(dataset, batch_size=6, shuffle=True, collate_fn=collate)
     torch.manual_seed(0)
-    evaluator_net = cam_with_lowcam.CamResNet("resnet18", 3)
-    model = cam_with_lowcam.CamResNet("resnet18", 3)
+    evaluator_net = cam_with_lowcam.cam_network("resnet18", 3)
+    model = cam_with_lowcam.cam_network("resnet18", 3)
     before = copy.deepcopy(evaluator_net.state_dict())
     model_before = copy.deepcopy(model.state_dict())
     parts = cam_with_lowcam.LowcamParts(args, evaluator_net, torch.Generator().manual_seed(0))
@@ -116,7 +118,7 @@ def test_batch_larger_than_the_training_set(tiny_data: Path, tmp_path: Path) -> 
         "--num-threads",
         "1",
     ]
-    assert cam_with_lowcam.main(args) == 0  # 18 training images: one batch of 18, no division by zero
+    assert plugin_arms.main(args) == 0  # 18 training images: one batch of 18, no division by zero
     details = json.loads((tmp_path / "details.json").read_text())
     assert details["plain"][0]["history"][0]["ce"] > 0
 
@@ -131,13 +133,15 @@ def test_batch_larger_than_the_training_set(tiny_data: Path, tmp_path: Path) -> 
         ["--erase-prob", "2"],
         ["--crop", "80"],
         ["--epochs", "0"],
+        ["--val-per-class", "7"],  # 6 training images per class: it held out 1 and recorded 7
+        ["--val-per-class", "6"],  # no training image left in a class
     ],
 )
 def test_bad_arguments_are_argparse_errors(
     tiny_data: Path, tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cam_with_lowcam.main(["--data", str(tiny_data), "--out", str(tmp_path), *extra])
+        plugin_arms.main(["--data", str(tiny_data), "--out", str(tmp_path), *extra])
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
@@ -149,9 +153,9 @@ def test_weights_file_is_loaded_and_a_wrong_one_named(tmp_path: Path) -> None:
     torch.manual_seed(0)
     source = torchvision.models.resnet18()
     torch.save(source.state_dict(), tmp_path / "r18.pt")
-    model = cam_with_lowcam.CamResNet("resnet18", 3, weights=str(tmp_path / "r18.pt"))
+    model = cam_with_lowcam.cam_network("resnet18", 3, weights=str(tmp_path / "r18.pt"))
     assert torch.equal(model.features[4][0].conv1.weight, source.layer1[0].conv1.weight)
     assert model.fc.out_features == 3
     torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "r34.pt")
-    with pytest.raises(ValueError, match=r"r34\.pt does not hold a resnet18: .*unexpected"):
-        cam_with_lowcam.CamResNet("resnet18", 3, weights=str(tmp_path / "r34.pt"))
+    with pytest.raises(ValueError, match=r"r34\.pt does not fit a resnet18: .*unexpected"):
+        cam_with_lowcam.cam_network("resnet18", 3, weights=str(tmp_path / "r34.pt"))

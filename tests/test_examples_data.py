@@ -18,13 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from ornet.data import (
     DataError,
     WSOLDataset,
-    imagenet_classes,
     read_cub,
-    read_imagenet_train,
-    read_imagenet_val,
-    read_voc_boxes,
     read_wsol_metadata,
 )
+from ornet.imagenet import imagenet_classes, read_imagenet_train, read_imagenet_val, read_voc_boxes
 from ornet.transforms import (
     CenterCrop,
     Compose,

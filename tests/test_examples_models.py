@@ -10,9 +10,11 @@ import pytest
 import torch
 import torchvision
 
+import lowcam
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-from ornet import checkpoint
+from ornet import checkpoint, recipe
 from ornet.config import (
     Config,
     ConfigError,
@@ -85,21 +87,21 @@ def test_split_resnet_and_stage_networks() -> None:
     with pytest.raises(ValueError, match="not a torchvision ResNet"):
         split_resnet(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)))
 
-    coarse = CoarseNet("resnet18", 4, generator_width=4)
+    coarse = CoarseNet(build_classifier("resnet18", 4), 4, base_width=4)
     out = coarse(x)
     assert out.generator.activation.shape == (2, 1, 8, 8) and out.logits.shape == (2, 4)
-    fine = FineNet.from_coarse(coarse)
-    trainable = fine.freeze()
+    fine = FineNet(coarse)
+    trainable = recipe.freeze_for_fine(fine)
     names = {n for n, p in fine.named_parameters() if p.requires_grad}
-    assert names and all(n.split(".")[1] in FineNet.TRAINABLE for n in names)
+    assert names and all(n.split(".")[1] in recipe.FINE_TRAINABLE for n in names)
     assert {id(p) for p in trainable} == {id(p) for p in fine.parameters() if p.requires_grad}
-    assert fine.stem in fine.frozen_modules()
+    assert fine.stem in recipe.fine_frozen_modules(fine)
 
 
 def test_cam_net_maps_average_to_logits() -> None:
     torch.manual_seed(0)
-    net = CamNet("resnet18", 3).eval()
-    logits, cams = net(torch.randn(2, 3, 64, 64))
+    net = CamNet(build_classifier("resnet18", 3)).eval()
+    logits, cams = net.forward_maps(torch.randn(2, 3, 64, 64))
     assert cams.shape == (2, 3, 2, 2)
     assert torch.allclose(cams.mean(dim=(2, 3)) + net.fc.bias, logits, atol=1e-5)
 
@@ -107,9 +109,9 @@ def test_cam_net_maps_average_to_logits() -> None:
 @pytest.mark.parametrize(("output_stride", "side"), [(32, 2), (16, 4), (8, 8), (4, 16)])
 def test_cam_net_output_stride_sets_the_map_side(output_stride: int, side: int) -> None:
     torch.manual_seed(0)
-    net = CamNet("resnet18", 3, output_stride=output_stride).eval()
+    net = CamNet(build_classifier("resnet18", 3), output_stride=output_stride).eval()
     x = torch.randn(2, 3, 64, 64)
-    logits, cams = net(x)
+    logits, cams = net.forward_maps(x)
     assert cams.shape == (2, 3, side, side) and net.output_stride == output_stride
     # the CAM is still Σ_k fc.weight[c, k] · feature[k] on the last feature, whose mean gives the logits
     feature = net.features(x)
@@ -122,10 +124,10 @@ def test_cam_net_output_stride_sets_the_map_side(output_stride: int, side: int) 
 
 def test_cam_net_map_is_the_fc_weighted_feature_sum() -> None:
     torch.manual_seed(0)
-    net = CamNet("resnet50", 3, output_stride=8).eval()
+    net = CamNet(build_classifier("resnet50", 3), output_stride=8).eval()
     x = torch.randn(1, 3, 64, 64)
     feature = net.features(x)
-    _, cams = net(x)
+    _, cams = net.forward_maps(x)
     reference = (net.fc.weight[None, :, :, None, None] * feature[:, None]).sum(dim=2)
     assert cams.shape == (1, 3, 8, 8) and torch.allclose(cams, reference, atol=1e-4)
     # Bottleneck: the strided conv2 and the downsample conv of layer3[0] and layer4[0] have stride 1
@@ -136,22 +138,24 @@ def test_cam_net_map_is_the_fc_weighted_feature_sum() -> None:
 
 def test_stride_32_weights_load_into_a_stride_4_cam(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    coarse = CamNet("resnet18", 3).eval()
-    fine = CamNet("resnet18", 3, output_stride=4).eval()
+    coarse = CamNet(build_classifier("resnet18", 3)).eval()
+    fine = CamNet(build_classifier("resnet18", 3), output_stride=4).eval()
     fine.load_state_dict(coarse.state_dict())  # strict: every name and shape is the same
     assert all(torch.equal(a, b) for a, b in zip(coarse.state_dict().values(), fine.state_dict().values()))
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18(weights=None, num_classes=1000).state_dict(), path)
-    loaded = CamNet("resnet18", 3, str(path), output_stride=4)  # a local weights file loads at stride 4
+    loaded = CamNet(
+        build_classifier("resnet18", 3, str(path)), output_stride=4
+    )  # a local weights file loads at stride 4
     assert loaded.fc.out_features == 3
     x = torch.randn(1, 3, 64, 64)
-    assert coarse(x)[1].shape[-1] == 2 and fine(x)[1].shape[-1] == 16
+    assert coarse.forward_maps(x)[1].shape[-1] == 2 and fine.forward_maps(x)[1].shape[-1] == 16
 
 
 @pytest.mark.parametrize("bad", [2, 64, 0, True, "8"])
 def test_bad_output_stride_is_named(bad: object) -> None:
     with pytest.raises(ValueError, match=r"output_stride must be one of 4, 8, 16, 32; got") as caught:
-        CamNet("resnet18", 3, output_stride=bad)  # type: ignore[arg-type]
+        CamNet(build_classifier("resnet18", 3), output_stride=bad)  # type: ignore[arg-type]
     assert repr(bad) in str(caught.value)
 
 
@@ -165,7 +169,7 @@ def test_matching_output_stride_follows_the_generator_map() -> None:
 
 def test_configs_load_and_every_value_overrides() -> None:
     cub = load_config(CONFIGS / "cub.yaml")
-    assert (cub.fine.seed, cub.evaluator.seed, cub.quirks.upsample, cub.quirks.frozen_train_mode) == (
+    assert (cub.fine.seed, cub.evaluator.seed, cub.quirks.upsample, cub.quirks.follow_parent_mode) == (
         517,
         1,
         "nearest",
@@ -225,19 +229,21 @@ def test_configs_load_and_every_value_overrides() -> None:
     assert {a.dest for a in parser._actions} >= {"override:quirks.upsample", "override:runtime.compile"}
     with pytest.raises(ConfigError, match="unknown config key 'fine.lrr'"):
         load_config(None, {"fine.lrr": "1"})
-    with pytest.raises(ConfigError, match=r"'fine.area_topk' \(renamed: fine.area.topk\)"):
-        load_config(None, {"fine.area_topk": "1"})
+    with pytest.raises(ConfigError, match="unknown config key 'model.generator_width'"):
+        load_config(None, {"model.generator_width": "1"})  # named as the component's argument: base_width
     with pytest.raises(ConfigError, match="fine.epochs: expected int"):
         load_config(None, {"fine.epochs": "many"})
     assert isinstance(load_config(None), Config)
 
 
-def test_flat_config_of_older_checkpoints_reads_as_nested() -> None:
-    old = {"seed": 517, "fine": {"lr": 0.5, "area_topk": 4, "erasing_p": 0.25}, "coarse": {"lr": 0.1}}
-    config = from_dict(old)
-    assert (config.fine.optim.lr, config.fine.area.topk, config.fine.erasing.erase_prob) == (0.5, 4, 0.25)
-    assert config.coarse.optim.lr == 0.1 and config.fine.seed == 517
+def test_saved_config_reads_back() -> None:
+    config = load_config(
+        None, {"fine.optim.lr": "0.5", "fine.area.topk": "4", "fine.erasing.erase_prob": "0.25"}
+    )
     assert from_dict(to_dict(config)) == config
+    assert isinstance(from_dict(to_dict(config)).fine.erasing, lowcam.ErasingParams)
+    with pytest.raises(ConfigError, match="unknown config key 'seed'"):
+        from_dict({"seed": 517})
 
 
 def test_atomic_checkpoint_round_trip_with_weights_only(tmp_path: Path) -> None:

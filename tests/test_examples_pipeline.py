@@ -44,7 +44,7 @@ def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
     return [
         "--config", str(EXAMPLES / "configs" / "synthetic.yaml"),
         "--data.root", str(data), "--output_dir", str(out),
-        "--data.resize", "36", "--data.crop", "32", "--data.score_size", "32", "--model.generator_width", "4",
+        "--data.resize", "36", "--data.crop", "32", "--data.score_size", "32", "--model.base_width", "4",
         "--evaluator.epochs", "1", "--coarse.epochs", "1", "--fine.epochs", "1", "--cam.epochs", "1",
         "--evaluator.batch_size", "8", "--coarse.batch_size", "8", "--fine.batch_size", "8",
         "--cam.batch_size", "8", "--eval.batch_size", "5", "--eval.pictures", "4",
@@ -241,6 +241,33 @@ def test_resume_refuses_a_changed_config_and_restart_from_retrains(
     resumed = tiny_args(tiny_data, out, "--stage", "fine", "--resume", "--fine.optim.lr", "0.5")
     assert train_ornet.main(resumed) == 0  # now consistent: skipped
     assert "[fine] finished earlier, skipped" in capsys.readouterr().out
+
+
+def test_eval_compares_fine_pt_with_the_config_it_was_trained_with(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _copy_run(trained, tmp_path / "run")
+    changed = ("--fine.loss_weights.area", "0.5")
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval", *EXTRA_CAM, *changed)) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"warning: {out / 'fine.pt'} was trained with other settings: fine.loss_weights.area: 0.02 → 0.5"
+        in printed
+    )
+    assert "coarse.pt was trained" not in printed and "evaluator.pt was trained" not in printed
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_output_folder_that_cannot_be_written_is_an_error(
+    tiny_data: Path, tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder\n")
+    out = blocker if where == "a file" else blocker / "run"
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval")) == 2
+    err = capsys.readouterr().err
+    assert f"error: could not write {out} (" in err and "Traceback" not in err
+    assert blocker.read_text() == "not a folder\n"
 
 
 @pytest.mark.parametrize("flag", ["1", "0"])

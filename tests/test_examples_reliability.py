@@ -21,7 +21,7 @@ from ornet import checkpoint, files, recipe
 from ornet.checks import config_changes, validate
 from ornet.config import Config, ConfigError, load_config, to_dict
 from ornet.distributed import parse_device, setup
-from ornet.models import CoarseNet, build_classifier
+from ornet.models import build_classifier
 from ornet.report import format_table
 from ornet.runtime import set_determinism
 
@@ -29,38 +29,48 @@ from ornet.runtime import set_determinism
 
 
 def test_whole_config_is_validated_with_every_problem_listed() -> None:
+    found: list[str] = []
     cfg = load_config(
         None,
         {"fine.area.topk": "10", "fine.erasing.erase_prob": "2.0", "quirks.upsample": "linear"},
+        problems=found,
     )
     with pytest.raises(ConfigError) as caught:
-        validate(cfg, num_classes=3)
+        validate(cfg, num_classes=3, found=found)
     message = str(caught.value)
     assert "fine.area.topk: got 10, expected in [0, 3] (the number of classes)" in message
-    assert "fine.erasing.erase_prob: got 2.0, expected a probability in [0, 1]" in message
-    assert "quirks.upsample: got 'linear'" in message
+    assert "fine.erasing: erase_prob must be in [0, 1], got 2.0" in message
+    assert "quirks.upsample: upsample must be one of" in message and "got 'linear'" in message
+    with pytest.raises(ConfigError, match=r"invalid configuration:\n  fine.erasing: erase_prob must be in"):
+        load_config(None, {"fine.erasing.erase_prob": "2.0"})  # without a problems list: raised at once
     validate(load_config(None, {"fine.area.topk": "3", "fine.area.skip": "1"}), num_classes=3)
 
 
 @pytest.mark.parametrize(
     ("key", "value", "fragment"),
     [
-        ("runtime.backend", "cuda", "runtime.backend: got 'cuda'"),
+        (
+            "runtime.backend",
+            "cuda",
+            "runtime.backend: backend must be one of ('auto', 'torch', 'triton'), got 'cuda'",
+        ),
         ("evaluator.select", "best", "evaluator.select: got 'best'"),
         ("fine.optim.name", "adamw", "fine.optim.name: got 'adamw'"),
         ("coarse.optim.lr", "0", "coarse.optim.lr: got 0.0"),
-        ("fine.entropy.sigma", "0", "fine.entropy.sigma: got 0.0"),
+        ("fine.entropy.sigma", "0", "fine.entropy: sigma must be > 0, got 0.0"),
         ("data.crop", "300", "data.resize: got 256, expected at least data.crop (300)"),
         ("runtime.device", "gpu", "runtime.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
         ("cam.output_stride", "2", "cam.output_stride: got 2, expected one of 4, 8, 16, 32 or null"),
         ("cam.extra_output_strides", "[32, 7]", "cam.extra_output_strides: got [32, 7], expected distinct"),
         ("cam.extra_output_strides", "[32, 32]", "cam.extra_output_strides: got [32, 32], expected distinct"),
         ("eval.scoremap_source", "cam_s32", "eval.scoremap_source: got 'cam_s32'"),
+        ("data.score_size", "1", "data.score_size: got 1, expected at least 2"),
     ],
 )
 def test_invalid_values_are_named(key: str, value: str, fragment: str) -> None:
+    found: list[str] = []
     with pytest.raises(ConfigError, match="invalid configuration") as caught:
-        validate(load_config(None, {key: value}), num_classes=200)
+        validate(load_config(None, {key: value}, problems=found), num_classes=200, found=found)
     assert fragment in str(caught.value)
 
 
@@ -75,7 +85,7 @@ def test_device_names() -> None:
     assert setup("cpu").device == torch.device("cpu")
 
 
-def test_resume_compares_the_keys_a_stage_depends_on() -> None:
+def test_resume_compares_the_sections_a_stage_depends_on() -> None:
     saved = to_dict(Config())
     changed = load_config(None, {"coarse.epochs": "6", "fine.optim.lr": "0.5", "runtime.progress": "false"})
     assert config_changes("coarse", saved, changed) == ["coarse.epochs: 70 → 6"]
@@ -86,8 +96,11 @@ def test_resume_compares_the_keys_a_stage_depends_on() -> None:
     assert config_changes("cam_s32", saved, strided) == []  # its stride is in its name
     assert config_changes("cam_s32", saved, changed) == []
     assert config_changes("cam_s32", saved, load_config(None, {"cam.epochs": "3"})) == ["cam.epochs: 30 → 3"]
-    legacy = {"seed": 517, "fine": {"lr": 0.5, "area_topk": 25}}  # a flat config of lowcam 0.1
-    assert config_changes("fine", legacy, changed) == []  # unrecorded keys are not compared
+    assert config_changes("coarse", saved, load_config(None, {"data.num_workers": "0"})) == []  # run-only
+    assert config_changes("coarse", saved, load_config(None, {"fine.area.topk": "5"})) == []
+    assert config_changes("fine", saved, load_config(None, {"fine.area.topk": "5"})) == [
+        "fine.area.topk: 25 → 5"
+    ]
 
 
 # ----------------------------------------------------------------------------------- components
@@ -107,7 +120,12 @@ def test_every_component_gets_the_config_backend_and_its_section() -> None:
     )
     parts = recipe.fine_parts(cfg)
     assert {parts.erasing.backend, parts.area.backend, parts.entropy.backend} == {"torch"}
-    assert parts.area.topk == 7 and parts.entropy.beta == 0.1 and parts.entropy.detach_weight
+    assert (
+        parts.area.params.topk == 7
+        and parts.entropy.params.beta == 0.1
+        and parts.entropy.params.detach_weight
+    )
+    assert parts.erasing.params is cfg.fine.erasing  # the config section is the component's params
     described = repr(parts.erasing)  # the erase probability's argument is renamed in lowcam 0.2
     assert "per_sample_factor=True" in described and "=0.25, min_factor=0.0" in described
     evaluator = recipe.frozen_evaluator(torch.nn.Linear(2, 2), cfg)
@@ -131,7 +149,10 @@ def test_reinit_layer4_quirk_applies_only_off_200_classes(tmp_path: Path) -> Non
     torch.save(source.state_dict(), path)
     torch.manual_seed(0)
     for classes, reinit, fresh in ((5, True, True), (5, False, False), (200, True, False)):
-        net = CoarseNet("resnet18", classes, 4, str(path), reinit_layer4=reinit)
+        cfg = load_config(
+            None, {"model.backbone": "resnet18", "model.base_width": "4", "quirks.reinit_layer4": str(reinit)}
+        )
+        net = recipe.coarse_net(cfg, classes, str(path))
         layer4 = net.body[3]
         same = torch.equal(layer4[0].conv1.weight, source.layer4[0].conv1.weight)
         assert same != fresh, (classes, reinit)

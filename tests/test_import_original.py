@@ -237,7 +237,7 @@ class AuthorsFiles:
     def argv(self, out: Path, *extra: str, fine: bool = True, classes: int | None = None) -> list[str]:
         args = [
             "--config", str(SYNTHETIC), "--output_dir", str(out),
-            "--model.backbone", BACKBONE, "--model.evaluator", EVALUATOR, "--model.generator_width", str(WIDTH),
+            "--model.backbone", BACKBONE, "--model.evaluator", EVALUATOR, "--model.base_width", str(WIDTH),
             "--evaluator", str(self.paths["evaluator"]), "--coarse", str(self.paths["coarse"]),
         ]  # fmt: skip
         if fine:
@@ -267,7 +267,7 @@ def test_full_size_layout_of_the_authors_networks_maps_exactly() -> None:
         coarse = AuthorsCoarse("resnet50", 200, 64)
         evaluator = AuthorsEvaluator("vgg16", 200)
         fine = AuthorsFine("resnet50", "vgg16", 200, 64)
-        pipeline_coarse = CoarseNet("resnet50", 200, 64)
+        pipeline_coarse = CoarseNet(build_classifier("resnet50", 200), 200, 64)
         pipeline_evaluator = build_classifier("vgg16", 200)
     src = Path("authors.pth")
     done = import_original.convert(
@@ -287,7 +287,7 @@ def test_full_size_layout_of_the_authors_networks_maps_exactly() -> None:
     fine_keys = set(fine.state_dict())
     assert "att_conv2.weight" not in fine_keys and not any(k.startswith("layer") for k in fine_keys)
     generator_part = {k for k in fine_keys if not k.startswith("vgg.")}
-    pipeline_fine = set(FineNet.from_coarse(pipeline_coarse).state_dict())
+    pipeline_fine = set(FineNet(pipeline_coarse).state_dict())
     assert {expected_name(k) for k in generator_part} == pipeline_fine - {"generator.class_head.weight"}
     assert {k.removeprefix("vgg.") for k in fine_keys - generator_part} == set(evaluator.state_dict())
 
@@ -309,8 +309,8 @@ def test_every_tensor_lands_where_it_should(files: AuthorsFiles, imported: Path)
     assert len(coarse["model"]) == len(files.coarse_state)
     assert len(fine["model"]) == len(generator_part) + 1
     # strict loads into the pipeline's networks
-    CoarseNet(BACKBONE, 5, WIDTH).load_state_dict(coarse["model"])
-    FineNet.from_coarse(CoarseNet(BACKBONE, 5, WIDTH)).load_state_dict(fine["model"])
+    CoarseNet(build_classifier(BACKBONE, 5), 5, WIDTH).load_state_dict(coarse["model"])
+    FineNet(CoarseNet(build_classifier(BACKBONE, 5), 5, WIDTH)).load_state_dict(fine["model"])
     build_classifier(EVALUATOR, 5).load_state_dict(evaluator["model"])
 
 
@@ -321,7 +321,7 @@ def test_payload_is_a_complete_pipeline_checkpoint(files: AuthorsFiles, imported
             state
         )
         assert state["complete"] is True and state["epoch"] == state["epochs"]
-        assert state["config"]["model"]["generator_width"] == WIDTH
+        assert state["config"]["model"]["base_width"] == WIDTH
         assert state["config"]["output_dir"] == str(imported)
         assert state["classes"] == [str(k) for k in range(5)]
         assert state["imported_from"]["file"] == str(files.paths[source].resolve())
@@ -334,9 +334,9 @@ def test_imported_maps_equal_the_authors_forward(files: AuthorsFiles, imported: 
     maps and class maps bit for bit, and the same logits (64×64 images: 16×16 maps, a multiple of 8 as
     the authors need)."""
     images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(7))
-    coarse = CoarseNet(BACKBONE, 5, WIDTH).eval()
+    coarse = CoarseNet(build_classifier(BACKBONE, 5), 5, WIDTH).eval()
     coarse.load_state_dict(checkpoint.load(imported / "coarse.pt")["model"])
-    fine = FineNet.from_coarse(CoarseNet(BACKBONE, 5, WIDTH)).eval()
+    fine = FineNet(CoarseNet(build_classifier(BACKBONE, 5), 5, WIDTH)).eval()
     fine.load_state_dict(checkpoint.load(imported / "fine.pt")["model"])
     classifier = build_classifier(EVALUATOR, 5)
     classifier.load_state_dict(checkpoint.load(imported / "evaluator.pt")["model"])
@@ -436,9 +436,9 @@ def test_wrong_width_and_class_count_are_explained(
     files: AuthorsFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    assert import_original.main(files.argv(out, "--model.generator_width", "8")) == 2
+    assert import_original.main(files.argv(out, "--model.base_width", "8")) == 2
     err = capsys.readouterr().err
-    assert "base width 4" in err and "model.generator_width is 8" in err
+    assert "base width 4" in err and "model.base_width is 8" in err
     assert "generator.down1.0.weight is (16, 64, 3, 3)" in err
     # every file's problems are reported in one go, not only the first file's
     assert "is not the authors' coarse model" in err and "is not the authors' fine model" in err
@@ -553,7 +553,7 @@ def test_pipeline_evaluates_and_refines_the_imported_models(tmp_path: Path) -> N
     tiny = [
         "--config", str(SYNTHETIC), "--output_dir", str(out), "--data.root", str(data),
         "--data.resize", "36", "--data.crop", "32", "--data.score_size", "32",
-        "--model.backbone", BACKBONE, "--model.evaluator", EVALUATOR, "--model.generator_width", str(WIDTH),
+        "--model.backbone", BACKBONE, "--model.evaluator", EVALUATOR, "--model.base_width", str(WIDTH),
         "--fine.epochs", "1", "--fine.batch_size", "4", "--fine.area.topk", "3", "--fine.area.skip", "1",
         "--eval.batch_size", "4", "--eval.pictures", "0", "--runtime.progress", "false",
     ]  # fmt: skip

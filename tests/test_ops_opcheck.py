@@ -64,5 +64,5 @@ def test_erasing_op() -> None:
 
     p = _rand(3, 1, 20, 18) ** 2
     seeds = torch.tensor([123, 456], device=DEVICE)  # fixed seeds: the op is deterministic
-    args = ErasingParams(erase_prob=1.0, min_size=1).resolve(20, 18)
+    args = ErasingParams(erase_prob=1.0, min_size=1)._resolve(20, 18)
     torch.library.opcheck(attentive_erasing_triton, (p, seeds, *args))

@@ -39,7 +39,7 @@ import lowcam.ops.area as area_ops
 import lowcam.ops.entropy as entropy_ops
 import lowcam.ops.erasing as erasing_ops
 from lowcam.erasing import ErasingParams
-from lowcam.losses.area import ranked_classes
+from lowcam.losses.area import _ranked_classes as ranked_classes
 from lowcam.losses.entropy import ENTROPY_EPS as EPS
 
 _POINTER_TYPES = {
@@ -191,7 +191,7 @@ def _drive_launchers() -> None:
 
 def _erase(a: torch.Tensor, *, min_size: int, per_sample_factor: bool) -> None:
     """The erasing kernel with ORNet's other settings (its backward is plain torch, not a kernel)."""
-    args = ErasingParams(min_size=min_size, per_sample_factor=per_sample_factor).resolve(*a.shape[2:])
+    args = ErasingParams(min_size=min_size, per_sample_factor=per_sample_factor)._resolve(*a.shape[2:])
     erasing_ops.attentive_erasing_triton(a.detach(), erasing_ops.draw_seeds(a, None), *args)
 
 

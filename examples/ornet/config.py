@@ -1,9 +1,10 @@
 """The pipeline's configuration: typed dataclasses, YAML files and command-line overrides.
 
 The configuration is nested: one section per stage, and inside a stage one section per lowcam component
-whose keys are that component's keyword arguments (``fine.erasing.erase_prob``, ``fine.area.topk``,
-``fine.entropy.sigma``), so a value in the YAML file goes straight into the component. The three training
-stages share one optimiser section type (:class:`OptimConfig`).
+that *is* that component's parameter dataclass (``fine.erasing``: :class:`lowcam.ErasingParams`,
+``fine.area``: :class:`lowcam.AreaLossParams`, ``fine.entropy``: :class:`lowcam.EntropyParams`), so its
+keys are the component's arguments and building the section is its validation. The training stages
+share one optimiser section type (:class:`OptimConfig`).
 
 A YAML file sets any subset of the fields (an unknown key is an error); every field can then be
 overridden on the command line as ``--section.sub.key VALUE`` (``--fine.optim.lr 3e-4``,
@@ -24,7 +25,11 @@ from typing import Any, Union
 
 import yaml
 
+import lowcam
 from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+#: Field metadata of a key that changes how a run goes, not what a stage trains: resuming never compares it.
+RUN_ONLY = {"run_only": True}
 
 
 @dataclass
@@ -47,13 +52,13 @@ class DataConfig:
     eval_split: str = "test"
     resize: int = 256
     crop: int = 224
-    score_size: int = 224
+    score_size: int = field(default=224, metadata=RUN_ONLY)
     flip: bool = True
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     drop_last: bool = False
-    num_workers: int = 4
-    verify_images: str = "header"
+    num_workers: int = field(default=4, metadata=RUN_ONLY)
+    verify_images: str = field(default="header", metadata=RUN_ONLY)
     limit: int = 0
 
 
@@ -66,14 +71,14 @@ class ModelConfig:
     backbone_weights: str | None = "IMAGENET1K_V1"
     evaluator: str = "vgg16"
     evaluator_weights: str | None = "IMAGENET1K_V1"
-    generator_width: int = 64
+    base_width: int = 64
 
 
 @dataclass
 class QuirksConfig:
     """Behaviours of the reference code, as switches whose defaults reproduce it.
 
-    ``frozen_train_mode``: frozen modules (stem, frozen generator blocks, evaluator) stay in train mode
+    ``follow_parent_mode``: frozen modules (stem, frozen generator blocks, evaluator) stay in train mode
     during stage 2, so BatchNorm statistics move and the evaluator's dropout is on (``lowcam.Evaluator``'s
     ``follow_parent_mode``). ``upsample``: how the activation map is resized onto the image for the
     evaluator (``lowcam.Evaluator``'s ``upsample``; reference ``nearest``). ``reinit_layer4``: when the
@@ -81,7 +86,7 @@ class QuirksConfig:
     of loading them pretrained (the reference does this for ILSVRC; no effect without backbone weights).
     """
 
-    frozen_train_mode: bool = True
+    follow_parent_mode: bool = True
     upsample: str = "nearest"
     reinit_layer4: bool = True
 
@@ -136,37 +141,6 @@ class CoarseStage:
 
 
 @dataclass
-class AreaConfig:
-    """``lowcam.AreaLoss`` arguments."""
-
-    topk: int = 25
-    skip: int = 3
-
-
-@dataclass
-class EntropyConfig:
-    """``lowcam.WeightedEntropyLoss`` arguments."""
-
-    mu: float = 0.5
-    sigma: float = 0.1
-    beta: float = 0.0
-    detach_weight: bool = False
-
-
-@dataclass
-class ErasingConfig:
-    """``lowcam.AttentiveErasing`` arguments (``erase_prob``: the probability that a sample is erased)."""
-
-    erase_prob: float = 0.5
-    min_factor: float = 0.0
-    max_factor: float = 0.5
-    min_size: int | float = 4  # map pixels, or a fraction of the map side (float in (0, 1))
-    scale: float = 0.6
-    shift: float = 0.2
-    per_sample_factor: bool = False
-
-
-@dataclass
 class LossWeights:
     """``loss = CE + area · AreaLoss + entropy · WeightedEntropyLoss``."""
 
@@ -182,9 +156,9 @@ class FineStage:
     batch_size: int = 16
     seed: int = 517
     optim: OptimConfig = field(default_factory=lambda: OptimConfig("adam", 1e-4, 0.9, 0.0))
-    area: AreaConfig = field(default_factory=AreaConfig)
-    entropy: EntropyConfig = field(default_factory=EntropyConfig)
-    erasing: ErasingConfig = field(default_factory=ErasingConfig)
+    area: lowcam.AreaLossParams = field(default_factory=lowcam.AreaLossParams)
+    entropy: lowcam.EntropyParams = field(default_factory=lowcam.EntropyParams)
+    erasing: lowcam.ErasingParams = field(default_factory=lowcam.ErasingParams)
     loss_weights: LossWeights = field(default_factory=LossWeights)
 
 
@@ -199,13 +173,13 @@ class CamStage:
     (checkpoint ``cam_s<stride>.pt``, its own row in the table and in ``metrics.json``).
     """
 
-    enabled: bool = False
+    enabled: bool = field(default=False, metadata=RUN_ONLY)
     epochs: int = 30
     batch_size: int = 16
     seed: int = 1
     optim: OptimConfig = field(default_factory=_sgd)
     output_stride: int | None = None
-    extra_output_strides: list[int] = field(default_factory=list)
+    extra_output_strides: list[int] = field(default_factory=list, metadata=RUN_ONLY)
 
 
 @dataclass
@@ -231,16 +205,16 @@ class RuntimeConfig:
     (``auto``, ``torch``, ``triton``). ``deterministic``: cuDNN's deterministic algorithms, no autotuning.
     """
 
-    device: str = "auto"
-    backend: str = "auto"
-    deterministic: bool = True
-    num_threads: int = 0
+    device: str = field(default="auto", metadata=RUN_ONLY)
+    backend: str = field(default="auto", metadata=RUN_ONLY)
+    deterministic: bool = field(default=True, metadata=RUN_ONLY)
+    num_threads: int = field(default=0, metadata=RUN_ONLY)
     bf16: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    tensorboard: bool = False
-    progress: bool = True
-    stop_after_epoch: int = 0
+    channels_last: bool = field(default=False, metadata=RUN_ONLY)
+    compile: bool = field(default=False, metadata=RUN_ONLY)
+    tensorboard: bool = field(default=False, metadata=RUN_ONLY)
+    progress: bool = field(default=True, metadata=RUN_ONLY)
+    stop_after_epoch: int = field(default=0, metadata=RUN_ONLY)
 
 
 @dataclass
@@ -259,26 +233,14 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
-#: Keys of the flat configuration of lowcam 0.1 and where they live now (checkpoints written before the
-#: nested sections, e.g. by an older run or an importer, are read through this table).
-LEGACY_KEYS: dict[str, tuple[str, ...]] = {
-    "seed": ("fine.seed",),
-    **{
-        f"{stage}.{key}": (f"{stage}.optim.{key}",)
-        for stage in ("evaluator", "coarse", "cam")
-        for key in ("lr", "momentum", "weight_decay")
-    },
-    "fine.lr": ("fine.optim.lr",),
-    "fine.weight_decay": ("fine.optim.weight_decay",),
-    "fine.area_weight": ("fine.loss_weights.area",),
-    "fine.entropy_weight": ("fine.loss_weights.entropy",),
-    "fine.area_topk": ("fine.area.topk",),
-    "fine.area_skip": ("fine.area.skip",),
-    "fine.entropy_mu": ("fine.entropy.mu",),
-    "fine.entropy_sigma": ("fine.entropy.sigma",),
-    "fine.erasing_p": ("fine.erasing.erase_prob",),
-    "fine.erasing_max_factor": ("fine.erasing.max_factor",),
-    "fine.erasing_min_size": ("fine.erasing.min_size",),
+#: The sections each stage's result depends on, its inputs' included; resuming compares them whole (but
+#: for the :data:`RUN_ONLY` keys). An extra CAM stage ``cam_s<stride>`` is ``cam`` without
+#: ``cam.output_stride`` (its stride is in its name).
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "evaluator": ("data", "model", "runtime", "evaluator"),
+    "coarse": ("data", "model", "runtime", "quirks", "coarse"),
+    "fine": ("data", "model", "runtime", "quirks", "evaluator", "coarse", "fine"),
+    "cam": ("data", "model", "runtime", "cam"),
 }
 
 
@@ -326,21 +288,48 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def _update(target: Any, values: dict[str, Any], prefix: str = "") -> None:
+def _build(target: Any, values: dict[str, Any], problems: list[str], prefix: str = "") -> Any:
+    """``target`` (a section) with ``values`` replaced, built anew: a lowcam parameter dataclass validates
+    itself. A section that does not build keeps its previous value and adds a line to ``problems``."""
     hints = _hints(type(target))
+    changes: dict[str, Any] = {}
     for key, value in values.items():
         name = f"{prefix}{key}"
         if key not in hints:
-            moved = LEGACY_KEYS.get(name)
-            hint = f" (renamed: {', '.join(moved)})" if moved else ""
-            raise ConfigError(f"unknown config key {name!r}{hint}")
+            raise ConfigError(f"unknown config key {name!r}")
         current = getattr(target, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{name}: expected a mapping, got {value!r}")
-            _update(current, value, prefix=f"{name}.")
+            changes[key] = _build(current, value, problems, prefix=f"{name}.")
         else:
-            setattr(target, key, _coerce(name, value, hints[key]))
+            changes[key] = _coerce(name, value, hints[key])
+    try:
+        return dataclasses.replace(target, **changes)
+    except (TypeError, ValueError) as error:
+        problems.append(f"{prefix.rstrip('.')}: {error}")
+        return target
+
+
+def _merge(into: dict[str, Any], values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _nested(name: str, value: Any) -> dict[str, Any]:
+    *sections, key = name.split(".")
+    nested: dict[str, Any] = {key: value}
+    for section in reversed(sections):
+        nested = {section: nested}
+    return nested
+
+
+def invalid(problems: list[str]) -> ConfigError:
+    """The one error that lists every problem of a configuration."""
+    return ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
 def leaves(config: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
@@ -356,23 +345,47 @@ def leaves(config: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def load_config(path: str | Path | None, overrides: dict[str, str] | None = None) -> Config:
-    """Defaults, then the YAML file ``path``, then ``overrides`` (``dotted.name -> YAML text``)."""
-    config = Config()
+def run_only_keys(config: Any, prefix: str = "") -> set[str]:
+    """The keys marked :data:`RUN_ONLY`."""
+    out: set[str] = set()
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out |= run_only_keys(value, prefix=f"{prefix}{f.name}.")
+        elif f.metadata.get("run_only"):
+            out.add(f"{prefix}{f.name}")
+    return out
+
+
+def load_config(
+    path: str | Path | None, overrides: dict[str, str] | None = None, problems: list[str] | None = None
+) -> Config:
+    """Defaults, then the YAML file ``path``, then ``overrides`` (``dotted.name -> YAML text``).
+
+    Each section is built once from all of them (so the order of the overrides does not matter).
+
+    Raises:
+        ConfigError: an unknown key or a value of the wrong type; a section that does not build (a
+            lowcam parameter out of range) too, unless ``problems`` is given: then its line is appended
+            there and the section keeps its default, so that the caller lists it with the other problems.
+    """
+    data: dict[str, Any] = {}
     if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
-        try:
-            _update(config, data)
-        except ConfigError as error:
-            raise ConfigError(f"{path}: {error}") from None
+        data = loaded
     for name, text in (overrides or {}).items():
-        *sections, key = name.split(".")
-        nested: dict[str, Any] = {key: yaml.safe_load(text)}
-        for section in reversed(sections):
-            nested = {section: nested}
-        _update(config, nested)
+        _merge(data, _nested(name, yaml.safe_load(text)))
+    found: list[str] = []
+    try:
+        config: Config = _build(Config(), data, found)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}" if path is not None else str(error)) from None
+    if found and problems is None:
+        raise invalid(found)
+    if problems is not None:
+        problems.extend(found)
     return config
 
 
@@ -400,29 +413,25 @@ def to_dict(config: Config) -> dict[str, Any]:
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as ``dotted.name -> value``, with the flat keys of :data:`LEGACY_KEYS` moved to
-    their nested names (a config saved by an older pipeline reads as today's)."""
+    """A nested mapping as ``dotted.name -> value``."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(flatten(value, prefix=f"{name}."))
         else:
-            for target in LEGACY_KEYS.get(name, (name,)):
-                out[target] = value
+            out[name] = value
     return out
 
 
 def from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from :func:`to_dict`'s output (or an older, flat one)."""
-    config = Config()
-    known = leaves(config)
-    for name, value in flatten(data).items():
-        if name not in known:
-            raise ConfigError(f"unknown config key {name!r}")
-        *sections, key = name.split(".")
-        nested: dict[str, Any] = {key: value}
-        for section in reversed(sections):
-            nested = {section: nested}
-        _update(config, nested)
+    """Rebuild a :class:`Config` from :func:`to_dict`'s output.
+
+    Raises:
+        ConfigError: an unknown key, a wrong type or an invalid section.
+    """
+    found: list[str] = []
+    config: Config = _build(Config(), data, found)
+    if found:
+        raise invalid(found)
     return config

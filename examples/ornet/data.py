@@ -1,4 +1,6 @@
-"""Data set readers for CUB-200-2011 and ILSVRC 2012, and the dataset that feeds the loops.
+"""Data set readers for CUB-200-2011 and the wsolevaluation layout, and the dataset that feeds the loops.
+
+ILSVRC 2012 in its own layout (class folders, PASCAL-VOC XML) is read by :mod:`ornet.imagenet`.
 
 Every reader checks its input completely before training starts: a missing file, a malformed line, an
 id with no label or box, a label outside the class list or an unreadable image raises
@@ -14,11 +16,10 @@ from __future__ import annotations
 
 import math
 import os
-import xml.parsers.expat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -79,35 +80,29 @@ def _require_file(path: Path) -> Path:
 def _read_records(path: Path, fields: int) -> list[tuple[int, list[str]]]:
     """``(line number, fields)`` of every non-blank line of ``path``, each with exactly ``fields`` fields,
     split on white space (the last one keeps any spaces in it, e.g. a file name)."""
-    _require_file(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        lines = _require_file(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(path, None, f"cannot read: {error}") from error
-    records = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        parts = [p.strip() for p in line.split(None, fields - 1)]
-        if len(parts) != fields or any(p == "" for p in parts):
-            raise DataError(path, number, f"expected {fields} fields, got {len(parts)}: {line!r}")
-        records.append((number, parts))
+    records = [
+        (number, raw.strip().split(None, fields - 1)) for number, raw in enumerate(lines, 1) if raw.strip()
+    ]
+    for number, parts in records:
+        if len(parts) != fields:
+            raise DataError(
+                path, number, f"expected {fields} fields, got {len(parts)}: {lines[number - 1].strip()!r}"
+            )
     return records
 
 
-def _parse_int(path: Path, line: int, name: str, value: str) -> int:
+def _number(path: Path, line: int, name: str, value: str, kind: type[int] | type[float] = float) -> Any:
+    """``value`` parsed as ``kind`` (an integer, or a finite number), or a :class:`DataError` at ``line``."""
     try:
-        return int(value)
+        number = kind(value)
     except ValueError:
-        raise DataError(path, line, f"{name} must be an integer, got {value!r}") from None
-
-
-def _parse_float(path: Path, line: int, name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise DataError(path, line, f"{name} must be a number, got {value!r}") from None
+        raise DataError(
+            path, line, f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+        ) from None
     if not math.isfinite(number):
         raise DataError(path, line, f"{name} must be finite, got {value!r}")
     return number
@@ -126,7 +121,7 @@ def _id_table(path: Path, fields: int, what: str) -> dict[int, tuple[int, list[s
     """Map ``id -> (line, remaining fields)`` for an id-keyed CUB file; duplicate ids are errors."""
     table: dict[int, tuple[int, list[str]]] = {}
     for line, parts in _read_records(path, fields):
-        key = _parse_int(path, line, f"{what} id", parts[0])
+        key = _number(path, line, f"{what} id", parts[0], int)
         if key in table:
             raise DataError(path, line, f"duplicate {what} id {key} (first on line {table[key][0]})")
         table[key] = (line, parts[1:])
@@ -269,20 +264,20 @@ def read_cub(
         if Path(relative).is_absolute() or ".." in parts:
             raise DataError(images_path, line, f"image path {relative!r} must stay inside {base / 'images'}")
         split_line, (flag,) = tables["train_test_split.txt"][image_id]
-        is_train = _parse_int(base / "train_test_split.txt", split_line, "split flag", flag)
+        is_train = _number(base / "train_test_split.txt", split_line, "split flag", flag, int)
         if is_train not in (0, 1):
             raise DataError(
                 base / "train_test_split.txt", split_line, f"split flag must be 0 or 1, got {flag!r}"
             )
         label_line, (label_text,) = tables["image_class_labels.txt"][image_id]
-        label = _parse_int(base / "image_class_labels.txt", label_line, "class id", label_text)
+        label = _number(base / "image_class_labels.txt", label_line, "class id", label_text, int)
         if label not in class_table:
             raise DataError(
                 base / "image_class_labels.txt", label_line, f"class id {label} is not in {classes_path.name}"
             )
         box_path = base / "bounding_boxes.txt"
         box_line, numbers = tables["bounding_boxes.txt"][image_id]
-        x, y, w, h = (_parse_float(box_path, box_line, name, v) for name, v in zip("xywh", numbers))
+        x, y, w, h = (_number(box_path, box_line, name, v) for name, v in zip("xywh", numbers))
         box = _check_box(box_path, box_line, (x, y, x + w, y + h))
         if is_train == want:
             samples.append(
@@ -297,196 +292,6 @@ def read_cub(
             )
     verify_images(samples, verify)
     return DataSplit(samples, classes)
-
-
-# -------------------------------------------------------------------------------------------- ILSVRC
-
-
-def _hidden(path: Path, base: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(base).parts)
-
-
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
-
-
-def imagenet_classes(train_dir: str | os.PathLike[str]) -> list[str]:
-    """The class folder names (WordNet ids) under ``train_dir``, sorted: index = label. Hidden folders
-    (``.ipynb_checkpoints``) are not classes."""
-    base = Path(train_dir)
-    if not base.is_dir():
-        raise DataError(base, None, "training folder not found")
-    classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise DataError(base, None, "no class folders found")
-    return classes
-
-
-def read_imagenet_train(train_dir: str | os.PathLike[str], verify: VerifyMode = "header") -> DataSplit:
-    """Read ILSVRC 2012's training set: one folder per class (``train/<wnid>/*.JPEG``), no boxes."""
-    base = Path(train_dir)
-    classes = imagenet_classes(base)
-    samples: list[Sample] = []
-    for label, wnid in enumerate(classes):
-        images = _list_images(base / wnid)
-        if not images:
-            raise DataError(base / wnid, None, "class folder holds no images")
-        samples.extend(
-            Sample(path, label, (), (path, 0), image_id=path.relative_to(base.parent).as_posix())
-            for path in images
-        )
-    verify_images(samples, verify)
-    return DataSplit(samples, classes)
-
-
-@dataclass
-class _XmlNode:
-    tag: str
-    line: int
-    children: list[_XmlNode] = field(default_factory=list)
-    text: str = ""
-
-    def find(self, tag: str) -> _XmlNode | None:
-        return next((child for child in self.children if child.tag == tag), None)
-
-    def findall(self, tag: str) -> list[_XmlNode]:
-        return [child for child in self.children if child.tag == tag]
-
-
-def _parse_xml(path: Path) -> _XmlNode:
-    """Parse ``path`` into a tree that remembers each element's line (``expat`` keeps them)."""
-    parser = xml.parsers.expat.ParserCreate()
-    root = _XmlNode("#document", 0)
-    stack = [root]
-
-    def start(tag: str, _attrs: dict[str, str]) -> None:
-        node = _XmlNode(tag, parser.CurrentLineNumber)
-        stack[-1].children.append(node)
-        stack.append(node)
-
-    def end(_tag: str) -> None:
-        stack.pop()
-
-    def text(data: str) -> None:
-        stack[-1].text += data
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = text
-    try:
-        parser.Parse(_require_file(path).read_bytes(), True)
-    except xml.parsers.expat.ExpatError as error:
-        raise DataError(
-            path, error.lineno, f"malformed XML: {xml.parsers.expat.errors.messages[error.code]}"
-        ) from None
-    if not root.children:
-        raise DataError(path, None, "empty XML document")
-    return root.children[0]
-
-
-def _xml_number(path: Path, node: _XmlNode, tag: str) -> float:
-    child = node.find(tag)
-    if child is None:
-        raise DataError(path, node.line, f"<{node.tag}> has no <{tag}>")
-    return _parse_float(path, child.line, f"<{tag}>", child.text.strip())
-
-
-def read_voc_boxes(path: str | os.PathLike[str]) -> tuple[list[tuple[str, Box, int]], tuple[int, int] | None]:
-    """Read a PASCAL-VOC annotation: ``[(name, (x0, y0, x1, y1), line), ...]`` and the image size.
-
-    ILSVRC's boxes use VOC's inclusive pixel coordinates; they are returned as written.
-    """
-    xml_path = Path(path)
-    root = _parse_xml(xml_path)
-    size = None
-    size_node = root.find("size")
-    if size_node is not None:
-        size = (
-            int(_xml_number(xml_path, size_node, "width")),
-            int(_xml_number(xml_path, size_node, "height")),
-        )
-    objects = []
-    for obj in root.findall("object"):
-        name_node = obj.find("name")
-        if name_node is None or not name_node.text.strip():
-            raise DataError(xml_path, obj.line, "<object> has no <name>")
-        box_node = obj.find("bndbox")
-        if box_node is None:
-            raise DataError(xml_path, obj.line, "<object> has no <bndbox>")
-        box = tuple(_xml_number(xml_path, box_node, tag) for tag in ("xmin", "ymin", "xmax", "ymax"))
-        objects.append((name_node.text.strip(), _check_box(xml_path, box_node.line, box), box_node.line))  # type: ignore[arg-type]
-    if not objects:
-        raise DataError(xml_path, root.line, "no <object> with a box")
-    return objects, size
-
-
-def read_imagenet_val(
-    val_dir: str | os.PathLike[str],
-    annotations_dir: str | os.PathLike[str],
-    classes: Sequence[str],
-    verify: VerifyMode = "header",
-) -> DataSplit:
-    """Read ILSVRC 2012's validation set: images with one PASCAL-VOC XML file each (several boxes).
-
-    ``val_dir`` holds the images, flat (``ILSVRC2012_val_00000001.JPEG``) or in class folders;
-    ``annotations_dir`` holds ``ILSVRC2012_val_00000001.xml`` etc. The class of an image is the
-    ``<name>`` (WordNet id) of its objects, looked up in ``classes`` (the training folders' order);
-    every box of the image is kept.
-
-    Raises:
-        DataError: an image with no XML, an XML with no image, a malformed XML, an unknown or mixed
-            class, a bad box, or an unreadable image.
-    """
-    images_base, xml_base = Path(val_dir), Path(annotations_dir)
-    for folder in (images_base, xml_base):
-        if not folder.is_dir():
-            raise DataError(folder, None, "folder not found")
-    index = {wnid: k for k, wnid in enumerate(classes)}
-    images: dict[str, Path] = {}
-    for path in sorted(images_base.rglob("*")):
-        if not path.is_file() or _hidden(path, images_base) or path.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
-        if path.stem in images:
-            raise DataError(
-                path, None, f"two images share the stem {path.stem!r} ({images[path.stem].name}); remove one"
-            )
-        images[path.stem] = path
-    xmls = {p.stem: p for p in sorted(xml_base.rglob("*.xml")) if not _hidden(p, xml_base)}
-    for stem, image in sorted(images.items()):
-        if stem not in xmls:
-            raise DataError(image, None, f"image has no annotation {stem}.xml in {xml_base}")
-    samples: list[Sample] = []
-    for stem, xml_path in sorted(xmls.items()):
-        objects, _ = read_voc_boxes(xml_path)
-        if stem not in images:
-            raise DataError(xml_path, 1, f"annotation has no image {stem}.* in {images_base}")
-        names = {name for name, _, _ in objects}
-        for name, _, line in objects:
-            if name not in index:
-                raise DataError(
-                    xml_path, line, f"class {name!r} is not one of the {len(classes)} training classes"
-                )
-        if len(names) != 1:
-            raise DataError(
-                xml_path, objects[0][2], f"objects of several classes {sorted(names)} in one image"
-            )
-        label = index[objects[0][0]]
-        samples.append(
-            Sample(
-                images[stem],
-                label,
-                tuple(box for _, box, _ in objects),
-                (xml_path, 1),
-                image_id=images[stem].relative_to(images_base.parent).as_posix(),
-                box_origins=tuple((xml_path, line) for _, _, line in objects),
-            )
-        )
-    verify_images(samples, verify)
-    return DataSplit(samples, list(classes))
 
 
 def read_wsol_metadata(

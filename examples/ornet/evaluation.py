@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import lowcam
 from lowcam import metrics
 from ornet import recipe, report
 from ornet.distributed import all_reduce_sum, barrier, broadcast_object
@@ -30,12 +31,6 @@ from ornet.training import checkpoint_path, load_model
 #: ``(images, labels) -> (maps (B, 1, h, w) in [0, 1] for the "ornet" protocol, raw maps for
 #: prepare_scoremap, logits (B, C) that give the predicted class)``
 MapSource = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-
-
-def _minmax(maps: torch.Tensor) -> torch.Tensor:
-    low = maps.amin(dim=(2, 3), keepdim=True)
-    high = maps.amax(dim=(2, 3), keepdim=True)
-    return torch.where(high > low, (maps - low) / (high - low).clamp_min(1e-12), torch.zeros_like(maps))
 
 
 def map_sources(ctx: Context, strides: dict[str, int] | None = None) -> dict[str, MapSource]:
@@ -71,17 +66,17 @@ def map_sources(ctx: Context, strides: dict[str, int] | None = None) -> dict[str
         def cam_source(
             images: torch.Tensor, labels: torch.Tensor, cam_net: CamNet = cam_net
         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            logits, cams = cam_net(images)
-            raw = cams.float().gather(1, labels.view(-1, 1, 1, 1).expand(-1, 1, *cams.shape[2:]))
-            return _minmax(raw), raw, logits.float()
+            logits, cams = cam_net.forward_maps(images)
+            raw = lowcam.select_class_map(cams.float(), labels)
+            return lowcam.normalize_map(raw), raw, logits.float()
 
         sources[stage] = cam_source
         strides[stage] = stride
     return sources
 
 
-def box_accuracy(protocol: str, image_size: int) -> metrics.BoxAccuracy:
-    """A :class:`lowcam.metrics.BoxAccuracy` for ``protocol`` on images of ``image_size`` pixels."""
+def box_accuracy(protocol: str, image_size: int) -> metrics.LocalizationAccuracy | metrics.MaxBoxAcc:
+    """The box metric of ``protocol`` (``lowcam.metrics.BoxAccuracy`` picks it) on images of ``image_size`` pixels."""
     if protocol == "ornet":
         return metrics.BoxAccuracy("ornet", image_size=image_size)
     return metrics.BoxAccuracy(protocol)  # type: ignore[arg-type]
@@ -110,16 +105,6 @@ def write_scoremaps(root: str | Path, image_ids: list[str], scoremaps: torch.Ten
         atomic_write(scoremap_file(root, image_id), save)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 @torch.no_grad()
 def evaluate(ctx: Context) -> dict[str, Any]:
     """Evaluate every available map with both protocols; rank 0 writes ``metrics.json`` and the PNG
@@ -141,7 +126,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     ornet_acc = {name: box_accuracy("ornet", d.crop) for name in sources}
     v1_acc = {name: box_accuracy("maxboxacc", d.score_size) for name in sources}
     v2_acc = {name: box_accuracy("maxboxacc_v2", d.score_size) for name in sources}
-    correct = torch.zeros(len(sources) + 1, dtype=torch.float64)
+    correct = torch.zeros(len(sources) + 1, dtype=torch.int64, device=ctx.info.device)  # no sync per batch
     # per map: (h, w, 1) once this process has seen a batch; summed over processes, divided by the count
     sizes = torch.zeros(len(sources), 3, dtype=torch.float64)
     keep = e.pictures if ctx.info.is_main else 0
@@ -150,7 +135,6 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     kept_boxes: list[torch.Tensor] = []
     for images, labels, boxes, _ in batches(eval_loader(ctx, "ornet"), ctx, "eval (ornet)"):
         x, y = to_device(ctx, images), labels.to(ctx.info.device)
-        device_boxes = [b.to(ctx.info.device) for b in boxes]
         room = max(0, keep - len(kept_boxes))
         kept_images.extend(images[:room])
         kept_boxes.extend(boxes[:room])
@@ -159,26 +143,25 @@ def evaluate(ctx: Context) -> dict[str, Any]:
                 maps, _, logits = source(x, y)
             maps, logits = maps.float(), logits.float()
             sizes[k] = torch.tensor([maps.shape[-2], maps.shape[-1], 1.0], dtype=torch.float64)
-            ornet_acc[name].update(maps, device_boxes, logits=logits, targets=y)
-            correct[k] += (logits.argmax(1) == y).sum().item()
+            ornet_acc[name].update(maps, boxes, logits=logits, targets=y)  # boxes checked on the CPU
+            correct[k] += (logits.argmax(1) == y).sum()
             kept[name].extend(maps[:room].cpu())
         correct[-1] += y.numel()
     for images, labels, boxes, indices in batches(eval_loader(ctx, "wsoleval"), ctx, "eval (wsoleval)"):
         x, y = to_device(ctx, images), labels.to(ctx.info.device)
-        device_boxes = [b.to(ctx.info.device) for b in boxes]
         for name, source in sources.items():
             with autocast(ctx):
                 _, raw, _ = source(x, y)
             scores = metrics.prepare_scoremap(raw.float(), size=d.score_size)
-            v1_acc[name].update(scores, device_boxes)
-            v2_acc[name].update(scores, device_boxes)
+            v1_acc[name].update(scores, boxes)
+            v2_acc[name].update(scores, boxes)
             if e.scoremap_root is not None and name == e.scoremap_source:
                 ids = [ctx.test.samples[int(i)].image_id for i in indices]
                 write_scoremaps(e.scoremap_root, ids, scores)
-    correct = all_reduce_sum(correct, ctx.info)
+    correct = all_reduce_sum(correct.to("cpu", torch.float64), ctx.info)
     sizes = all_reduce_sum(sizes, ctx.info)
-    # every process syncs and computes, in the same order, even with an empty shard (sync() and, in
-    # newer lowcam releases, compute() are collectives); then all take rank 0's numbers
+    # every process computes, in the same order, even with an empty shard (compute() sums the counts over
+    # the processes: a collective); then all take rank 0's numbers
     results: dict[str, Any] = {}
     for k, name in enumerate(sources):
         computed = {}
@@ -187,7 +170,6 @@ def evaluate(ctx: Context) -> dict[str, Any]:
             ("maxboxacc", v1_acc[name]),
             ("maxboxacc_v2", v2_acc[name]),
         ):
-            acc.sync()
             computed[key] = acc.compute().to_dict()
         top1 = 100.0 * correct[k].item() / max(correct[-1].item(), 1.0)
         seen = sizes[k, 2].item()

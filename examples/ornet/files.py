@@ -65,6 +65,25 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write(path, write)
 
 
+def check_writable_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` if needed and check that a file can be written in it (a temporary one, removed).
+
+    Raises:
+        WriteError: naming ``folder`` when it is a file, lies under a file, or cannot be written.
+    """
+    target = Path(folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise WriteError(
+            f"could not write {target} ({reason}): the output folder must be a writable folder"
+        ) from error
+    return target
+
+
 def remove_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     """Delete the ``.<name>.*.tmp`` parts a killed run left in ``folder``; returns what was removed."""
     base = Path(folder)

@@ -6,8 +6,11 @@
   not match.
 - :func:`split_resnet`: a ResNet cut after its stem (conv1, bn1, relu, maxpool): the low-level feature.
 - :class:`CoarseNet` (stage 1), :class:`FineNet` (stage 2, the generator on the stem), :class:`CamNet`
-  (the CAM baseline, at output stride 32, 16, 8 or 4; :func:`matching_output_stride` picks the one whose
-  map has the generator's side).
+  (a ResNet as a CAM network on :func:`lowcam.cam_class_maps`, at output stride 32, 16, 8 or 4: the CAM
+  baseline of the pipeline and the model of ``cam_with_lowcam.py``; :func:`matching_output_stride` picks
+  the stride whose map has the generator's side).
+
+Architecture only: what each stage trains, freezes and re-initialises is decided in :mod:`ornet.recipe`.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import torch
 import torchvision
 from torch import nn
 
+import lowcam
 from lowcam import GeneratorOutput, LowLevelActivationGenerator
-from ornet import recipe
 
 
 class WeightsReport(NamedTuple):
@@ -41,8 +44,9 @@ def head_prefix(model: nn.Module) -> str:
 def load_pretrained(model: nn.Module, arch: str, weights: str) -> WeightsReport:
     """Load ``weights`` into ``model`` (a torchvision ``arch``); only the classification head may differ.
 
-    The head (the last ``nn.Linear``) is skipped when its shape differs (another number of classes) and
-    stays initialised; every other tensor must be present with the same shape.
+    The head (the last ``nn.Linear``) is skipped when its shape differs (another number of classes) or
+    when the weights have none, and stays initialised; every other tensor must be present with the same
+    shape.
 
     ``weights`` is a path to a local state-dict file (loaded with ``torch.load(weights_only=True)``; a
     dict with a ``"model"`` entry is accepted too) or the name of a member of ``arch``'s torchvision
@@ -75,7 +79,7 @@ def load_pretrained(model: nn.Module, arch: str, weights: str) -> WeightsReport:
     mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     skipped = [k for k in mismatched if head and k.startswith(head)]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched if k not in skipped]
-    missing = sorted(set(own) - set(state))
+    missing = sorted(k for k in set(own) - set(state) if not (head and k.startswith(head)))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected or wrong:
         parts = [
@@ -123,25 +127,17 @@ class CoarseOutput(NamedTuple):
 
 
 class CoarseNet(nn.Module):
-    """Stage 1: ``body(stem(x) · p)`` where ``p`` is the generator's activation map on ``stem(x)``."""
+    """Stage 1: ``body(stem(x) · p)`` where ``p`` is the generator's activation map on ``stem(x)``.
 
-    def __init__(
-        self,
-        arch: str,
-        num_classes: int,
-        generator_width: int,
-        weights: str | None = None,
-        *,
-        reinit_layer4: bool = False,
-    ) -> None:
+    Args:
+        resnet: a torchvision ResNet with the data set's classes (split after its stem).
+        base_width: the generator's ``base_width``.
+    """
+
+    def __init__(self, resnet: nn.Module, num_classes: int, base_width: int) -> None:
         super().__init__()
-        model = build_classifier(arch, num_classes, weights)
-        if reinit_layer4 and weights is not None and num_classes != 200:
-            # the reference's quirk (quirks.reinit_layer4): a fresh layer4 and fc unless there are 200 classes
-            fresh = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
-            model.layer4, model.fc = fresh.layer4, fresh.fc
-        self.stem, self.body, channels = split_resnet(model)
-        self.generator = recipe.generator(channels, num_classes, generator_width)
+        self.stem, self.body, channels = split_resnet(resnet)
+        self.generator = LowLevelActivationGenerator(channels, num_classes, base_width=base_width)
 
     def forward(self, images: torch.Tensor) -> CoarseOutput:
         low = self.stem(images)
@@ -150,36 +146,13 @@ class CoarseNet(nn.Module):
 
 
 class FineNet(nn.Module):
-    """Stage 2 and inference: the (frozen) stem and the generator. ``forward`` returns the generator's
-    output on the stem feature."""
+    """Stage 2 and inference: the stem and the generator of a :class:`CoarseNet`. ``forward`` returns the
+    generator's output on the stem feature."""
 
-    #: generator blocks trained in stage 2 (the last two decoder blocks and the map head).
-    TRAINABLE = ("up2", "up3", "map_head")
-
-    def __init__(self, stem: nn.Module, generator: LowLevelActivationGenerator) -> None:
+    def __init__(self, coarse: CoarseNet) -> None:
         super().__init__()
-        self.stem = stem
-        self.generator = generator
-
-    @classmethod
-    def from_coarse(cls, coarse: CoarseNet) -> FineNet:
-        """Take the stem and generator of a trained :class:`CoarseNet`."""
-        return cls(coarse.stem, coarse.generator)
-
-    def freeze(self) -> list[nn.Parameter]:
-        """Freeze everything but :attr:`TRAINABLE`; return the trainable parameters."""
-        self.requires_grad_(False)
-        trainable: list[nn.Parameter] = []
-        for name in self.TRAINABLE:
-            block = getattr(self.generator, name)
-            block.requires_grad_(True)
-            trainable.extend(block.parameters())
-        return trainable
-
-    def frozen_modules(self) -> list[nn.Module]:
-        """The modules that stage 2 does not train (put in eval mode unless the reference quirk is on)."""
-        keep = set(self.TRAINABLE)
-        return [self.stem] + [m for n, m in self.generator.named_children() if n not in keep]
+        self.stem = coarse.stem
+        self.generator = coarse.generator
 
     def forward(self, images: torch.Tensor) -> GeneratorOutput:
         out: GeneratorOutput = self.generator(self.stem(images))
@@ -228,55 +201,73 @@ def set_output_stride(model: nn.Module, output_stride: int) -> None:
         block.stride = 1
 
 
+# --8<-- [start:model]
 class CamNet(nn.Module):
-    """A plain ResNet classifier that also returns its class activation maps.
+    """A torchvision ResNet as a CAM network: ``features → GAP → fc``, class maps from ``fc.weight``.
 
-    ``forward`` returns ``(logits, cams)`` with ``cams[b, c] = Σ_k fc.weight[c, k] · feature[b, k]`` on the
-    last convolutional feature, before any normalisation. That feature is at stride ``output_stride``
-    (32: the ResNet as it is; 16, 8, 4: the first block of ``layer4``, ``layer3``–``layer4`` or
-    ``layer2``–``layer4`` with stride 1, see :func:`set_output_stride`); parameters keep their shapes, so
-    ``weights`` (a torchvision enum name or a local file) load at every stride.
+    ``forward(images)`` returns the logits ``(B, C)`` (so the network can serve as a
+    :class:`lowcam.Evaluator`'s classifier); :meth:`forward_maps` also returns the raw CAMs
+    ``(B, C, H / s, W / s)`` of :func:`lowcam.cam_class_maps`, whose spatial mean is the logit minus the
+    bias. The feature is at stride ``output_stride`` (32: the ResNet as it is; 16, 8, 4: the first block of
+    ``layer4``, ``layer3``–``layer4`` or ``layer2``–``layer4`` with stride 1, no dilation, see
+    :func:`set_output_stride`); parameters keep their shapes, so the same weights load at every stride.
+
+    Args:
+        resnet: a torchvision ResNet (randomly initialised or loaded, e.g. by :func:`build_classifier`).
+        num_classes: the number of classes; a head ``fc`` of another size is replaced by a fresh
+            ``nn.Linear`` (``None``: keep the ResNet's head).
+        output_stride: 4, 8, 16 or 32.
 
     Raises:
-        ValueError: ``output_stride`` not in 4, 8, 16, 32.
+        ValueError: ``output_stride`` not in 4, 8, 16, 32, or ``resnet`` is not a torchvision ResNet.
     """
 
-    def __init__(
-        self, arch: str, num_classes: int, weights: str | None = None, *, output_stride: int = 32
-    ) -> None:
+    def __init__(self, resnet: nn.Module, num_classes: int | None = None, *, output_stride: int = 32) -> None:
         super().__init__()
         self.output_stride = check_output_stride(output_stride)
-        model = build_classifier(arch, num_classes, weights)
-        split_resnet(model)  # a clear error for a non-ResNet
-        set_output_stride(model, self.output_stride)
-        stem, body, _ = split_resnet(model)
+        stem, body, _ = split_resnet(resnet)  # a clear error for a non-ResNet
+        set_output_stride(resnet, self.output_stride)
         self.features = nn.Sequential(*stem, *list(body)[:4])
-        self.fc: nn.Linear = model.fc  # type: ignore[assignment]
+        head: nn.Linear = resnet.fc  # type: ignore[assignment]
+        if num_classes is not None and head.out_features != num_classes:
+            head = nn.Linear(head.in_features, num_classes)
+        self.fc = head
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feature = self.features(images)
-        cams = torch.einsum("ck,bkhw->bchw", self.fc.weight, feature)
-        logits = feature.mean(dim=(2, 3)) @ self.fc.weight.t() + self.fc.bias
-        return logits, cams
+    def forward_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits (B, C), raw CAMs (B, C, h, w))``."""
+        features = self.features(images)
+        logits = self.fc(features.mean(dim=(2, 3)))
+        return logits, lowcam.cam_class_maps(features, self.fc.weight)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_maps(images)[0]
 
 
-def map_sides(arch: str, num_classes: int, generator_width: int, crop: int) -> tuple[int, dict[int, int]]:
+# --8<-- [end:model]
+
+
+def map_sides(arch: str, num_classes: int, base_width: int, crop: int) -> tuple[int, dict[int, int]]:
     """``(generator side, {output_stride: CAM side})`` on ``crop``×``crop`` images, measured by running
     the networks on the meta device (no weights, no computation, the random state untouched)."""
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
         images = torch.empty(1, 3, crop, crop)
-        coarse = CoarseNet(arch, num_classes, generator_width).eval()
+        coarse = CoarseNet(build_classifier(arch, num_classes), num_classes, base_width).eval()
         generator_side = int(coarse.generator(coarse.stem(images)).activation.shape[-1])
         sides = {
-            stride: int(CamNet(arch, num_classes, output_stride=stride).eval()(images)[1].shape[-1])
+            stride: int(
+                CamNet(build_classifier(arch, num_classes), output_stride=stride)
+                .eval()
+                .forward_maps(images)[1]
+                .shape[-1]
+            )
             for stride in sorted(CAM_OUTPUT_STRIDES)
         }
     return generator_side, sides
 
 
-def matching_output_stride(arch: str, num_classes: int, generator_width: int, crop: int) -> int:
+def matching_output_stride(arch: str, num_classes: int, base_width: int, crop: int) -> int:
     """The CAM output stride whose map has the side of the generator's map (``cam.output_stride: null``):
     the stride with the closest side, the larger stride on a tie (16×16 on the demo's 64-pixel crops and
     56×56 on 224-pixel crops: stride 4)."""
-    generator_side, sides = map_sides(arch, num_classes, generator_width, crop)
+    generator_side, sides = map_sides(arch, num_classes, base_width, crop)
     return min(sides, key=lambda stride: (abs(sides[stride] - generator_side), -stride))

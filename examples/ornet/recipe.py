@@ -9,8 +9,10 @@ through the frozen evaluator::
     logits    = Evaluator(x, p_erased)                  # frozen classifier on x · upsample(p_erased)
     loss      = CE(logits, y) + 0.02 · AreaLoss(p, f, logits) + 1.5 · WeightedEntropyLoss(p)
 
-Every lowcam component is built here, from its config section (``fine.erasing``, ``fine.area``,
-``fine.entropy``, ``quirks``) and ``runtime.backend``. Set-up, loops and checkpoints live in
+Every method decision is here: every lowcam component is built from its config section
+(``fine.erasing``, ``fine.area``, ``fine.entropy``, ``quirks``) and ``runtime.backend``; what stage 2
+trains and freezes, which modules stay in train mode, and the ILSVRC ``layer4`` quirk of stage 1.
+:mod:`ornet.models` holds the architectures only; set-up, loops and checkpoints live in
 :mod:`ornet.stages`, :mod:`ornet.training` and :mod:`ornet.runtime`.
 """
 
@@ -20,10 +22,12 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 import lowcam
 from ornet.config import Config, LossWeights
+from ornet.models import CoarseNet, FineNet, build_classifier
 
 Losses = dict[str, torch.Tensor]
 
@@ -38,40 +42,69 @@ class FineParts(NamedTuple):
 
 
 def fine_parts(cfg: Config) -> FineParts:
-    """Stage 2's components, each from its config section (keys = the component's arguments)."""
+    """Stage 2's components, each from its config section (the section *is* the component's params)."""
     f, backend = cfg.fine, cfg.runtime.backend
-    e = f.erasing
-    erasing = lowcam.AttentiveErasing(
-        erase_prob=e.erase_prob,
-        min_factor=e.min_factor,
-        max_factor=e.max_factor,
-        min_size=e.min_size,
-        scale=e.scale,
-        shift=e.shift,
-        per_sample_factor=e.per_sample_factor,
-        backend=backend,  # type: ignore[arg-type]
+    return FineParts(
+        lowcam.AttentiveErasing(params=f.erasing, backend=backend),  # type: ignore[arg-type]
+        lowcam.AreaLoss(params=f.area, backend=backend),  # type: ignore[arg-type]
+        lowcam.WeightedEntropyLoss(params=f.entropy, backend=backend),  # type: ignore[arg-type]
+        f.loss_weights,
     )
-    area = lowcam.AreaLoss(topk=f.area.topk, skip=f.area.skip, backend=backend)  # type: ignore[arg-type]
-    entropy = lowcam.WeightedEntropyLoss(
-        mu=f.entropy.mu,
-        sigma=f.entropy.sigma,
-        beta=f.entropy.beta,
-        detach_weight=f.entropy.detach_weight,
-        backend=backend,  # type: ignore[arg-type]
-    )
-    return FineParts(erasing, area, entropy, f.loss_weights)
 
 
 def frozen_evaluator(classifier: nn.Module, cfg: Config) -> lowcam.Evaluator:
     """The stage-0 classifier wrapped as ORNet's evaluator (``quirks.upsample``,
-    ``quirks.frozen_train_mode`` → ``follow_parent_mode``)."""
+    ``quirks.follow_parent_mode``)."""
     q = cfg.quirks
-    return lowcam.Evaluator(classifier, upsample=q.upsample, follow_parent_mode=q.frozen_train_mode)  # type: ignore[arg-type]
+    return lowcam.Evaluator(classifier, upsample=q.upsample, follow_parent_mode=q.follow_parent_mode)  # type: ignore[arg-type]
 
 
-def generator(in_channels: int, num_classes: int, base_width: int) -> lowcam.LowLevelActivationGenerator:
-    """ORNet's activation map generator on the low-level feature."""
-    return lowcam.LowLevelActivationGenerator(in_channels, num_classes, base_width=base_width)
+def coarse_net(cfg: Config, num_classes: int, weights: str | None = None) -> CoarseNet:
+    """Stage 1's network: ``model.backbone`` (loaded from ``weights``) split after its stem, with the
+    generator of ``model.base_width``.
+
+    The reference's ILSVRC quirk (``quirks.reinit_layer4``): with pretrained ``weights`` and a data set of
+    other than 200 classes, ``layer4`` and ``fc`` are re-initialised instead of loaded.
+    """
+    m = cfg.model
+    resnet = build_classifier(m.backbone, num_classes, weights)
+    if cfg.quirks.reinit_layer4 and weights is not None and num_classes != 200:
+        fresh = torchvision.models.get_model(m.backbone, weights=None, num_classes=num_classes)
+        resnet.layer4, resnet.fc = fresh.layer4, fresh.fc
+    return CoarseNet(resnet, num_classes, m.base_width)
+
+
+#: The generator blocks stage 2 trains (the last two decoder blocks and the map head); the rest is frozen.
+FINE_TRAINABLE = ("up2", "up3", "map_head")
+
+
+def freeze_for_fine(net: FineNet) -> list[nn.Parameter]:
+    """Freeze everything of ``net`` but :data:`FINE_TRAINABLE`; return the trainable parameters."""
+    net.requires_grad_(False)
+    trainable: list[nn.Parameter] = []
+    for name in FINE_TRAINABLE:
+        block = getattr(net.generator, name)
+        block.requires_grad_(True)
+        trainable.extend(block.parameters())
+    return trainable
+
+
+def fine_frozen_modules(net: FineNet) -> list[nn.Module]:
+    """The modules stage 2 does not train: the stem and the generator blocks outside
+    :data:`FINE_TRAINABLE`."""
+    keep = set(FINE_TRAINABLE)
+    return [net.stem] + [m for n, m in net.generator.named_children() if n not in keep]
+
+
+def set_fine_modes(net: FineNet, evaluator: nn.Module, parts: FineParts, cfg: Config) -> None:
+    """Modes of stage 2 for each epoch: the evaluator and erasing train; the frozen modules stay in train
+    mode with ``quirks.follow_parent_mode`` (the reference: BatchNorm statistics move) and are put in eval
+    mode without it."""
+    evaluator.train()
+    parts.erasing.train()
+    if not cfg.quirks.follow_parent_mode:
+        for module in fine_frozen_modules(net):
+            module.eval()
 
 
 def _classification(logits: torch.Tensor, labels: torch.Tensor) -> Losses:
@@ -111,8 +144,7 @@ def fine_loss(
 
 def cam_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Losses:
     """The CAM baseline: an ordinary classifier's cross-entropy."""
-    logits, _ = net(images)
-    return _classification(logits, labels)
+    return _classification(net(images), labels)
 
 
 def ornet_maps(

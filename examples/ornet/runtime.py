@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Hashable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,15 +28,15 @@ from ornet.data import (
     Sample,
     WSOLDataset,
     collate,
-    imagenet_classes,
     read_cub,
-    read_imagenet_train,
-    read_imagenet_val,
     read_wsol_metadata,
 )
 from ornet.distributed import DistInfo, shard
+from ornet.imagenet import imagenet_classes, read_imagenet_train, read_imagenet_val
 from ornet.logs import RunLog
 from ornet.transforms import ornet_test_transform, train_transform, wsol_test_transform
+
+T = TypeVar("T")
 
 #: ``(images, labels, boxes, indices)`` as :func:`ornet.data.collate` stacks them.
 Batch = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]
@@ -120,13 +121,37 @@ def load_data(cfg: Config) -> tuple[DataSplit, DataSplit]:
     return train, test
 
 
-def holdout_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """``(kept, held_out)``: ``round(fraction · n)`` samples (at least one) drawn with ``seed``."""
-    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed)).tolist()
-    count = min(len(samples) - 1, max(1, round(fraction * len(samples))))
-    held = set(order[:count])
-    kept = [s for k, s in enumerate(samples) if k not in held]
-    return kept, [s for k, s in enumerate(samples) if k in held]
+def holdout_split(
+    items: Sequence[T],
+    count: Callable[[int], int],
+    *,
+    groups: Sequence[Hashable] | None = None,
+    seed: int | None = None,
+) -> tuple[list[T], list[T]]:
+    """The one hold-out splitter: ``(kept, held_out)``, both in the order of ``items``.
+
+    From each group of ``groups`` (one label per item; ``None``: all items form one group) of ``n``
+    items, ``count(n)`` items are held out, clamped to ``[0, n]``: a random draw with ``seed``
+    (:func:`torch.randperm`), or the group's last ones when ``seed`` is ``None``.
+
+    Example: the evaluator's hold-out (``evaluator.select: holdout``) is
+    ``holdout_split(samples, lambda n: min(n - 1, max(1, round(fraction * n))), seed=seed)``.
+    """
+    labels: Sequence[Hashable] = [0] * len(items) if groups is None else groups
+    members: dict[Hashable, list[int]] = {}
+    for index, label in enumerate(labels):
+        members.setdefault(label, []).append(index)
+    held: set[int] = set()
+    for indices in members.values():
+        n = min(len(indices), max(0, count(len(indices))))
+        if seed is None:
+            chosen = indices[len(indices) - n :]
+        else:
+            order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed)).tolist()
+            chosen = [indices[k] for k in order[:n]]
+        held.update(chosen)
+    kept = [item for k, item in enumerate(items) if k not in held]
+    return kept, [item for k, item in enumerate(items) if k in held]
 
 
 def autocast(ctx: Context) -> AbstractContextManager[Any]:

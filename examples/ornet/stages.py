@@ -8,15 +8,16 @@ trained whenever ``cam`` is.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
 import lowcam
 from ornet import checkpoint, recipe
-from ornet.config import Config, ConfigError, OptimConfig, flatten, from_dict
+from ornet.checkpoint import CheckpointError
+from ornet.config import Config, ConfigError, OptimConfig, from_dict
 from ornet.data import Sample
 from ornet.distributed import all_reduce_sum
 from ornet.models import CamNet, CoarseNet, FineNet, build_classifier, matching_output_stride
@@ -39,11 +40,8 @@ def build_evaluator(ctx: Context, weights: str | None = None) -> nn.Module:
 
 
 def build_coarse(ctx: Context, weights: str | None = None) -> CoarseNet:
-    """Stage 1's network (``quirks.reinit_layer4`` applies when pretrained ``weights`` are loaded)."""
-    m = ctx.cfg.model
-    return CoarseNet(
-        m.backbone, ctx.num_classes, m.generator_width, weights, reinit_layer4=ctx.cfg.quirks.reinit_layer4
-    )
+    """Stage 1's network (see :func:`ornet.recipe.coarse_net`)."""
+    return recipe.coarse_net(ctx.cfg, ctx.num_classes, weights)
 
 
 def _batch(ctx: Context, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,103 +53,91 @@ def top1(ctx: Context, classifier: nn.Module, samples: list[Sample]) -> float:
     """Top-1 accuracy (%) of ``classifier`` on ``samples`` (reference test transform), over all ranks."""
     was_training = classifier.training
     classifier.eval()
-    counts = torch.zeros(2, dtype=torch.float64)
+    counts = torch.zeros(2, dtype=torch.int64, device=ctx.info.device)  # (correct, seen), no sync per batch
     for batch in batches(eval_loader(ctx, "ornet", samples), ctx, "select"):
         images, labels = _batch(ctx, batch)
         with autocast(ctx):
             logits = classifier(images)
-        counts += torch.tensor([float((logits.argmax(1) == labels).sum()), float(labels.numel())])
+        counts[0] += (logits.argmax(1) == labels).sum()
+        counts[1] += labels.numel()
     classifier.train(was_training)
-    counts = all_reduce_sum(counts, ctx.info)
+    counts = all_reduce_sum(counts.to("cpu", torch.float64), ctx.info)
     return 100.0 * counts[0].item() / max(counts[1].item(), 1.0)
+
+
+def _train(
+    ctx: Context,
+    stage: str,
+    model: nn.Module,
+    section: Any,
+    loss: Callable[..., recipe.Losses],
+    params: Iterable[nn.Parameter] | None = None,
+    **options: Any,
+) -> None:
+    """Train ``model`` for ``stage`` with the schedule of its config ``section`` (``epochs``,
+    ``batch_size``, ``seed``, ``optim``): ``loss(runner, images, labels)`` in :func:`train_epochs`."""
+    runner = prepare(ctx, model)
+    train_epochs(
+        ctx,
+        stage,
+        model,
+        runner,
+        optimizer(model.parameters() if params is None else params, section.optim),
+        epochs=section.epochs,
+        batch_size=section.batch_size,
+        seed=section.seed,
+        step=lambda batch: loss(runner, *_batch(ctx, batch)),
+        **options,
+    )
 
 
 def stage_evaluator(ctx: Context) -> None:
     """Stage 0: fine-tune the evaluator classifier; keep the epoch ``evaluator.select`` chooses."""
     s = ctx.cfg.evaluator
     model = build_evaluator(ctx, ctx.cfg.model.evaluator_weights)
-    runner = prepare(ctx, model)
     samples = ctx.train.samples
     select: Callable[[], float] | None = None
     if s.select == "holdout":
-        samples, held = holdout_split(samples, s.holdout_fraction, s.seed)
+        fraction = s.holdout_fraction
+        samples, held = holdout_split(samples, lambda n: min(n - 1, max(1, round(fraction * n))), seed=s.seed)
         select = lambda: top1(ctx, model, held)  # noqa: E731
     elif s.select == "test_top1":
         select = lambda: top1(ctx, model, ctx.test.samples)  # noqa: E731
-    train_epochs(
-        ctx,
-        "evaluator",
-        model,
-        runner,
-        optimizer(model.parameters(), s.optim),
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        seed=s.seed,
-        step=lambda batch: recipe.evaluator_loss(runner, *_batch(ctx, batch)),
-        samples=samples,
-        select=select,
-    )
+    _train(ctx, "evaluator", model, s, recipe.evaluator_loss, samples=samples, select=select)
 
 
 def stage_coarse(ctx: Context) -> None:
     """Stage 1: backbone split after its stem + generator, CE(generator logits) + CE(main logits)."""
-    s = ctx.cfg.coarse
     model = build_coarse(ctx, ctx.cfg.model.backbone_weights)
-    runner = prepare(ctx, model)
-    train_epochs(
-        ctx,
-        "coarse",
-        model,
-        runner,
-        optimizer(model.parameters(), s.optim),
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        seed=s.seed,
-        step=lambda batch: recipe.coarse_loss(runner, *_batch(ctx, batch)),
-    )
+    _train(ctx, "coarse", model, ctx.cfg.coarse, recipe.coarse_loss)
 
 
 def load_fine_parts(ctx: Context, stage: str) -> tuple[FineNet, lowcam.Evaluator]:
     """The stem + generator of ``stage`` (``"coarse"`` or ``"fine"``) and the trained evaluator."""
     coarse = build_coarse(ctx)
     if stage == "coarse":
-        fine = FineNet.from_coarse(load_model(ctx, "coarse", coarse))
+        fine = FineNet(load_model(ctx, "coarse", coarse))
     else:
-        fine = load_model(ctx, stage, FineNet.from_coarse(coarse))
+        fine = load_model(ctx, stage, FineNet(coarse))
     classifier = load_model(ctx, "evaluator", build_evaluator(ctx))
     return fine, recipe.frozen_evaluator(classifier, ctx.cfg)
 
 
 def stage_fine(ctx: Context) -> None:
     """Stage 2: refine the generator's last blocks through the frozen evaluator (ORNet's main step)."""
-    s, q = ctx.cfg.fine, ctx.cfg.quirks
+    s = ctx.cfg.fine
     model, evaluator = load_fine_parts(ctx, "coarse")
-    trainable = model.freeze()
-    runner = prepare(ctx, model)
+    trainable = recipe.freeze_for_fine(model)
     evaluator.to(ctx.info.device)
     if ctx.cfg.runtime.channels_last:
         evaluator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     parts = recipe.fine_parts(ctx.cfg)
 
-    def set_modes() -> None:
-        evaluator.train()
-        parts.erasing.train()
-        if not q.frozen_train_mode:
-            for module in model.frozen_modules():
-                module.eval()
+    def loss(runner: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> recipe.Losses:
+        return recipe.fine_loss(runner, evaluator, parts, images, labels)
 
-    train_epochs(
-        ctx,
-        "fine",
-        model,
-        runner,
-        optimizer(trainable, s.optim),
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        seed=s.seed,
-        step=lambda batch: recipe.fine_loss(runner, evaluator, parts, *_batch(ctx, batch)),
-        set_modes=set_modes,
-    )
+    set_modes = lambda: recipe.set_fine_modes(model, evaluator, parts, ctx.cfg)  # noqa: E731
+    _train(ctx, "fine", model, s, loss, trainable, set_modes=set_modes)
 
 
 def cam_stages(cfg: Config) -> list[str]:
@@ -173,19 +159,22 @@ def cam_output_stride(cfg: Config, num_classes: int, stage: str) -> int:
     if cfg.cam.output_stride is not None:
         return cfg.cam.output_stride
     m = cfg.model
-    return matching_output_stride(m.backbone, num_classes, m.generator_width, cfg.data.crop)
+    return matching_output_stride(m.backbone, num_classes, m.base_width, cfg.data.crop)
 
 
 def trained_cam_output_stride(ctx: Context, stage: str) -> int:
     """The output stride the CAM checkpoint of ``stage`` was trained at (from the config saved in it; the
-    current config's when the checkpoint has none)."""
-    saved = checkpoint.load(checkpoint_path(ctx, stage)).get("config")
-    cfg = ctx.cfg
-    if isinstance(saved, dict):
-        if stage == "cam" and "cam.output_stride" not in flatten(saved):
-            return 32  # written before cam.output_stride existed: the ResNet as it is
-        with contextlib.suppress(ConfigError):  # an unreadable saved config: the current one
-            cfg = from_dict(saved)
+    current config's when the checkpoint has none, e.g. an imported one).
+
+    Raises:
+        CheckpointError: the saved config does not read.
+    """
+    path = checkpoint_path(ctx, stage)
+    saved = checkpoint.load(path).get("config")
+    try:
+        cfg = from_dict(saved) if isinstance(saved, dict) else ctx.cfg
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: the config saved in it does not read ({error})") from None
     return cam_output_stride(cfg, ctx.num_classes, stage)
 
 
@@ -194,30 +183,18 @@ def build_cam(
 ) -> CamNet:
     """The CAM network of ``stage`` (``cam`` or ``cam_s<stride>``) at ``output_stride`` (default: the
     stage's stride in the current config)."""
-    m = ctx.cfg.model
     if output_stride is None:
         output_stride = cam_output_stride(ctx.cfg, ctx.num_classes, stage)
-    return CamNet(m.backbone, ctx.num_classes, weights, output_stride=output_stride)
+    resnet = build_classifier(ctx.cfg.model.backbone, ctx.num_classes, weights)
+    return CamNet(resnet, output_stride=output_stride)
 
 
 def stage_cam(ctx: Context, stage: str = "cam") -> None:
     """The CAM baseline ``stage`` (``cam`` or ``cam_s<stride>``): the backbone at the stage's output
     stride trained as a plain classifier on the same data, with the ``cam`` section's schedule and seed."""
-    s = ctx.cfg.cam
     model = build_cam(ctx, stage, ctx.cfg.model.backbone_weights)
     ctx.print(f"[{stage}] CAM at output stride {model.output_stride}")
-    runner = prepare(ctx, model)
-    train_epochs(
-        ctx,
-        stage,
-        model,
-        runner,
-        optimizer(model.parameters(), s.optim),
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        seed=s.seed,
-        step=lambda batch: recipe.cam_loss(runner, *_batch(ctx, batch)),
-    )
+    _train(ctx, stage, model, ctx.cfg.cam, recipe.cam_loss)
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Context], None]] = {

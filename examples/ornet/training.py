@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from ornet import checkpoint
 from ornet.checkpoint import CheckpointError
 from ornet.config import to_dict
 from ornet.data import Sample
 from ornet.distributed import all_reduce_sum, barrier
-from ornet.runtime import Batch, Context, autocast, cosine, seed_everything, train_loader
+from ornet.runtime import Batch, Context, autocast, batches, cosine, seed_everything, train_loader
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -93,9 +92,39 @@ def _gather_rng(ctx: Context) -> list[dict[str, Any]]:
     return gathered
 
 
-def _mean_over_ranks(ctx: Context, sums: dict[str, float], count: int) -> dict[str, float]:
+def run_epoch(
+    batches: Iterable[Batch],
+    step: Callable[[Batch], dict[str, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """One epoch of the one training loop (the pipeline's stages and ``cam_with_lowcam.py``).
+
+    For each batch: ``step(batch)`` returns a dict of losses whose ``"loss"`` entry is minimised; then the
+    backward pass, the optimiser step and the scheduler step (per iteration). Returns each loss's sum
+    weighted by the batch size, accumulated as float32 tensors on the device (no host sync per step),
+    and the number of samples.
+    """
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    for batch in batches:
+        losses = step(batch)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        scheduler.step()
+        size = batch[0].shape[0]
+        count += size
+        for key, value in losses.items():
+            weighted = value.detach().float() * size
+            sums[key] = sums[key] + weighted if key in sums else weighted
+    return sums, count
+
+
+def _mean_over_ranks(ctx: Context, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
     keys = sorted(sums)
-    packed = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64)
+    local = [sums[k].to("cpu", torch.float64) for k in keys]  # the epoch's one host sync
+    packed = torch.stack([*local, torch.tensor(float(count), dtype=torch.float64)])
     packed = all_reduce_sum(packed, ctx.info)
     total = max(packed[-1].item(), 1.0)
     return {k: packed[i].item() / total for i, k in enumerate(keys)}
@@ -172,28 +201,14 @@ def train_epochs(
         loader = train_loader(ctx, chosen, batch_size, epoch, seed)
         runner.train()
         set_modes()
-        sums: dict[str, float] = {}
-        count = 0
         began = time.perf_counter()
-        bar = tqdm(
-            loader,
-            desc=f"{stage} {epoch + 1}/{epochs}",
-            leave=False,
-            disable=not (ctx.info.is_main and ctx.cfg.runtime.progress),
-            dynamic_ncols=True,
-        )
-        for batch in bar:
+
+        def autocast_step(batch: Batch) -> dict[str, torch.Tensor]:
             with autocast(ctx):
-                losses = step(batch)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            scheduler.step()
-            size = batch[0].shape[0]
-            count += size
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach()) * size
-            bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+                return step(batch)
+
+        bar = batches(loader, ctx, f"{stage} {epoch + 1}/{epochs}")
+        sums, count = run_epoch(bar, autocast_step, optimizer, scheduler)
         means = _mean_over_ranks(ctx, sums, count)
         if select is not None:
             score = select()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
@@ -18,22 +19,46 @@ from lowcam._checks import (
     check_shape,
     check_tensor,
     compute_dtype,
+    loss_dtype,
+    params_or_keywords,
     reduce,
 )
 
+__all__ = ["AreaLoss", "AreaLossParams", "area_loss"]
 
-def _check_area_args(topk: int, skip: int, reduction: str) -> None:
-    check_int("topk", topk)
-    check_int("skip", skip)
-    if topk > 0 and skip >= topk:
-        raise ValueError(
-            f"skip must be < topk (the classes ranked skip..topk-1 are penalised), got {skip=}, {topk=}"
-        )
-    check_reduction(reduction)
+
+@dataclass(frozen=True)
+class AreaLossParams:
+    """The hyper-parameters of the area loss, validated once at construction.
+
+    Attributes:
+        topk: one past the last penalised rank, an ``int >= 0`` (reference 25); ``0`` drops the class term.
+        skip: the number of top classes left out, ``< topk`` (reference 3; ignored when ``topk = 0``).
+
+    Raises:
+        TypeError: an argument is not an ``int``.
+        ValueError: a negative value, or ``skip >= topk > 0``.
+
+    Example:
+        >>> AreaLossParams(topk=3, skip=1)
+        AreaLossParams(topk=3, skip=1)
+    """
+
+    topk: int = 25
+    skip: int = 3
+
+    def __post_init__(self) -> None:
+        check_int("topk", self.topk)
+        check_int("skip", self.skip)
+        if self.topk > 0 and self.skip >= self.topk:
+            raise ValueError(
+                "skip must be < topk (the classes ranked skip..topk-1 are penalised), "
+                f"got skip={self.skip}, topk={self.topk}"
+            )
 
 
 def _check_area_inputs(p: torch.Tensor, class_maps: torch.Tensor, logits: torch.Tensor, topk: int) -> None:
-    check_map("p", p)
+    check_map("p", p, allow_empty_batch=True)
     check_tensor("class_maps", class_maps)
     check_shape("class_maps", class_maps, "(B, C, H, W)", 4)
     check_tensor("logits", logits, floating=False)
@@ -45,11 +70,16 @@ def _check_area_inputs(p: torch.Tensor, class_maps: torch.Tensor, logits: torch.
             raise ValueError(f"{name} is on {tensor.device} but p is on {p.device}; expected one device")
     check_same_sizes("class_maps", class_maps, (0, 2, 3), "p", p, (0, 2, 3))
     check_same_sizes("logits", logits, (0, 1), "class_maps", class_maps, (0, 1))
-    if topk > class_maps.shape[1]:
-        raise ValueError(f"topk must be <= the number of classes C={class_maps.shape[1]}, got topk={topk}")
+    classes = class_maps.shape[1]
+    if topk > classes:
+        raise ValueError(
+            f"topk must be <= the number of classes C={classes}, got topk={topk}; with fewer classes than "
+            f"the reference's 25, pass topk=min(25, C) = {classes} (every class below the skip best "
+            "penalised) or topk=0 (the map term only)"
+        )
 
 
-def ranked_classes(logits: torch.Tensor, topk: int, skip: int) -> torch.Tensor:
+def _ranked_classes(logits: torch.Tensor, topk: int, skip: int) -> torch.Tensor:
     """Indices ``(B, topk - skip)`` of the classes ranked ``skip .. topk-1`` by ``logits`` (no gradient).
 
     The one ranking of both backends; ``topk = 0`` gives ``(B, 0)``. Ties follow :func:`torch.topk`.
@@ -59,10 +89,10 @@ def ranked_classes(logits: torch.Tensor, topk: int, skip: int) -> torch.Tensor:
     return torch.topk(logits.detach(), topk, dim=1).indices[:, skip:]
 
 
-def area_loss_torch(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def _area_loss_torch(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Per-sample area loss ``(B,)`` in float32 (or float64): the torch backend every kernel matches.
 
-    ``index`` holds the ``(B, K)`` penalised classes of :func:`ranked_classes`. Only those channels are read, so the forward work scales with ``topk - skip`` rather than
+    ``index`` holds the ``(B, K)`` penalised classes of :func:`_ranked_classes`. Only those channels are read, so the forward work scales with ``topk - skip`` rather than
     with the number of classes.
     """
     dtype = compute_dtype(torch.promote_types(p.dtype, class_maps.dtype))
@@ -83,11 +113,12 @@ def area_loss_torch(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tens
 
 def area_loss(
     p: torch.Tensor,
-    class_maps: torch.Tensor,
-    logits: torch.Tensor,
+    class_maps: torch.Tensor | None = None,
+    logits: torch.Tensor | None = None,
     *,
     topk: int = 25,
     skip: int = 3,
+    params: AreaLossParams | None = None,
     reduction: Reduction = "mean",
     backend: Backend = "auto",
 ) -> torch.Tensor:
@@ -115,18 +146,24 @@ def area_loss(
 
     Args:
         p: activation map ``(B, 1, H, W)``, values in ``[0, 1]``.
-        class_maps: the class maps ``(B, C, H, W)`` (the generator's, or :func:`lowcam.cam_class_maps`).
+        class_maps: the class maps ``(B, C, H, W)`` (the generator's, or :func:`lowcam.cam_class_maps`);
+            ``None`` with ``topk=0``, the map term only.
         logits: ``(B, C)`` scores that rank the classes (in ORNet, the evaluator's output on the masked
-            image); any dtype.
-        topk: one past the last penalised rank, ``<= C`` (reference 25).
+            image); any dtype; ``None`` with ``topk=0``.
+        topk: one past the last penalised rank, ``<= C`` (reference 25). With fewer than 25 classes pass
+            ``topk=min(25, C)``; ``topk=0`` is the map term alone (then ``class_maps`` and ``logits`` may
+            be left out).
         skip: the number of top classes left out, ``< topk`` (reference 3).
+        params: the hyper-parameters as one :class:`AreaLossParams` instead of ``topk`` and ``skip``.
         reduction: ``"none"`` gives the loss *per sample*, :math:`L_b` of shape ``(B,)`` (the area loss is
             a loss on whole maps, unlike :func:`lowcam.weighted_entropy_loss`, which is per element);
             ``"mean"`` (reference: the mean of :math:`L_b` over the batch) or ``"sum"``.
         backend: ``"auto"`` (the torch backend), ``"torch"`` or ``"triton"``.
 
     Returns:
-        The loss in the promoted dtype of ``p`` and ``class_maps``, computed in float32.
+        The loss in the promoted dtype of ``p`` and ``class_maps``, computed in float32; under autocast
+        the float32 result (as torch's own losses). An empty batch (``B = 0``) gives what torch's losses
+        give: NaN for ``"mean"``, 0 for ``"sum"``, an empty ``(0,)`` tensor for ``"none"``.
 
     Raises:
         TypeError: a map is not floating, or an argument has the wrong type.
@@ -140,27 +177,55 @@ def area_loss(
         >>> area_loss(p, class_maps, logits, topk=3, skip=1, reduction="none")
         tensor([3.5000, 3.5000])
     """
-    _check_area_args(topk, skip, reduction)
+    chosen = params_or_keywords(AreaLossParams, params, {"topk": topk, "skip": skip})
+    check_reduction(reduction)
+    return _area(p, class_maps, logits, chosen, reduction, backend)
+
+
+def _area(
+    p: torch.Tensor,
+    class_maps: torch.Tensor | None,
+    logits: torch.Tensor | None,
+    params: AreaLossParams,
+    reduction: Reduction,
+    backend: Backend,
+) -> torch.Tensor:
+    """The area loss with validated parameters: the body of the function and of the module."""
+    topk, skip = params.topk, params.skip
+    if class_maps is None or logits is None:
+        if topk != 0 or class_maps is not None or logits is not None:
+            raise ValueError(
+                "class_maps and logits are needed unless topk=0 (the map term only, which takes neither); "
+                f"got topk={topk}, class_maps={'a tensor' if class_maps is not None else None}, "
+                f"logits={'a tensor' if logits is not None else None}"
+            )
+        check_map("p", p, allow_empty_batch=True)
+        class_maps = p.new_zeros((p.shape[0], 0, p.shape[2], p.shape[3]))
+        logits = p.new_zeros((p.shape[0], 0))
     _check_area_inputs(p, class_maps, logits, topk)
-    out_dtype = torch.promote_types(p.dtype, class_maps.dtype)
-    index = ranked_classes(logits, topk, skip)
+    out_dtype = loss_dtype(torch.promote_types(p.dtype, class_maps.dtype), p.device)
+    index = _ranked_classes(logits, topk, skip)
     if topk == 0:
         class_maps = class_maps.detach()  # no class term: the class maps take no part in the graph
-    if resolve_backend(backend, p, class_maps) == "triton":
+    if p.shape[0] > 0 and resolve_backend(backend, p, class_maps) == "triton":
         from lowcam.ops.area import area_loss_triton
 
         per_sample = area_loss_triton(p, class_maps, index)
     else:
-        per_sample = area_loss_torch(p, class_maps, index)
+        per_sample = _area_loss_torch(p, class_maps, index)
     return reduce(per_sample, reduction).to(out_dtype)
 
 
 class AreaLoss(nn.Module):
-    """Module form of :func:`area_loss`; holds ``topk``, ``skip`` and ``reduction``.
+    """Module form of :func:`area_loss`; holds the hyper-parameters and ``reduction``.
+
+    The hyper-parameters are validated once, here, into ``params`` (an :class:`AreaLossParams`; to
+    change one later, assign ``dataclasses.replace(module.params, ...)``).
 
     Args:
         topk: one past the last penalised rank (reference 25).
         skip: the number of top classes left out (reference 3).
+        params: the hyper-parameters as one :class:`AreaLossParams` instead of ``topk`` and ``skip``.
         reduction: ``"none"``, ``"mean"`` (reference) or ``"sum"``.
         backend: ``"auto"``, ``"torch"`` or ``"triton"``.
 
@@ -178,25 +243,25 @@ class AreaLoss(nn.Module):
     """
 
     def __init__(
-        self, topk: int = 25, skip: int = 3, reduction: Reduction = "mean", backend: Backend = "auto"
+        self,
+        topk: int = 25,
+        skip: int = 3,
+        reduction: Reduction = "mean",
+        backend: Backend = "auto",
+        *,
+        params: AreaLossParams | None = None,
     ) -> None:
         super().__init__()
-        _check_area_args(topk, skip, reduction)
-        self.topk = topk
-        self.skip = skip
+        self.params = params_or_keywords(AreaLossParams, params, {"topk": topk, "skip": skip})
+        check_reduction(reduction)
         self.reduction: Literal["none", "mean", "sum"] = reduction
         self.backend: Backend = check_backend(backend)
 
-    def forward(self, p: torch.Tensor, class_maps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        return area_loss(
-            p,
-            class_maps,
-            logits,
-            topk=self.topk,
-            skip=self.skip,
-            reduction=self.reduction,
-            backend=self.backend,
-        )
+    def forward(
+        self, p: torch.Tensor, class_maps: torch.Tensor | None = None, logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return _area(p, class_maps, logits, self.params, self.reduction, self.backend)
 
     def extra_repr(self) -> str:
-        return f"topk={self.topk}, skip={self.skip}, reduction={self.reduction!r}, backend={self.backend!r}"
+        fields = ", ".join(f"{name}={value}" for name, value in asdict(self.params).items())
+        return f"{fields}, reduction={self.reduction!r}, backend={self.backend!r}"

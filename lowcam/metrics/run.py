@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lowcam.metrics.accuracy import BoxAccuracy
 from lowcam.metrics.dataset import WSOLBatch, WSOLDataset, collate_wsol
+from lowcam.metrics.maxboxacc import MaxBoxAcc
 from lowcam.metrics.metadata import wsoleval_gt_boxes
 from lowcam.metrics.pxap import PxAP
 from lowcam.metrics.results import BoxAccuracyResult, PxAPResult
@@ -83,7 +83,7 @@ def evaluate_model(
     :func:`~lowcam.metrics.prepare_scoremap` resizes each map bicubically to ``scoremap_size`` and min–max
     normalises it (float64), the GT boxes move into that frame with
     :func:`~lowcam.metrics.wsoleval_gt_boxes`, and the counts go into
-    :class:`~lowcam.metrics.BoxAccuracy` (``"maxboxacc"``, ``"maxboxacc_v2"``) or
+    :class:`~lowcam.metrics.MaxBoxAcc` (``"maxboxacc"``, ``"maxboxacc_v2"``) or
     :class:`~lowcam.metrics.PxAP` (``"pxap"``, masks resized with OpenCV's nearest rule). Memory is that of
     one batch. The model's mode and grad mode are the caller's: call ``model.eval()`` and wrap the call in
     :func:`torch.no_grad`.
@@ -153,13 +153,14 @@ def evaluate_model(
     if len(dataset) == 0:
         raise ValueError(f"the split {dataset.metadata.ids_path} lists no image: nothing to evaluate")
     thresholds = wsoleval_thresholds(cam_curve_interval)
-    metric: BoxAccuracy | PxAP
+    metric: MaxBoxAcc | PxAP
     if chosen == "pxap":
         if iou_thresholds is not None:
             raise ValueError("iou_thresholds are for the box protocols, not 'pxap'")
         metric = PxAP(thresholds=thresholds)
     else:
-        metric = BoxAccuracy(chosen, thresholds=thresholds, iou_thresholds=iou_thresholds)
+        version: Literal[1, 2] = 1 if chosen == "maxboxacc" else 2
+        metric = MaxBoxAcc(version=version, thresholds=thresholds, iou_thresholds=iou_thresholds)
     target = torch.device(device) if device is not None else None
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_wsol)
     writer = ScoremapWriter(scoremap_root) if scoremap_root is not None else None

@@ -19,3 +19,5 @@ The modules import Triton, so the components import them lazily, only when the T
 ``import lowcam`` works without Triton. Kernels run on CUDA tensors, or on CPU tensors through Triton's
 interpreter when ``TRITON_INTERPRET=1`` is set before a module of this package is imported.
 """
+
+__all__: list[str] = []  # the modules are imported one by one, lazily (they import Triton)

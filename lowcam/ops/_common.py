@@ -9,6 +9,18 @@ import torch
 import triton
 import triton.language as tl
 
+__all__ = [
+    "SUPPORTED_DTYPES",
+    "accumulate_dtype",
+    "block_size",
+    "check_supported",
+    "device_of",
+    "next_power_of_2",
+    "plane_contiguous",
+    "split_float",
+    "strided_offset",
+]
+
 #: The dtypes the kernels accept; math runs in float32, or in float64 for float64 inputs.
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

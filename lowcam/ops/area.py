@@ -35,6 +35,8 @@ from lowcam.ops._common import (
     strided_offset,
 )
 
+__all__ = ["AreaLossFunction", "area_loss_triton"]
+
 _BLOCK_MAX = 1024
 
 

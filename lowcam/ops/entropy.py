@@ -39,6 +39,8 @@ from lowcam.ops._common import (
     strided_offset,
 )
 
+__all__ = ["WeightedEntropyFunction", "weighted_entropy_loss_triton"]
+
 _BLOCK_MAX = 1024
 
 
@@ -176,24 +178,13 @@ def _entropy_fwd(
     inv_hi, inv_lo = split_float(1.0 / (2.0 * sigma * sigma))
     beta_hi, beta_lo = split_float(beta)
     with device_of(p):
+        buffers = (p, loss, grad, partial)
+        layout = (width, hw, stride_b, stride_h, stride_w, n_blocks)
+        constants = (mu_hi, mu_lo, inv_hi, inv_lo, beta_hi, beta_lo, eps)
         _entropy_fwd_kernel[(batch, n_blocks)](
-            p,
-            loss,
-            grad,
-            partial,
-            width,
-            hw,
-            stride_b,
-            stride_h,
-            stride_w,
-            n_blocks,
-            mu_hi,
-            mu_lo,
-            inv_hi,
-            inv_lo,
-            beta_hi,
-            beta_lo,
-            eps,
+            *buffers,
+            *layout,
+            *constants,
             BLOCK=block,
             CONTIGUOUS=plane_contiguous(stride_h, stride_w, width),
             PER_ELEMENT=per_element,
@@ -205,16 +196,8 @@ def _entropy_fwd(
 
 
 @_entropy_fwd.register_fake
-def _(
-    p: torch.Tensor,
-    mu: float,
-    sigma: float,
-    beta: float,
-    eps: float,
-    detach_weight: bool,
-    per_element: bool,
-    need_grad: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _(p: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    per_element, need_grad = args[-2:]  # (mu, sigma, beta, eps, detach_weight, per_element, need_grad)
     acc = accumulate_dtype(p.dtype)
     loss = p.new_empty(p.shape) if per_element else p.new_empty(p.shape[0], dtype=acc)
     grad = p.new_empty(p.shape, dtype=acc) if need_grad else p.new_empty(0, dtype=acc)

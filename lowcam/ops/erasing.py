@@ -25,7 +25,8 @@ stream differs from the torch backend's, so only the distribution is shared acro
 This module is forward only. Like every kernel here it takes plain numbers (the parameters resolved by
 :class:`lowcam.erasing.ErasingParams`) and imports nothing from the components. It writes the bool mask of
 the kept pixels (one byte per pixel); :mod:`lowcam.erasing` attaches the one backward pass of erasing,
-``grad_p = scale · kept · grad_out``, shared with the torch backend.
+``grad_p = scale · kept · grad_out`` (:class:`~lowcam.ops.erasing_torch.ThroughKept`, shared with the
+torch backend and re-exported here).
 """
 
 from __future__ import annotations
@@ -43,9 +44,34 @@ from lowcam.ops._common import (
     split_float,
     strided_offset,
 )
+from lowcam.ops.erasing_torch import ThroughKept  # the one backward, shared with the torch backend
+
+__all__ = ["ThroughKept", "attentive_erasing_triton", "draw_seeds"]
 
 _BLOCK_MAX = 2048
 _SEED_HIGH = 2**63 - 1  # exclusive bound: seeds use 63 of the 64 key bits of Philox
+
+
+@triton.jit  # type: ignore[untyped-decorator]
+def _load_tile(  # type: ignore[no-untyped-def]
+    src_base,
+    start,
+    hw,
+    width,
+    stride_h,
+    stride_w,
+    BLOCK: tl.constexpr,
+    CONTIGUOUS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+):
+    """The tile of ``BLOCK`` pixels from ``start`` (row-major): ``(offs, mask, rows, cols, values)``."""
+    offs = start + tl.arange(0, BLOCK)
+    mask = offs < hw
+    rows = offs // width
+    cols = offs % width
+    src = offs if CONTIGUOUS else strided_offset(rows, cols, stride_h, stride_w)
+    x = tl.load(src_base + src, mask=mask, other=0.0).to(COMPUTE)
+    return offs, mask, rows, cols, x
 
 
 @triton.jit  # type: ignore[untyped-decorator]
@@ -95,10 +121,9 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
     lane_arg = tl.zeros((BLOCK,), tl.int32)
     lane_min = tl.full((BLOCK,), float("inf"), COMPUTE)
     for start in range(0, hw, BLOCK):
-        offs = start + tl.arange(0, BLOCK)
-        mask = offs < hw
-        src = offs if CONTIGUOUS else strided_offset(offs // width, offs % width, stride_h, stride_w)
-        x = tl.load(src_base + src, mask=mask, other=0.0).to(COMPUTE)
+        offs, mask, _rows, _cols, x = _load_tile(
+            src_base, start, hw, width, stride_h, stride_w, BLOCK, CONTIGUOUS, COMPUTE
+        )
         better = mask & (x > lane_max)
         lane_arg = tl.where(better, offs, lane_arg)
         lane_max = tl.where(better, x, lane_max)
@@ -114,12 +139,9 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
     lane_xmin = tl.full((BLOCK,), width, tl.int32)
     lane_xmax = tl.full((BLOCK,), -1, tl.int32)
     for start in range(0, hw, BLOCK):
-        offs = start + tl.arange(0, BLOCK)
-        mask = offs < hw
-        rows = offs // width
-        cols = offs % width
-        src = offs if CONTIGUOUS else strided_offset(rows, cols, stride_h, stride_w)
-        x = tl.load(src_base + src, mask=mask, other=0.0).to(COMPUTE)
+        offs, mask, rows, cols, x = _load_tile(
+            src_base, start, hw, width, stride_h, stride_w, BLOCK, CONTIGUOUS, COMPUTE
+        )
         hit = mask & (x > threshold)
         lane_ymin = tl.where(hit, tl.minimum(lane_ymin, rows), lane_ymin)
         lane_ymax = tl.where(hit, tl.maximum(lane_ymax, rows), lane_ymax)
@@ -145,12 +167,9 @@ def _erasing_kernel(  # type: ignore[no-untyped-def]
     scale = tl.cast(scale_hi, COMPUTE) + tl.cast(scale_lo, COMPUTE)
     shift = tl.cast(shift_hi, COMPUTE) + tl.cast(shift_lo, COMPUTE)
     for start in range(0, hw, BLOCK):
-        offs = start + tl.arange(0, BLOCK)
-        mask = offs < hw
-        rows = offs // width
-        cols = offs % width
-        src = offs if CONTIGUOUS else strided_offset(rows, cols, stride_h, stride_w)
-        x = tl.load(src_base + src, mask=mask, other=0.0).to(COMPUTE)
+        offs, mask, rows, cols, x = _load_tile(
+            src_base, start, hw, width, stride_h, stride_w, BLOCK, CONTIGUOUS, COMPUTE
+        )
         squashed = scale * x + shift
         near = (tl.abs(rows - cy) < half_y) & (tl.abs(cols - cx) < half_x)
         region = near & (x > threshold)

@@ -96,6 +96,7 @@ def test_all_stages_write_checkpoints_metrics_and_pictures(
     assert results["fine"]["label"] == "stage 2 map (ORNet, 8×8)" and "output_stride" not in results["fine"]
     for name in ("coarse", "fine", "cam", "cam_s32"):
         assert (trained / f"maps_{name}.png").stat().st_size > 0
+    assert (trained / "maps.png").stat().st_size > 0  # every map side by side
     events = [json.loads(line)["event"] for line in (trained / "log.jsonl").read_text().splitlines()]
     assert {"evaluator/epoch", "coarse/epoch", "fine/epoch", "cam/epoch", "cam_s32/epoch", "eval"} <= set(
         events

@@ -7,6 +7,7 @@ Networks are built with ``weights=None``: nothing is downloaded.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -95,6 +96,7 @@ def test_all_stages_write_checkpoints_metrics_and_pictures(
     assert results["fine"]["label"] == "stage 2 map (ORNet, 8×8)" and "output_stride" not in results["fine"]
     for name in ("coarse", "fine", "cam", "cam_s32"):
         assert (trained / f"maps_{name}.png").stat().st_size > 0
+    assert (trained / "maps.png").stat().st_size > 0  # every map side by side
     events = [json.loads(line)["event"] for line in (trained / "log.jsonl").read_text().splitlines()]
     assert {"evaluator/epoch", "coarse/epoch", "fine/epoch", "cam/epoch", "cam_s32/epoch", "eval"} <= set(
         events
@@ -420,6 +422,99 @@ def test_scoremaps_on_disk_in_the_wsoleval_layout(trained: Path, tiny_data: Path
     assert v2.compute().value == pytest.approx(expected)
 
 
+def _scoremap_folder(root: Path) -> dict[str, bytes]:
+    """Every file under a score-map folder (manifest included), by relative path."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _write_cub_metadata(data: Path, target: Path) -> Path:
+    """wsolevaluation metadata (``<target>/CUB/test/*.txt``) of the tiny set's test split."""
+    from ornet.data import read_cub
+    from PIL import Image
+
+    meta = target / "CUB" / "test"
+    meta.mkdir(parents=True)
+    samples = read_cub(data, "test").samples
+    ids, labels, sizes, boxes = [], [], [], []
+    for sample in samples:
+        with Image.open(sample.path) as image:
+            width, height = image.size
+        ids.append(f"{sample.image_id}\n")
+        labels.append(f"{sample.image_id},{sample.label}\n")
+        sizes.append(f"{sample.image_id},{width},{height}\n")
+        boxes.extend(f"{sample.image_id},{','.join(str(round(v)) for v in box)}\n" for box in sample.boxes)
+    for name, lines in (("image_ids", ids), ("class_labels", labels), ("image_sizes", sizes)):
+        (meta / f"{name}.txt").write_text("".join(lines))
+    (meta / "localization.txt").write_text("".join(boxes))
+    return target
+
+
+def test_a_killed_evaluation_keeps_the_previous_scoremap_folder(
+    trained: Path,
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lowcam import metrics
+    from lowcam.metrics.evaluate import main as lowcam_eval
+
+    out = _copy_run(trained, tmp_path / "run")
+    root = tmp_path / "scoremaps"
+    args = ("--stage", "eval", "--eval.pictures", "0", "--eval.scoremap_root", str(root))
+    assert train_ornet.main(tiny_args(tiny_data, out, *args)) == 0  # stage 2's maps
+    before = _scoremap_folder(root)
+    manifest = json.loads(before.pop("lowcam_scoremaps.json"))
+    assert manifest["count"] == 12 and sorted(manifest["image_ids"]) == manifest["image_ids"]
+    assert sorted(f"{i}.npy" for i in manifest["image_ids"]) == sorted(before)
+
+    prepare, calls = metrics.prepare_scoremap, []
+
+    def killed(*a: object, **k: object) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 9:  # batch 3 of 3, 4 maps per batch: two batches of maps already written
+            raise RuntimeError("killed mid-way")
+        return prepare(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(metrics, "prepare_scoremap", killed)
+    with pytest.raises(RuntimeError, match="killed mid-way"):
+        train_ornet.main(tiny_args(tiny_data, out, *args, "--eval.scoremap_source", "coarse"))
+    monkeypatch.undo()
+    after = _scoremap_folder(root)
+    assert after.pop("lowcam_scoremaps.json") and after == before  # no map of the other model in it
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("scoremaps")] == ["scoremaps"]
+    assert not list(root.rglob("*.tmp"))
+
+    assert train_ornet.main(tiny_args(tiny_data, out, *args, "--eval.scoremap_source", "coarse")) == 0
+    coarse = _scoremap_folder(root)
+    assert json.loads(coarse.pop("lowcam_scoremaps.json")) == manifest
+    assert set(coarse) == set(before) and coarse != before  # the whole folder is stage 1's now
+    # lowcam-eval reads the new folder and checks it against its manifest
+    meta = _write_cub_metadata(tiny_data, tmp_path / "metadata")
+    cli = ["--scoremap_root", str(root), "--metadata_root", str(meta), "--dataset_name", "CUB"]
+    cli += ["--split", "test", "--prepare_scoremaps", "--no_progress", "--json"]
+    capsys.readouterr()
+    assert lowcam_eval(cli) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 12
+    listed = {**manifest, "image_ids": manifest["image_ids"][1:], "count": 11}
+    (root / "lowcam_scoremaps.json").write_text(json.dumps(listed))
+    assert lowcam_eval(cli) == 1  # an image the manifest does not list is refused
+    assert manifest["image_ids"][0] in capsys.readouterr().err
+
+
+def test_a_scoremap_root_holding_other_files_is_an_error(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _copy_run(trained, tmp_path / "run")
+    root = tmp_path / "mine"
+    root.mkdir()
+    (root / "notes.txt").write_text("keep me")
+    args = tiny_args(tiny_data, out, "--stage", "eval", "--eval.scoremap_root", str(root))
+    assert train_ornet.main(args) == 2
+    assert "could not write eval.scoremap_root" in capsys.readouterr().err
+    assert [p.name for p in root.iterdir()] == ["notes.txt"]
+
+
 def _evaluate_on_rank(rank: int, args: list[str], port: int, folder: str) -> None:
     """One gloo process of :func:`test_every_rank_returns_the_same_metrics`."""
     os.environ.update(
@@ -452,3 +547,24 @@ def test_every_rank_returns_the_same_metrics(trained: Path, tiny_data: Path, tmp
     rank0, rank1 = ((tmp_path / f"rank{r}.json").read_text() for r in (0, 1))
     assert rank0 == rank1  # rank 1's shard was empty; before, it reported top1_loc None
     assert json.loads(rank1)["fine"]["ornet"]["top1_loc"] is not None
+
+
+def test_two_processes_write_one_scoremap_folder(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import torch.multiprocessing as mp
+
+    out = _copy_run(trained, tmp_path / "run")
+    # 5 images, batches of 2: rank 0 evaluates 3 images (2 batches), rank 1 2 images (1 batch)
+    shared = ("--stage", "eval", "--data.limit", "5", "--eval.batch_size", "2", "--eval.pictures", "0")
+    args = tiny_args(tiny_data, out, *shared, "--eval.scoremap_root", str(tmp_path / "ddp"))
+    mp.spawn(_evaluate_on_rank, args=(args, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert (
+        train_ornet.main(tiny_args(tiny_data, out, *shared, "--eval.scoremap_root", str(tmp_path / "one")))
+        == 0
+    )
+    ddp, one = _scoremap_folder(tmp_path / "ddp"), _scoremap_folder(tmp_path / "one")
+    assert json.loads(ddp.pop("lowcam_scoremaps.json"))["count"] == 5
+    assert ddp.keys() == one.keys() - {"lowcam_scoremaps.json"}
+    for name, content in ddp.items():
+        np.testing.assert_allclose(np.load(io.BytesIO(content)), np.load(io.BytesIO(one[name])), atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("ddp", "one"))) == ["ddp", "one"]

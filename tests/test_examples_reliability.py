@@ -250,6 +250,54 @@ def test_table_rows_name_each_map_and_its_resolution() -> None:
     ]
 
 
+def test_pictures_draw_the_library_box_at_tau_with_plot_localization(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from ornet import report
+    from PIL import Image
+
+    from lowcam import metrics
+
+    calls: list[dict[str, object]] = []
+    plot = metrics.plot_localization
+
+    def recording(image: object, scoremap: object = None, **kwargs: object) -> object:
+        calls.append({"image": image, "scoremap": scoremap, **kwargs})
+        return plot(image, scoremap, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(metrics, "plot_localization", recording)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(3, 3, 32, 32, generator=generator)
+    maps = {name: torch.rand(3, 1, 8, 8, generator=generator) for name in ("coarse", "fine")}
+    gt = [torch.tensor([[2.0, 3.0, 20.0, 25.0]]), torch.tensor([[0.0, 0.0, 31.0, 31.0]]), torch.zeros(0, 4)]
+    results = {
+        name: {"ornet": {"threshold": {"0.5": tau}, "gt_known": 50.0}}
+        for name, tau in (("coarse", 0.3), ("fine", 0.6))
+    }
+    data = SimpleNamespace(crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    ctx = SimpleNamespace(cfg=SimpleNamespace(data=data), out=tmp_path)
+    report.draw(ctx, results, {n: list(m) for n, m in maps.items()}, images, gt)  # type: ignore[arg-type]
+    for name in ("maps_coarse.png", "maps_fine.png", "maps.png"):
+        with Image.open(tmp_path / name) as picture:
+            assert picture.format == "PNG" and min(picture.size) > 100
+    assert not list(tmp_path.glob(".*.tmp"))
+    # maps_<name>.png: 3 panels each; maps.png: 3 rows of (image, coarse, fine)
+    assert len(calls) == 3 + 3 + 3 * 3
+    for name, tau, grid in (("coarse", 0.3, calls[0:3]), ("fine", 0.6, calls[3:6])):
+        expected = metrics.box_from_map(maps[name], tau, protocol="ornet", image_size=32)
+        for k, call in enumerate(grid):
+            assert torch.equal(call["pred_box"], expected[k])  # type: ignore[arg-type]
+            assert torch.equal(call["scoremap"], maps[name][k, 0])  # type: ignore[arg-type]
+            assert torch.equal(call["gt_boxes"], gt[k])  # type: ignore[arg-type]
+            assert torch.allclose(call["image"], (images[k] * 0.25 + 0.5).clamp(0, 1))  # type: ignore[arg-type]
+    row = calls[6:9]  # the first image: itself (no map, no box), then each map with its box
+    assert row[0]["scoremap"] is None and row[0]["pred_box"] is None
+    first = metrics.box_from_map(maps["fine"][0, 0], 0.6, protocol="ornet", image_size=32)  # one (h, w) map
+    assert torch.equal(row[2]["pred_box"], first)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("flag", ["--train-per-class", "--test-per-class", "--classes"])
 def test_synthetic_rejects_impossible_counts(
     flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

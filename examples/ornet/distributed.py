@@ -113,6 +113,18 @@ def broadcast_object(value: T, info: DistInfo) -> T:
     return typing.cast(T, box[0])
 
 
+def gather_to_main(value: T, info: DistInfo) -> list[T] | None:
+    """Every process's ``value``, in rank order, on rank 0 (``[value]`` in one process); None elsewhere.
+
+    Only rank 0 receives, so its memory holds ``world_size`` values at a time (a collective: every
+    process calls it the same number of times)."""
+    if not info.distributed:
+        return [value]
+    received: list[Any] | None = [None] * info.world_size if info.is_main else None
+    dist.gather_object(value, received, dst=0)
+    return typing.cast("list[T] | None", received)
+
+
 def barrier(info: DistInfo) -> None:
     """Wait for every process."""
     if info.distributed:

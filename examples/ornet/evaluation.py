@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 import lowcam
 from lowcam import metrics
 from ornet import recipe, report
-from ornet.distributed import all_reduce_sum, barrier, broadcast_object
-from ornet.files import atomic_write, atomic_write_text
+from ornet.distributed import all_reduce_sum, barrier, broadcast_object, gather_to_main
+from ornet.files import WriteError, atomic_write_text
 from ornet.models import CamNet, FineNet
 from ornet.runtime import Context, autocast, batches, eval_loader, to_device
 from ornet.stages import build_cam, cam_stages, load_fine_parts, trained_cam_output_stride
@@ -75,40 +73,41 @@ def map_sources(ctx: Context, strides: dict[str, int] | None = None) -> dict[str
     return sources
 
 
-def box_accuracy(protocol: str, image_size: int) -> metrics.LocalizationAccuracy | metrics.MaxBoxAcc:
-    """The box metric of ``protocol`` (``lowcam.metrics.BoxAccuracy`` picks it) on images of ``image_size`` pixels."""
-    if protocol == "ornet":
-        return metrics.BoxAccuracy("ornet", image_size=image_size)
-    return metrics.BoxAccuracy(protocol)  # type: ignore[arg-type]
+def _open_writer(root: str) -> metrics.ScoremapWriter:
+    """The writer of ``eval.scoremap_root``; a root that is a file or holds other files is a
+    :class:`~ornet.files.WriteError` naming it (exit status 2), raised before anything is evaluated."""
+    try:
+        return metrics.ScoremapWriter(root)
+    except OSError as error:
+        raise WriteError(f"could not write eval.scoremap_root: {error}") from error
 
 
-def scoremap_file(root: str | Path, image_id: str) -> Path:
-    """``<root>/<image_id>.npy``, the file wsolevaluation reads (``image_id`` may hold ``/``).
-
-    Raises:
-        ValueError: an ``image_id`` that is absolute or climbs out of ``root`` with ``..``.
-    """
-    relative = PurePosixPath(image_id)
-    if not image_id or relative.is_absolute() or ".." in relative.parts:
-        raise ValueError(f"image id {image_id!r} would leave eval.scoremap_root")
-    return Path(root).joinpath(*relative.parts[:-1], relative.parts[-1] + ".npy")
+def _scoremap_steps(batch_count: int, ctx: Context) -> int:
+    """The number of evaluation batches of the largest shard (every process sends that many)."""
+    counts = torch.zeros(ctx.info.world_size, dtype=torch.float64)
+    counts[ctx.info.rank] = batch_count
+    return int(all_reduce_sum(counts, ctx.info).max().item())
 
 
-def write_scoremaps(root: str | Path, image_ids: list[str], scoremaps: torch.Tensor) -> None:
-    """Write each ``(H, W)`` map of ``scoremaps`` (values in [0, 1]) as float32 ``.npy``, atomically."""
-    for image_id, scoremap in zip(image_ids, scoremaps):
-        array = scoremap.detach().to("cpu", torch.float32).numpy()
-
-        def save(handle: IO[bytes], array: np.ndarray = array) -> None:
-            np.save(handle, array)
-
-        atomic_write(scoremap_file(root, image_id), save)
+def _send_scoremaps(
+    writer: metrics.ScoremapWriter | None, image_ids: list[str], scores: torch.Tensor, ctx: Context
+) -> None:
+    """Gather one batch of score maps of every process on rank 0, which writes them into ``writer``
+    (a collective: every process calls it once per step, with an empty batch past the end of its shard).
+    Rank 0 holds ``world_size`` batches at a time, never the split."""
+    gathered = gather_to_main((image_ids, scores.detach().to("cpu", torch.float32)), ctx.info)
+    if writer is None or gathered is None:
+        return
+    for ids, maps in gathered:
+        if ids:
+            writer.write_batch(ids, maps)
 
 
 @torch.no_grad()
 def evaluate(ctx: Context) -> dict[str, Any]:
-    """Evaluate every available map with both protocols; rank 0 writes ``metrics.json`` and the PNG
-    grids; with ``eval.scoremap_root`` every process writes its images' score maps.
+    """Evaluate every available map with both protocols; rank 0 writes ``metrics.json``, the PNG
+    grids and, with ``eval.scoremap_root``, the score maps of every process's images (gathered batch by
+    batch) as one folder.
 
     Returns:
         rank 0's results on every process.
@@ -123,9 +122,9 @@ def evaluate(ctx: Context) -> dict[str, Any]:
             f"eval.scoremap_source is {e.scoremap_source!r} but {ctx.out} has no such map "
             f"(available: {', '.join(sources)})"
         )
-    ornet_acc = {name: box_accuracy("ornet", d.crop) for name in sources}
-    v1_acc = {name: box_accuracy("maxboxacc", d.score_size) for name in sources}
-    v2_acc = {name: box_accuracy("maxboxacc_v2", d.score_size) for name in sources}
+    ornet_acc = {name: metrics.BoxAccuracy("ornet", image_size=d.crop) for name in sources}
+    v1_acc = {name: metrics.BoxAccuracy("maxboxacc") for name in sources}
+    v2_acc = {name: metrics.BoxAccuracy("maxboxacc_v2") for name in sources}
     correct = torch.zeros(len(sources) + 1, dtype=torch.int64, device=ctx.info.device)  # no sync per batch
     # per map: (h, w, 1) once this process has seen a batch; summed over processes, divided by the count
     sizes = torch.zeros(len(sources), 3, dtype=torch.float64)
@@ -147,17 +146,34 @@ def evaluate(ctx: Context) -> dict[str, Any]:
             correct[k] += (logits.argmax(1) == y).sum()
             kept[name].extend(maps[:room].cpu())
         correct[-1] += y.numel()
-    for images, labels, boxes, indices in batches(eval_loader(ctx, "wsoleval"), ctx, "eval (wsoleval)"):
-        x, y = to_device(ctx, images), labels.to(ctx.info.device)
-        for name, source in sources.items():
-            with autocast(ctx):
-                _, raw, _ = source(x, y)
-            scores = metrics.prepare_scoremap(raw.float(), size=d.score_size)
-            v1_acc[name].update(scores, boxes)
-            v2_acc[name].update(scores, boxes)
-            if e.scoremap_root is not None and name == e.scoremap_source:
-                ids = [ctx.test.samples[int(i)].image_id for i in indices]
-                write_scoremaps(e.scoremap_root, ids, scores)
+    loader = eval_loader(ctx, "wsoleval")
+    # score maps: rank 0 alone writes eval.scoremap_root, as a unit (lowcam.metrics.ScoremapWriter: a
+    # staging folder, the manifest last, one swap); it is opened before any map, so that a root holding
+    # other files stops the evaluation at once, and an exception leaves the previous folder as it was
+    writing = e.scoremap_root is not None
+    writer = _open_writer(e.scoremap_root) if e.scoremap_root is not None and ctx.info.is_main else None
+    try:
+        steps = _scoremap_steps(len(loader), ctx) if writing else 0
+        for images, labels, boxes, indices in batches(loader, ctx, "eval (wsoleval)"):
+            x, y = to_device(ctx, images), labels.to(ctx.info.device)
+            for name, source in sources.items():
+                with autocast(ctx):
+                    _, raw, _ = source(x, y)
+                scores = metrics.prepare_scoremap(raw.float(), size=d.score_size)
+                v1_acc[name].update(scores, boxes)
+                v2_acc[name].update(scores, boxes)
+                if writing and name == e.scoremap_source:
+                    ids = [ctx.test.samples[int(i)].image_id for i in indices]
+                    _send_scoremaps(writer, ids, scores, ctx)
+                    steps -= 1
+        for _ in range(steps):  # this shard is shorter than the largest one
+            _send_scoremaps(writer, [], torch.empty(0, d.score_size, d.score_size), ctx)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.commit()
     correct = all_reduce_sum(correct.to("cpu", torch.float64), ctx.info)
     sizes = all_reduce_sum(sizes, ctx.info)
     # every process computes, in the same order, even with an empty shard (compute() sums the counts over

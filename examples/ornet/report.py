@@ -10,6 +10,9 @@ from lowcam import metrics
 from ornet import pictures
 from ornet.runtime import Context
 
+#: Images in ``maps.png``, the side-by-side comparison of every map.
+COMPARED = 6
+
 LABELS = {"coarse": "stage 1 map (coarse)", "fine": "stage 2 map (ORNet)", "cam": "CAM baseline"}
 
 
@@ -74,24 +77,37 @@ def draw(
     boxes: list[torch.Tensor],
 ) -> None:
     """``maps_<name>.png`` per map: the kept images with the map, the predicted box at the map's best
-    threshold (red) and the ground truth (green)."""
+    threshold (red, :func:`lowcam.metrics.box_from_map` of the "ornet" protocol, in the crop's pixels) and
+    the ground truth (green, dashed); ``maps.png``: the first images with every map side by side."""
     d = ctx.cfg.data
+    panels: dict[str, tuple[str, torch.Tensor, torch.Tensor]] = {}
     for name, maps_list in kept.items():
         maps = torch.stack(maps_list)
         threshold = float(results[name]["ornet"]["threshold"]["0.5"])
-        scale = d.crop / maps.shape[-1]
-        predicted = metrics.boxes_all_pixels(
-            maps, torch.tensor([threshold], dtype=torch.float64), scale=scale
-        )[0]
+        predicted = metrics.box_from_map(maps, threshold, protocol="ornet", image_size=d.crop)
         gt_known = results[name]["ornet"]["gt_known"]
         title = f"{name}: GT-known {gt_known:.1f}% at tau={threshold:.2f} (red: predicted, green: GT)"
         pictures.save_grid(
             ctx.out / f"maps_{name}.png",
             images,
             maps,
-            predicted.float(),
+            predicted,
             boxes,
             mean=d.mean,
             std=d.std,
             title=title,
         )
+        panels[name] = (f"{name} (tau={threshold:.2f})", maps, predicted)
+    rows = min(COMPARED, images.shape[0])
+    pictures.save_comparison(
+        ctx.out / "maps.png",
+        images[:rows],
+        {
+            name: (heading, maps[:rows], predicted[:rows])
+            for name, (heading, maps, predicted) in panels.items()
+        },
+        boxes[:rows],
+        mean=d.mean,
+        std=d.std,
+        title="each map at its best tau (red: predicted, green: GT)",
+    )

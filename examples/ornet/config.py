@@ -21,11 +21,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 
 import lowcam
+from ornet.data import VerifyMode
 from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 #: Field metadata of a key that changes how a run goes, not what a stage trains: resuming never compares it.
@@ -43,7 +44,7 @@ class DataConfig:
     training batch (reference ``false``).
     """
 
-    format: str = "cub"
+    format: Literal["cub", "imagenet", "wsol"] = "cub"
     root: str = "data/CUB_200_2011"
     train_dir: str = "data/ILSVRC/train"
     val_dir: str = "data/ILSVRC/val"
@@ -58,7 +59,7 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     drop_last: bool = False
     num_workers: int = field(default=4, metadata=RUN_ONLY)
-    verify_images: str = field(default="header", metadata=RUN_ONLY)
+    verify_images: VerifyMode = field(default="header", metadata=RUN_ONLY)
     limit: int = 0
 
 
@@ -99,7 +100,7 @@ class OptimConfig:
     (``torch.optim.Adam(lr, weight_decay)``; ``momentum`` is not used).
     """
 
-    name: str = "sgd"
+    name: Literal["sgd", "adam"] = "sgd"
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -124,7 +125,7 @@ class EvaluatorStage:
     batch_size: int = 16
     seed: int = 1
     optim: OptimConfig = field(default_factory=_sgd)
-    select: str = "test_top1"
+    select: Literal["test_top1", "holdout", "last"] = "test_top1"
     holdout_fraction: float = 0.1
 
 
@@ -253,8 +254,11 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the type ``hint`` (int → float is allowed); return the value."""
+    """Check ``value`` against the type ``hint`` (int → float is allowed); return the value. A ``Literal``
+    is checked for its type only here: :func:`ornet.checks.validate` lists a value outside it."""
     origin = typing.get_origin(hint)
+    if origin is Literal:
+        hint = type(typing.get_args(hint)[0])
     if origin in (Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:

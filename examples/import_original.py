@@ -224,11 +224,6 @@ def convert(
     return Imported(renamed, source, filled)
 
 
-def _settings(cfg: Config) -> tuple[str, str, int]:
-    """The config's backbone, evaluator architecture and generator width."""
-    return cfg.model.backbone, cfg.model.evaluator, cfg.model.base_width
-
-
 def infer_num_classes(state: Mapping[str, torch.Tensor], source: Path) -> int:
     """The number of classes of the authors' coarse model (the rows of its class head or of ``fc``)."""
     for key in ("att_conv2.weight", "fc.weight"):
@@ -246,7 +241,7 @@ def _hints(
 ) -> list[str]:
     """Plain-language reasons for a whole family of shape mismatches."""
     hints: list[str] = []
-    _, _, width = _settings(cfg)
+    width = cfg.model.base_width
     first = coarse.get("att_layer4.down_1.1.UConv.0.weight")
     if first is not None and first.dim() == 4 and first.shape[0] != 2 * width:
         hints.append(
@@ -306,7 +301,7 @@ def import_original(
         ImportFailed: an input file is not the expected network (all problems listed), the fine file's
             evaluator differs from the evaluator file, or an output exists and ``overwrite`` is off.
     """
-    backbone, evaluator_arch, width = _settings(cfg)
+    backbone, evaluator_arch, width = cfg.model.backbone, cfg.model.evaluator, cfg.model.base_width
     out = Path(cfg.output_dir)
     targets = {"evaluator": out / "evaluator.pt", "coarse": out / "coarse.pt", "fine": out / "fine.pt"}
     existing = [str(p) for p in targets.values() if p.exists()]

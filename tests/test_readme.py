@@ -83,7 +83,7 @@ def test_readme_results_table_is_the_benchmarks() -> None:
     results = json.loads((root / "benchmarks" / "results" / "localization.json").read_text())
     sys.path.insert(0, str(root / "examples"))
     sys.path.insert(0, str(root))
-    from benchmarks.bench_localization import readme_table
+    from benchmarks._localization_summary import readme_table
 
     text = README.read_text(encoding="utf-8")
     assert readme_table(results) in text

@@ -19,13 +19,15 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 
 import lowcam
+from ornet.data import VerifyMode
 from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 #: Field metadata of a key that changes how a run goes, not what a stage trains: resuming never compares it.
@@ -43,7 +45,7 @@ class DataConfig:
     training batch (reference ``false``).
     """
 
-    format: str = "cub"
+    format: Literal["cub", "imagenet", "wsol"] = "cub"
     root: str = "data/CUB_200_2011"
     train_dir: str = "data/ILSVRC/train"
     val_dir: str = "data/ILSVRC/val"
@@ -58,7 +60,7 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     drop_last: bool = False
     num_workers: int = field(default=4, metadata=RUN_ONLY)
-    verify_images: str = field(default="header", metadata=RUN_ONLY)
+    verify_images: VerifyMode = field(default="header", metadata=RUN_ONLY)
     limit: int = 0
 
 
@@ -99,7 +101,7 @@ class OptimConfig:
     (``torch.optim.Adam(lr, weight_decay)``; ``momentum`` is not used).
     """
 
-    name: str = "sgd"
+    name: Literal["sgd", "adam"] = "sgd"
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -124,7 +126,7 @@ class EvaluatorStage:
     batch_size: int = 16
     seed: int = 1
     optim: OptimConfig = field(default_factory=_sgd)
-    select: str = "test_top1"
+    select: Literal["test_top1", "holdout", "last"] = "test_top1"
     holdout_fraction: float = 0.1
 
 
@@ -248,13 +250,12 @@ class ConfigError(ValueError):
     """An unknown key or a value of the wrong type in a config file or override."""
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the type ``hint`` (int → float is allowed); return the value."""
+    """Check ``value`` against the type ``hint`` (int → float is allowed); return the value. A ``Literal``
+    is checked for its type only here: :func:`ornet.checks.validate` lists a value outside it."""
     origin = typing.get_origin(hint)
+    if origin is Literal:
+        hint = type(typing.get_args(hint)[0])
     if origin in (Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
@@ -291,7 +292,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 def _build(target: Any, values: dict[str, Any], problems: list[str], prefix: str = "") -> Any:
     """``target`` (a section) with ``values`` replaced, built anew: a lowcam parameter dataclass validates
     itself. A section that does not build keeps its previous value and adds a line to ``problems``."""
-    hints = _hints(type(target))
+    hints = typing.get_type_hints(type(target))
     changes: dict[str, Any] = {}
     for key, value in values.items():
         name = f"{prefix}{key}"
@@ -332,29 +333,25 @@ def invalid(problems: list[str]) -> ConfigError:
     return ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
-def leaves(config: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
-    """Every leaf field as ``dotted.name -> (value, type hint)``."""
-    out: dict[str, tuple[Any, Any]] = {}
-    hints = _hints(type(config))
+def _walk(config: Any, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field[Any], Any, Any]]:
+    """``(dotted.name, field, value, type hint)`` of every leaf field of ``config``."""
+    hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if dataclasses.is_dataclass(value):
-            out.update(leaves(value, prefix=f"{prefix}{f.name}."))
+            yield from _walk(value, prefix=f"{prefix}{f.name}.")
         else:
-            out[f"{prefix}{f.name}"] = (value, hints[f.name])
-    return out
+            yield f"{prefix}{f.name}", f, value, hints[f.name]
 
 
-def run_only_keys(config: Any, prefix: str = "") -> set[str]:
+def leaves(config: Any) -> dict[str, tuple[Any, Any]]:
+    """Every leaf field as ``dotted.name -> (value, type hint)``."""
+    return {name: (value, hint) for name, _f, value, hint in _walk(config)}
+
+
+def run_only_keys(config: Any) -> set[str]:
     """The keys marked :data:`RUN_ONLY`."""
-    out: set[str] = set()
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            out |= run_only_keys(value, prefix=f"{prefix}{f.name}.")
-        elif f.metadata.get("run_only"):
-            out.add(f"{prefix}{f.name}")
-    return out
+    return {name for name, f, _value, _hint in _walk(config) if f.metadata.get("run_only")}
 
 
 def load_config(

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ import lowcam.metrics as lowcam_metrics
 Box = tuple[float, float, float, float]
 VerifyMode = Literal["none", "header", "full"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+T = TypeVar("T")
 
 
 DataError = lowcam_metrics.DataError
@@ -155,20 +156,26 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1), mode="RGB")
 
 
+def _read_image(sample: Sample, read: Callable[[Image.Image], T]) -> T:
+    """``read(image)`` on ``sample``'s opened image file; a :class:`DataError` naming the record (file and
+    line) for an unreadable image or a decompression bomb."""
+    source, line = sample.origin
+    try:
+        with Image.open(sample.path) as raw:
+            return read(raw)
+    except Image.DecompressionBombError as error:
+        raise DataError(source, line, f"image {sample.path} is too large to decode safely: {error}") from None
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DataError(source, line, f"unreadable image {sample.path}: {error}") from error
+
+
 def open_rgb(sample: Sample) -> Image.Image:
     """Decode ``sample``'s image as 8-bit RGB (:func:`to_rgb`).
 
     Raises:
         DataError: naming the record (file and line) of an unreadable image or a decompression bomb.
     """
-    source, line = sample.origin
-    try:
-        with Image.open(sample.path) as raw:
-            return to_rgb(raw)
-    except Image.DecompressionBombError as error:
-        raise DataError(source, line, f"image {sample.path} is too large to decode safely: {error}") from None
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DataError(source, line, f"unreadable image {sample.path}: {error}") from error
+    return _read_image(sample, to_rgb)
 
 
 def _check_inside(sample: Sample, width: int, height: int) -> None:
@@ -195,18 +202,7 @@ def verify_images(samples: Iterable[Sample], mode: VerifyMode = "header") -> Non
         source, line = sample.origin
         if not sample.path.is_file():
             raise DataError(source, line, f"image not found: {sample.path}")
-        if mode == "full":
-            width, height = open_rgb(sample).size
-        else:
-            try:
-                with Image.open(sample.path) as image:
-                    width, height = image.size
-            except Image.DecompressionBombError as error:
-                raise DataError(
-                    source, line, f"image {sample.path} is too large to decode safely: {error}"
-                ) from None
-            except (OSError, UnidentifiedImageError, ValueError) as error:
-                raise DataError(source, line, f"unreadable image {sample.path}: {error}") from error
+        width, height = open_rgb(sample).size if mode == "full" else _read_image(sample, lambda i: i.size)
         if width < 1 or height < 1:
             raise DataError(source, line, f"empty image {sample.path}")
         _check_inside(sample, width, height)

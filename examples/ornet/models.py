@@ -16,8 +16,9 @@ Architecture only: what each stage trains, freezes and re-initialises is decided
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torchvision
@@ -39,6 +40,31 @@ def head_prefix(model: nn.Module) -> str:
     ``classifier.6.``)."""
     names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
     return f"{names[-1]}." if names else ""
+
+
+def state_differences(
+    own: Mapping[str, torch.Tensor], state: Mapping[str, Any], *, optional: str = ""
+) -> tuple[list[str], str]:
+    """How ``state`` differs from a model's ``own`` state dict: ``(skipped, problems)``.
+
+    Keys under the prefix ``optional`` (a head that may differ) are not required and, when their shape
+    differs, are ``skipped``; ``problems`` lists every other missing, unexpected and mismatched key (the
+    first eight of each), or is empty when ``state`` fits.
+    """
+    mismatched = sorted(
+        k
+        for k in set(own) & set(state)
+        if isinstance(state[k], torch.Tensor) and state[k].shape != own[k].shape
+    )
+    skipped = [k for k in mismatched if optional and k.startswith(optional)]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched if k not in skipped]
+    missing = sorted(k for k in set(own) - set(state) if not (optional and k.startswith(optional)))
+    unexpected = sorted(set(state) - set(own))
+    return skipped, "; ".join(
+        f"{name} ({len(keys)}): {', '.join(keys[:8])}{' …' if len(keys) > 8 else ''}"
+        for name, keys in (("missing", missing), ("unexpected", unexpected), ("mismatched", wrong))
+        if keys
+    )
 
 
 def load_pretrained(model: nn.Module, arch: str, weights: str) -> WeightsReport:
@@ -74,20 +100,9 @@ def load_pretrained(model: nn.Module, arch: str, weights: str) -> WeightsReport:
             raise ValueError(f"{weights!r} is not a file nor one of {enum.__name__}: {names}") from None
         state = member.get_state_dict(progress=True)
         source = f"{enum.__name__}.{member.name}"
-    own = model.state_dict()
-    head = head_prefix(model)
-    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    skipped = [k for k in mismatched if head and k.startswith(head)]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched if k not in skipped]
-    missing = sorted(k for k in set(own) - set(state) if not (head and k.startswith(head)))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected or wrong:
-        parts = [
-            f"{name} ({len(keys)}): {', '.join(keys[:8])}{' …' if len(keys) > 8 else ''}"
-            for name, keys in (("missing", missing), ("unexpected", unexpected), ("mismatched", wrong))
-            if keys
-        ]
-        raise ValueError(f"{source} does not fit a {arch}: " + "; ".join(parts))
+    skipped, problems = state_differences(model.state_dict(), state, optional=head_prefix(model))
+    if problems:
+        raise ValueError(f"{source} does not fit a {arch}: {problems}")
     model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
     return WeightsReport(source, skipped)
 

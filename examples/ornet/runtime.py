@@ -93,23 +93,19 @@ def load_data(cfg: Config) -> tuple[DataSplit, DataSplit]:
     d = cfg.data
     verify = d.verify_images
     if d.format == "cub":
-        train = read_cub(d.root, "train", verify)  # type: ignore[arg-type]
+        train = read_cub(d.root, "train", verify)
         test = read_cub(d.root, d.eval_split, verify)  # type: ignore[arg-type]
         sources = (Path(d.root) / "train_test_split.txt",) * 2
     elif d.format == "imagenet":
         classes = imagenet_classes(d.train_dir)
-        train = read_imagenet_train(d.train_dir, verify)  # type: ignore[arg-type]
-        test = read_imagenet_val(d.val_dir, d.annotations_dir, classes, verify)  # type: ignore[arg-type]
+        train = read_imagenet_train(d.train_dir, verify)
+        test = read_imagenet_val(d.val_dir, d.annotations_dir, classes, verify)
         sources = (Path(d.train_dir), Path(d.val_dir))
     else:
         meta = Path(d.root) / d.metadata_dir
-        train = read_wsol_metadata(meta / "train", d.root, require_boxes=False, verify=verify)  # type: ignore[arg-type]
+        train = read_wsol_metadata(meta / "train", d.root, require_boxes=False, verify=verify)
         test = read_wsol_metadata(
-            meta / d.eval_split,
-            d.root,
-            require_boxes=True,
-            classes=train.classes,
-            verify=verify,  # type: ignore[arg-type]
+            meta / d.eval_split, d.root, require_boxes=True, classes=train.classes, verify=verify
         )
         sources = (meta / "train" / "image_ids.txt", meta / d.eval_split / "image_ids.txt")
     if d.limit > 0:

@@ -22,6 +22,7 @@ from ornet.checkpoint import CheckpointError
 from ornet.config import to_dict
 from ornet.data import Sample
 from ornet.distributed import all_reduce_sum, barrier
+from ornet.models import state_differences
 from ornet.runtime import Batch, Context, autocast, batches, cosine, seed_everything, train_loader
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
@@ -63,22 +64,10 @@ def load_model(ctx: Context, stage: str, model: ModuleT) -> ModuleT:
 
 def load_strict(model: nn.Module, weights: dict[str, Any], source: str) -> None:
     """``model.load_state_dict(weights)``, all or nothing, with one error listing every difference."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    mismatched = sorted(
-        f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(weights)
-        if isinstance(weights[k], torch.Tensor) and weights[k].shape != own[k].shape
-    )
-    if missing or unexpected or mismatched:
-        parts = [
-            f"{name} ({len(keys)}): {', '.join(keys[:8])}{' …' if len(keys) > 8 else ''}"
-            for name, keys in (("missing", missing), ("unexpected", unexpected), ("mismatched", mismatched))
-            if keys
-        ]
+    _skipped, problems = state_differences(model.state_dict(), weights)
+    if problems:
         raise CheckpointError(
-            f"{source} does not fit a {type(model).__name__} built from this config: " + "; ".join(parts)
+            f"{source} does not fit a {type(model).__name__} built from this config: {problems}"
         )
     model.load_state_dict(weights)
 

@@ -51,31 +51,30 @@ def _crop(
 class CenterCrop:
     """Crop the central ``size × size`` window (torchvision's offsets: ``round((H - size) / 2)``)."""
 
+    _what = "centre-crop"
+
     def __init__(self, size: int) -> None:
         self.size = size
+
+    def _offsets(self, height: int, width: int) -> tuple[int, int]:
+        return round((height - self.size) / 2.0), round((width - self.size) / 2.0)
 
     def __call__(self, image: Image.Image, boxes: torch.Tensor) -> tuple[Image.Image, torch.Tensor]:
         width, height = image.size
         if width < self.size or height < self.size:
-            raise ValueError(f"cannot centre-crop {self.size}×{self.size} from a {width}×{height} image")
-        top = round((height - self.size) / 2.0)
-        left = round((width - self.size) / 2.0)
+            raise ValueError(f"cannot {self._what} {self.size}×{self.size} from a {width}×{height} image")
+        top, left = self._offsets(height, width)
         return _crop(image, boxes, top, left, self.size)
 
 
-class RandomCrop:
+class RandomCrop(CenterCrop):
     """Crop a random ``size × size`` window (offsets drawn from torch's global generator)."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    _what = "crop"
 
-    def __call__(self, image: Image.Image, boxes: torch.Tensor) -> tuple[Image.Image, torch.Tensor]:
-        width, height = image.size
-        if width < self.size or height < self.size:
-            raise ValueError(f"cannot crop {self.size}×{self.size} from a {width}×{height} image")
+    def _offsets(self, height: int, width: int) -> tuple[int, int]:
         top = int(torch.randint(0, height - self.size + 1, ()).item())
-        left = int(torch.randint(0, width - self.size + 1, ()).item())
-        return _crop(image, boxes, top, left, self.size)
+        return top, int(torch.randint(0, width - self.size + 1, ()).item())
 
 
 class RandomHorizontalFlip:

@@ -34,18 +34,11 @@ from lowcam.metrics.accuracy import BoxAccuracy, BoxProtocol
 from lowcam.metrics.base import CountingMetric
 from lowcam.metrics.contours import ContourBoxes, contour_boxes
 from lowcam.metrics.dataset import WSOLBatch, WSOLDataset, WSOLSample, collate_wsol
+from lowcam.metrics.frames import ornet_gt_boxes, wsoleval_gt_boxes
 from lowcam.metrics.iou import box_iou
 from lowcam.metrics.localization import LocalizationAccuracy, localization_accuracy
 from lowcam.metrics.maxboxacc import MaxBoxAcc, max_box_acc
-from lowcam.metrics.metadata import (
-    DataError,
-    MaskRef,
-    WSOLMetadata,
-    ornet_gt_boxes,
-    read_mask,
-    read_wsol_metadata,
-    wsoleval_gt_boxes,
-)
+from lowcam.metrics.metadata import DataError, MaskRef, WSOLMetadata, read_mask, read_wsol_metadata
 from lowcam.metrics.ornet_boxes import boxes_all_pixels
 from lowcam.metrics.picture import plot_localization
 from lowcam.metrics.pxap import PxAP, resize_nearest

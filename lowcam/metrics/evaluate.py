@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 
 from lowcam import metrics
-from lowcam.metrics.metadata import DataError, WSOLMetadata, read_mask, read_wsol_metadata, wsoleval_gt_boxes
+from lowcam.metrics.frames import wsoleval_gt_boxes
+from lowcam.metrics.metadata import DataError, WSOLMetadata, read_mask, read_wsol_metadata
 
 __all__ = ["main"]
 

@@ -11,8 +11,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lowcam.metrics.dataset import WSOLBatch, WSOLDataset, collate_wsol
+from lowcam.metrics.frames import wsoleval_gt_boxes
 from lowcam.metrics.maxboxacc import MaxBoxAcc
-from lowcam.metrics.metadata import wsoleval_gt_boxes
 from lowcam.metrics.pxap import PxAP
 from lowcam.metrics.results import BoxAccuracyResult, PxAPResult
 from lowcam.metrics.scoremap import prepare_scoremap, wsoleval_thresholds

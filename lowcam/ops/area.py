@@ -26,14 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
-from lowcam.ops._common import (
-    accumulate_dtype,
-    block_size,
-    check_supported,
-    device_of,
-    plane_contiguous,
-    strided_offset,
-)
+from lowcam.ops import _common  # the host-side helpers, as _common.<name>
+from lowcam.ops._common import strided_offset
 
 __all__ = ["AreaLossFunction", "area_loss_triton"]
 
@@ -138,11 +132,11 @@ def _area_fwd(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tensor) ->
     batch, _, height, width = p.shape
     hw = height * width
     n_terms = index.shape[1] + 1
-    acc = accumulate_dtype(p.dtype, class_maps.dtype)
+    acc = _common.accumulate_dtype(p.dtype, class_maps.dtype)
     partial = torch.empty((batch, n_terms), dtype=acc, device=p.device)
     p_sb, _, p_sh, p_sw = p.stride()
     f_sb, f_sc, f_sh, f_sw = class_maps.stride()
-    with device_of(p):
+    with _common.device_of(p):
         _area_fwd_kernel[(batch, n_terms)](
             p,
             class_maps,
@@ -160,9 +154,9 @@ def _area_fwd(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tensor) ->
             f_sw,
             index.stride(0),
             index.stride(1),
-            BLOCK=block_size(hw, maximum=_BLOCK_MAX),
-            P_CONTIGUOUS=plane_contiguous(p_sh, p_sw, width),
-            F_CONTIGUOUS=plane_contiguous(f_sh, f_sw, width),
+            BLOCK=_common.block_size(hw, maximum=_BLOCK_MAX),
+            P_CONTIGUOUS=_common.plane_contiguous(p_sh, p_sw, width),
+            F_CONTIGUOUS=_common.plane_contiguous(f_sh, f_sw, width),
             FP64=acc == torch.float64,
         )
     return partial.sum(dim=1)
@@ -170,7 +164,7 @@ def _area_fwd(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tensor) ->
 
 @_area_fwd.register_fake
 def _(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return p.new_empty(p.shape[0], dtype=accumulate_dtype(p.dtype, class_maps.dtype))
+    return p.new_empty(p.shape[0], dtype=_common.accumulate_dtype(p.dtype, class_maps.dtype))
 
 
 @torch.library.custom_op("lowcam::area_loss_bwd_class_maps", mutates_args=())
@@ -184,7 +178,7 @@ def _area_bwd_class_maps(
     grad = torch.empty_strided(size, stride, dtype=dtype, device=grad_out.device).zero_()
     g_sb, g_sc, g_sh, g_sw = grad.stride()
     if index.shape[1] > 0:
-        with device_of(grad):
+        with _common.device_of(grad):
             _area_bwd_kernel[(batch, index.shape[1])](
                 grad,
                 index,
@@ -199,8 +193,8 @@ def _area_bwd_class_maps(
                 index.stride(0),
                 index.stride(1),
                 grad_out.stride(0),
-                BLOCK=block_size(hw, maximum=_BLOCK_MAX),
-                CONTIGUOUS=plane_contiguous(g_sh, g_sw, width),
+                BLOCK=_common.block_size(hw, maximum=_BLOCK_MAX),
+                CONTIGUOUS=_common.plane_contiguous(g_sh, g_sw, width),
             )
     return grad
 
@@ -256,7 +250,7 @@ def area_loss_triton(p: torch.Tensor, class_maps: torch.Tensor, index: torch.Ten
         The per-sample losses ``(B,)`` in the accumulation dtype (float32, float64 if either map is
         float64); the component reduces them and casts to the output dtype.
     """
-    check_supported("p", p)
-    check_supported("class_maps", class_maps)
+    _common.check_supported("p", p)
+    _common.check_supported("class_maps", class_maps)
     per_sample: torch.Tensor = AreaLossFunction.apply(p, class_maps, index)
     return per_sample

@@ -29,15 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
-from lowcam.ops._common import (
-    accumulate_dtype,
-    block_size,
-    check_supported,
-    device_of,
-    plane_contiguous,
-    split_float,
-    strided_offset,
-)
+from lowcam.ops import _common  # the host-side helpers, as _common.<name>
+from lowcam.ops._common import strided_offset
 
 __all__ = ["WeightedEntropyFunction", "weighted_entropy_loss_triton"]
 
@@ -144,7 +137,7 @@ def _entropy_bwd_kernel(  # type: ignore[no-untyped-def]
 
 def _blocks(hw: int) -> tuple[int, int]:
     """``(BLOCK, number of blocks per sample)`` for maps of ``hw`` pixels."""
-    block = block_size(hw, maximum=_BLOCK_MAX)
+    block = _common.block_size(hw, maximum=_BLOCK_MAX)
     return block, triton.cdiv(hw, block)
 
 
@@ -168,16 +161,16 @@ def _entropy_fwd(
     """
     batch, _, height, width = p.shape
     hw = height * width
-    acc = accumulate_dtype(p.dtype)
+    acc = _common.accumulate_dtype(p.dtype)
     block, n_blocks = _blocks(hw)
     loss = p.new_empty(p.shape) if per_element else p.new_empty(0)
     partial = p.new_empty((batch, n_blocks), dtype=acc) if not per_element else p.new_empty(0, dtype=acc)
     grad = p.new_empty(p.shape, dtype=acc) if need_grad else p.new_empty(0, dtype=acc)
     stride_b, _, stride_h, stride_w = p.stride()
-    mu_hi, mu_lo = split_float(mu)
-    inv_hi, inv_lo = split_float(1.0 / (2.0 * sigma * sigma))
-    beta_hi, beta_lo = split_float(beta)
-    with device_of(p):
+    mu_hi, mu_lo = _common.split_float(mu)
+    inv_hi, inv_lo = _common.split_float(1.0 / (2.0 * sigma * sigma))
+    beta_hi, beta_lo = _common.split_float(beta)
+    with _common.device_of(p):
         buffers = (p, loss, grad, partial)
         layout = (width, hw, stride_b, stride_h, stride_w, n_blocks)
         constants = (mu_hi, mu_lo, inv_hi, inv_lo, beta_hi, beta_lo, eps)
@@ -186,7 +179,7 @@ def _entropy_fwd(
             *layout,
             *constants,
             BLOCK=block,
-            CONTIGUOUS=plane_contiguous(stride_h, stride_w, width),
+            CONTIGUOUS=_common.plane_contiguous(stride_h, stride_w, width),
             PER_ELEMENT=per_element,
             NEED_GRAD=need_grad,
             DETACH_WEIGHT=detach_weight,
@@ -198,7 +191,7 @@ def _entropy_fwd(
 @_entropy_fwd.register_fake
 def _(p: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
     per_element, need_grad = args[-2:]  # (mu, sigma, beta, eps, detach_weight, per_element, need_grad)
-    acc = accumulate_dtype(p.dtype)
+    acc = _common.accumulate_dtype(p.dtype)
     loss = p.new_empty(p.shape) if per_element else p.new_empty(p.shape[0], dtype=acc)
     grad = p.new_empty(p.shape, dtype=acc) if need_grad else p.new_empty(0, dtype=acc)
     return loss, grad
@@ -216,7 +209,7 @@ def _entropy_bwd(local_grad: torch.Tensor, grad_out: torch.Tensor, dtype: torch.
         gs_b, _, gs_h, gs_w = grad_out.stride()
     else:
         gs_b, gs_h, gs_w = grad_out.stride(0), 0, 0
-    with device_of(local_grad):
+    with _common.device_of(local_grad):
         _entropy_bwd_kernel[(batch, n_blocks)](
             local_grad, grad_out, out, hw, gs_b, gs_h, gs_w, width, BLOCK=block, PER_ELEMENT=per_element
         )
@@ -292,7 +285,7 @@ def weighted_entropy_loss_triton(
         the loss map, ``(B,)`` in the accumulation dtype (float32, float64 for float64 input), which the
         component reduces (``lowcam._checks.reduce`` with ``count = B·H·W``).
     """
-    check_supported("p", p)
+    _common.check_supported("p", p)
     need_grad = p.requires_grad and torch.is_grad_enabled()
     loss: torch.Tensor = WeightedEntropyFunction.apply(
         p, mu, sigma, beta, eps, detach_weight, per_element, need_grad

@@ -35,15 +35,8 @@ import torch
 import triton
 import triton.language as tl
 
-from lowcam.ops._common import (
-    accumulate_dtype,
-    block_size,
-    check_supported,
-    device_of,
-    plane_contiguous,
-    split_float,
-    strided_offset,
-)
+from lowcam.ops import _common  # the host-side helpers, as _common.<name>
+from lowcam.ops._common import strided_offset
 from lowcam.ops.erasing_torch import ThroughKept  # the one backward, shared with the torch backend
 
 __all__ = ["ThroughKept", "attentive_erasing_triton", "draw_seeds"]
@@ -220,17 +213,17 @@ def attentive_erasing_triton(
         ``(erased, region, kept)``, contiguous ``(B, 1, H, W)``: the output in ``p``'s dtype, the bool
         region and the bool mask of the pixels that were not dropped.
     """
-    check_supported("p", p)
+    _common.check_supported("p", p)
     batch, _, height, width = p.shape
     hw = height * width
     erased = torch.empty(p.shape, dtype=p.dtype, device=p.device)
     region = torch.empty(p.shape, dtype=torch.bool, device=p.device)
     kept = torch.empty(p.shape, dtype=torch.bool, device=p.device)
     stride_b, _, stride_h, stride_w = p.stride()
-    scale_hi, scale_lo = split_float(scale)
-    shift_hi, shift_lo = split_float(shift)
-    compute = tl.float64 if accumulate_dtype(p.dtype) == torch.float64 else tl.float32
-    with device_of(p):
+    scale_hi, scale_lo = _common.split_float(scale)
+    shift_hi, shift_lo = _common.split_float(shift)
+    compute = tl.float64 if _common.accumulate_dtype(p.dtype) == torch.float64 else tl.float32
+    with _common.device_of(p):
         _erasing_kernel[(batch,)](
             p,
             seeds,
@@ -251,8 +244,8 @@ def attentive_erasing_triton(
             scale_lo,
             shift_hi,
             shift_lo,
-            BLOCK=block_size(hw, maximum=_BLOCK_MAX),
-            CONTIGUOUS=plane_contiguous(stride_h, stride_w, width),
+            BLOCK=_common.block_size(hw, maximum=_BLOCK_MAX),
+            CONTIGUOUS=_common.plane_contiguous(stride_h, stride_w, width),
             PER_SAMPLE_FACTOR=per_sample_factor,
             COMPUTE=compute,
             enable_fp_fusion=False,  # round scale * p + shift and the threshold as the torch backend does

@@ -43,6 +43,7 @@ import argparse
 import contextlib
 import copy
 import importlib
+import shlex
 import sys
 import tempfile
 import time
@@ -71,6 +72,12 @@ from benchmarks._timing import environment, markdown_table, write_results  # noq
 
 NUM_CLASSES = 200
 C_BASE = 64
+#: ``--recipe-casts``: give the authors' losses float32 inputs, as the pipeline's recipe does (``.float()``)
+RECIPE_CASTS = [False]
+
+
+def _cast(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if RECIPE_CASTS[0] else x
 
 
 # ------------------------------------------------------------------------------ the authors' code, patched
@@ -173,7 +180,7 @@ def load_renamed(
 
 
 def stage_evaluator(
-    authors: dict[str, Any], images: torch.Tensor, labels: torch.Tensor, steps: int
+    authors: dict[str, Any], images: torch.Tensor, labels: torch.Tensor, steps: int, casts: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     with patched_for_cpu():
         original = importlib.import_module("models.evaluator").Evaluator(num_classes=NUM_CLASSES)
@@ -192,7 +199,7 @@ def stage_evaluator(
         original.train()
         ours.train()
         logits_o = original(images)
-        loss_o = F.cross_entropy(logits_o, labels)
+        loss_o = F.cross_entropy(_cast(logits_o), labels)
         optimisers[0].zero_grad()
         loss_o.backward()
         optimisers[0].step()
@@ -247,7 +254,7 @@ def stage_coarse(
         original.train()
         ours.train()
         sx, mx, att = original(images)
-        ce_gen, ce_main = F.cross_entropy(sx, labels), F.cross_entropy(mx, labels)
+        ce_gen, ce_main = F.cross_entropy(_cast(sx), labels), F.cross_entropy(_cast(mx), labels)
         loss_o = ce_gen + ce_main
         optimisers[0].zero_grad()
         loss_o.backward()
@@ -392,6 +399,8 @@ def stage_fine(
             original = authors["model"].FineModel(C_BASE, str(att), str(cls), num_classes=NUM_CLASSES)
     original = original.to(images.dtype)
     original.erasing.p = erase_prob
+    if RECIPE_CASTS[0]:  # the recipe erases the float32 map
+        original.erasing.register_forward_pre_hook(lambda _m, inputs: (inputs[0].float(),))
     criterion = [
         nn.CrossEntropyLoss(),
         authors["loss"].AreaLoss(topk=25),
@@ -433,9 +442,9 @@ def stage_fine(
         recorder.calls.clear()
         with recorder.recording(), patched_for_cpu():
             main_out, att_o, att_dropout, features = original(images)
-        loss_eval = criterion[0](main_out, labels)
-        loss_area = criterion[1](att_o, main_out, features)
-        loss_entropy = criterion[2](att_o)
+        loss_eval = criterion[0](_cast(main_out), labels)
+        loss_area = criterion[1](_cast(att_o), _cast(main_out), _cast(features))
+        loss_entropy = criterion[2](_cast(att_o))
         loss_o = loss_eval + 0.02 * loss_area + 1.5 * loss_entropy
         optimisers[0].zero_grad()
         loss_o.backward()
@@ -500,7 +509,14 @@ def report(payload: dict[str, Any]) -> str:
         "",
         f"Command: `{payload['command']}` ({payload['seconds']:.0f} s). Batch {payload['batch']}×3×224×224, "
         f"{NUM_CLASSES} classes, generator width {C_BASE}, {payload['dtype']}, same random weights and batch on "
-        "both sides. Each cell is the largest absolute difference after that step (losses, maps and logits "
+        "both sides"
+        + (
+            "; the authors' losses and erasing get float32 inputs, as the pipeline's recipe casts them "
+            "(`--recipe-casts`)"
+            if payload.get("recipe_casts")
+            else ""
+        )
+        + ". Each cell is the largest absolute difference after that step (losses, maps and logits "
         "of the step's forward; parameters and buffers after its update, the worst tensor named).",
         "",
     ]
@@ -543,10 +559,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--erasing-maps", type=int, default=256, help="random 56×56 maps of the erasing check"
     )
+    parser.add_argument(
+        "--recipe-casts",
+        action="store_true",
+        help="give the authors' losses (and erasing) float32 inputs, as the pipeline's recipe does",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "compare_original")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    RECIPE_CASTS[0] = args.recipe_casts
     start = time.perf_counter()
     authors = import_authors(args.original.resolve())
     dtype = getattr(torch, args.dtype)
@@ -556,7 +578,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     labels = torch.randint(0, NUM_CLASSES, (args.batch,))
     stages: dict[str, list[dict[str, Any]]] = {}
     torch.manual_seed(1)
-    evaluator_rows, evaluator_state = stage_evaluator(authors, images, labels, args.steps)
+    # without the evaluator stage, stage 2 starts from the untrained evaluator
+    evaluator_steps = args.steps if "evaluator" in args.stages else 0
+    evaluator_rows, evaluator_state = stage_evaluator(authors, images, labels, evaluator_steps)
     if "evaluator" in args.stages:
         stages["evaluator"] = evaluator_rows
     torch.manual_seed(2)
@@ -586,9 +610,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     payload = {
         "environment": environment("cpu"),
         "command": "python benchmarks/compare_original.py "
-        + " ".join(str(a) for a in (sys.argv[1:] if argv is None else argv)),
+        + shlex.join(str(a) for a in (sys.argv[1:] if argv is None else argv)),
         "batch": args.batch,
         "dtype": args.dtype,
+        "recipe_casts": args.recipe_casts,
         "steps": args.steps,
         "stages": stages,
         "erasing_alone": erasing,

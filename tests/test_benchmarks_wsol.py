@@ -40,7 +40,9 @@ def test_wsol_problem_smoke(tmp_path: Path) -> None:
     assert run["n_train"] == 8 and run["n_test"] == 6 and len(run["log"]) == 1
     for maps in ("cam", "centre_gaussian"):
         assert set(run[maps]) >= {"gt_known_loc", "maxboxacc_v2", "ornet_gt_known", "peak_in_head"}
-        percentages = {k: v for k, v in run[maps].items() if k not in ("threshold", "box_area_over_bird_median")}
+        percentages = {
+            k: v for k, v in run[maps].items() if k not in ("threshold", "box_area_over_bird_median")
+        }
         assert all(0.0 <= v <= 100.0 for v in percentages.values()), percentages
         assert run[maps]["box_area_over_bird_median"] > 0.0
     text = out.with_suffix(".md").read_text()

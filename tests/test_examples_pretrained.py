@@ -152,3 +152,12 @@ def test_timm_resnet_cam_equals_the_torchvision_pipeline_cam() -> None:
         expected, got = reference(x), cam(x)
     assert torch.allclose(got[0], expected[0], atol=1e-5)
     assert torch.allclose(got[1], expected[1], atol=1e-5)
+
+
+def test_meta_device_without_the_check() -> None:
+    with torch.device("meta"):
+        model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=3, output_stride=16)
+        cam = TimmCamNet(model, check=False)
+        logits, cams = cam(torch.empty(1, 3, 64, 64))
+    assert logits.shape == (1, 3) and cams.shape == (1, 3, 4, 4)
+    assert timm_backbone(model, check=False).num_features == 1280

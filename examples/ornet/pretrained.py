@@ -256,13 +256,17 @@ def _ordered_modules(model: nn.Module, feature_names: set[str]) -> list[tuple[st
     return out
 
 
-def timm_backbone(model: nn.Module, *, low_level_stride: int = 4, check_side: int = 64) -> TimmBackbone:
+def timm_backbone(
+    model: nn.Module, *, low_level_stride: int = 4, check_side: int = 64, check: bool = True
+) -> TimmBackbone:
     """Cut the timm classifier ``model`` into ``stem`` (to the ``low_level_stride`` feature of
     ``model.feature_info``: its last entry with that reduction) and ``body`` (the rest of
     ``forward_features``), with the linear classifier of its head.
 
     The modules are taken in registration order (timm's convention for ``features_only``); the cut is
-    checked on a random ``check_side``-pixel image (``model``'s mode and weights are left as they were).
+    checked on a random ``check_side``-pixel image (``model``'s mode and weights are left as they were;
+    ``check=False`` skips that, e.g. on the meta device, and then ``num_features`` is
+    ``model.num_features``).
 
     Raises:
         ValueError: ``model`` has no ``feature_info`` entry at ``low_level_stride``; the modules in order do
@@ -294,6 +298,8 @@ def timm_backbone(model: nn.Module, *, low_level_stride: int = 4, check_side: in
         raise ValueError(
             f"{type(model).__name__}'s classifier is {type(classifier).__name__}, expected an nn.Linear"
         )
+    if not check:
+        return TimmBackbone(stem, body, channels, low_level_stride, int(model.num_features), classifier)  # type: ignore[arg-type]
     was_training = model.training
     model.eval()
     try:
@@ -336,11 +342,12 @@ class TimmCamNet(nn.Module):
         model: a timm classifier whose head is global average pooling + ``nn.Linear`` (created with the
             ``output_stride`` you want: ``timm.create_model(..., output_stride=16)`` or
             :func:`load_efficientnet_lite`).
+        check: check the cut and the head on a random image (see :func:`timm_backbone`).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, check: bool = True) -> None:
         super().__init__()
-        parts = timm_backbone(model)
+        parts = timm_backbone(model, check=check)
         self.features = nn.Sequential(*parts.stem, *parts.body)
         self.fc = parts.classifier
 

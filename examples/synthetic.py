@@ -248,7 +248,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-size", type=_int_at_least(8), default=defaults.max_size)
     parser.add_argument("--clutter", type=_int_at_least(0), default=defaults.clutter)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--kind",
+        choices=("shapes", "birds"),
+        default="shapes",
+        help="shapes: the class is the whole object (this module); birds: the class is the head of a bird "
+        "(examples/birds.py, the WSOL problem; --min-size/--max-size are ignored, --size sets the side)",
+    )
+    import birds
+
+    birds.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.kind == "birds":
+        try:
+            bird_spec = birds.BirdSpec(
+                classes=args.classes,
+                train_per_class=args.train_per_class,
+                test_per_class=args.test_per_class,
+                size=args.size,
+                head=args.head,
+                clutter=args.clutter,
+                background_cue=args.background_cue,
+                seed=args.seed,
+            )
+        except ValueError as error:
+            parser.error(str(error))
+        count = birds.write_birds(args.out, bird_spec)
+        print(f"wrote {count} bird images ({bird_spec.classes} classes) in CUB format to {args.out}")
+        return
     if args.classes > len(SHAPES):
         parser.error(f"--classes must be at most {len(SHAPES)}, got {args.classes}")
     if args.max_size < args.min_size:

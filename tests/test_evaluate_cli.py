@@ -495,3 +495,37 @@ def test_metadata_with_a_bom_reads_and_a_nul_is_named(
     lines[2] = lines[2][:3] + "\x00" + lines[2][3:]
     ids_file.write_text("".join(lines))
     assert f"{ids_file}:3: holds a NUL byte" in _error(capsys, tmp_path)
+
+
+def test_a_tiny_real_box_is_evaluated_as_the_reference_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # before: "gt_boxes[0] ... row 0 is all zero, which looks like padding": a.jpg,0,0,3,3 in a 1000×800
+    # image becomes [0, 0, 0, 0] at 224 (a one-pixel box in the inclusive convention), valid for the reference
+    meta = tmp_path / "metadata" / "CUB" / "test"
+    meta.mkdir(parents=True)
+    ids = ["a.jpg", "b.jpg", "c.jpg"]
+    (meta / "image_ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    (meta / "class_labels.txt").write_text("".join(f"{i},0\n" for i in ids))
+    (meta / "image_sizes.txt").write_text("".join(f"{i},1000,800\n" for i in ids))
+    boxes = {"a.jpg": (0, 0, 3, 3), "b.jpg": (0, 0, 3, 3), "c.jpg": (100, 100, 900, 700)}
+    (meta / "localization.txt").write_text(
+        "".join(f"{i},{','.join(map(str, b))}\n" for i, b in boxes.items())
+    )
+    rng = np.random.default_rng(3)
+    blank = np.zeros((224, 224))  # no contour at any threshold: the reference's box is [0, 0, 0, 0]
+    maps = {"a.jpg": blank, "b.jpg": rng.random((224, 224)), "c.jpg": rng.random((224, 224))}
+    for image_id, m in maps.items():
+        (tmp_path / "scoremaps").mkdir(exist_ok=True)
+        np.save(tmp_path / "scoremaps" / f"{image_id}.npy", m)
+    code, out, err = run(capsys, *box_args(tmp_path, "--json", "--cam_curve_interval", "0.05"))
+    assert code == 0, err
+    report = json.loads(out)
+    gt = [np.asarray([_resize_bbox(np.asarray(boxes[i]), 1000, 800)]) for i in ids]
+    assert gt[0].tolist() == [[0, 0, 0, 0]]
+    taus = ref_wsoleval_thresholds(0.05)
+    counts = ref_wsoleval_counts(
+        [maps[i] for i in ids], gt, multi=False, iou_thresholds=(0.5,), thresholds=taus
+    )
+    assert report["acc@50"] == (counts[0] * 100.0 / 3).max()
+    assert report["acc@50"] >= 100.0 / 3  # the blank map's box matches the tiny box, as in the reference

@@ -150,3 +150,14 @@ def test_the_docs_page_example_runs() -> None:
     loss, features = namespace["loss"], namespace["features"]
     assert isinstance(loss, torch.Tensor) and bool(torch.isfinite(loss))
     assert isinstance(features, torch.Tensor) and features.grad is not None
+
+
+def test_cam_class_maps_returns_the_promoted_dtype() -> None:
+    # before: the features' dtype (bf16 features with a float32 head gave bf16 maps), against the docstring
+    features = torch.rand(2, 4, 3, 3)
+    weight = torch.rand(5, 4)
+    assert lowcam.cam_class_maps(features.bfloat16(), weight).dtype == torch.float32
+    assert lowcam.cam_class_maps(features, weight.double()).dtype == torch.float64
+    assert lowcam.cam_class_maps(features.double(), weight).dtype == torch.float64
+    exact = lowcam.cam_class_maps(features.double(), weight.double())
+    assert torch.allclose(lowcam.cam_class_maps(features, weight.double()), exact)

@@ -79,16 +79,21 @@ def check_gt_boxes(
     """Check a list of ``(K_i, 4)`` boxes, one entry per image; return them padded, ``(B, K_max, 4)`` float64.
 
     Padding repeats an image's first box, so that a maximum over the padded boxes equals the one over its own.
-    A ``(4,)`` entry counts as one box. The checks run on the boxes' own device (usually the CPU). An all-zero
-    row is rejected: zero padding of a ``(B, K, 4)`` tensor looks like that, and it would match the box
-    ``[0, 0, 0, 0]`` of an empty map. With ``frame``, a box outside it (see :class:`BoxFrame`) is rejected.
+    A ``(4,)`` entry counts as one box. The checks run on the boxes' own device (usually the CPU). In a
+    ``(B, K, 4)`` tensor with ``K > 1``, an all-zero row is rejected: zero padding looks like that, and it
+    would match the box ``[0, 0, 0, 0]`` of an empty map. In a list of ``(K_i, 4)`` entries an all-zero row
+    is a real box (a one-pixel box at the origin in the inclusive convention, as the reference reads
+    ``0,0,3,3`` in a 1000-pixel image rescaled to 224). With ``frame``, a box outside it (see
+    :class:`BoxFrame`) is rejected.
     """
     if isinstance(boxes, Tensor):
         if boxes.dim() != 3 or boxes.shape[-1] != 4:
             raise ValueError(f"{name} as a tensor must have shape (B, K, 4), got shape {tuple(boxes.shape)}")
         entries: Sequence[object] = list(boxes.unbind(0))
+        zero_is_padding = boxes.shape[1] > 1
     elif isinstance(boxes, Sequence) and not isinstance(boxes, (str, bytes)):
         entries = boxes
+        zero_is_padding = False
     else:
         raise TypeError(f"{name} must be a list of (K, 4) tensors, one per image, got {type(boxes).__name__}")
     if len(entries) != batch:
@@ -101,7 +106,7 @@ def check_gt_boxes(
     if uniform is not None:  # one shape and dtype for all: no per-image work
         flat = uniform.to(device="cpu", dtype=torch.float64).reshape(-1, 4)
         k = flat.shape[0] // batch  # a (4,) entry is one box, shape (1, 4)
-        _check_rows(name, flat, torch.full((batch,), k), [(k, 4)] * batch, frame)
+        _check_rows(name, flat, torch.full((batch,), k), [(k, 4)] * batch, frame, zero_is_padding)
         return flat.view(batch, k, 4).to(device)
     tensors: list[Tensor] = []
     for i, entry in enumerate(entries):  # shapes only: no data is read here
@@ -118,7 +123,7 @@ def check_gt_boxes(
         flat = torch.cat([t.to(torch.float64) for t in tensors]).cpu()
     else:
         flat = torch.cat([t.to(device="cpu", dtype=torch.float64) for t in tensors])
-    _check_rows(name, flat, counts, [tuple(t.shape) for t in tensors], frame)
+    _check_rows(name, flat, counts, [tuple(t.shape) for t in tensors], frame, zero_is_padding)
     # padding repeats each image's first box: gather row offset + min(j, K_i - 1)
     k_max = int(counts.max())
     offsets = torch.cumsum(counts, 0) - counts
@@ -143,12 +148,17 @@ def _stack_uniform(entries: Sequence[object]) -> Tensor | None:
 
 
 def _check_rows(
-    name: str, flat: Tensor, counts: Tensor, shapes: list[tuple[int, ...]], frame: BoxFrame | None
+    name: str,
+    flat: Tensor,
+    counts: Tensor,
+    shapes: list[tuple[int, ...]],
+    frame: BoxFrame | None,
+    zero_is_padding: bool,
 ) -> None:
     """Raise ``ValueError`` naming the first box row of ``flat`` (``(N, 4)`` float64, ``counts[i]`` rows for
     image ``i``, whose entry has shape ``shapes[i]``) that is not finite, has ``x0 > x1`` or ``y0 > y1``, is
-    all zero, or lies outside ``frame``."""
-    zero = (flat == 0).all(1)
+    all zero while ``zero_is_padding``, or lies outside ``frame``."""
+    zero = (flat == 0).all(1) & zero_is_padding
     wrong = ~torch.isfinite(flat).all(1) | (flat[:, 0] > flat[:, 2]) | (flat[:, 1] > flat[:, 3]) | zero
     outside = torch.zeros_like(zero)
     if frame is not None and frame.rule != "any":
@@ -170,7 +180,8 @@ def _check_rows(
             raise ValueError(
                 f"{name}[{i}] (shape {shapes[i]}) row {j} is all zero, which looks like padding and would "
                 "match the box [0, 0, 0, 0] of an empty map; expected a real box (pad a (B, K, 4) tensor by "
-                "repeating an image's first box, or pass a list of (K_i, 4) tensors)"
+                "repeating an image's first box, or pass a list of (K_i, 4) tensors, where [0, 0, 0, 0] is "
+                "read as a real one-pixel box)"
             )
         if bool(outside[row]) and frame is not None and bool(torch.isfinite(flat[row]).all()):
             where = "inside" if frame.rule == "inside" else "overlapping"

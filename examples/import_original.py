@@ -35,8 +35,11 @@ Name map (original → pipeline; ``k`` = 1, 2, 3; ``j`` = 0, 1, 3, 4, the conv/B
 
 The fine file has no class head (the authors' ``FineModel`` drops ``att_conv2``, which stage 2 never
 trains), so ``fine.pt`` takes it from the coarse file. A ``module.`` prefix on every key (DataParallel) is
-removed; a missing BatchNorm ``num_batches_tracked`` (files from torch < 0.4.1) is filled with 0, which
-changes nothing at evaluation. Anything else missing, unexpected or of another shape is an error.
+removed. The coarse model's ``fc`` has 1000 outputs (torchvision's default head) when the class count is
+not 200, as the authors' ``CoarseModel`` builds it (the pipeline's ``quirks.reinit_layer4``); it is
+imported at that size, and the pipeline rebuilds it at the size ``coarse.pt`` holds. A missing BatchNorm
+``num_batches_tracked`` (files from torch < 0.4.1) is filled with 0, which changes nothing at evaluation.
+Anything else missing, unexpected or of another shape is an error.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from ornet import checkpoint
+from ornet import checkpoint, recipe
 from ornet.config import Config, add_override_arguments, load_config, overrides_from, to_dict
 from ornet.models import CoarseNet, FineNet, build_classifier
 from torch import nn
@@ -236,6 +239,18 @@ def infer_num_classes(state: Mapping[str, torch.Tensor], source: Path) -> int:
     )
 
 
+def coarse_head_size(state: Mapping[str, torch.Tensor], num_classes: int) -> int:
+    """Outputs of the coarse model's ResNet head ``fc`` as the authors' ``CoarseModel`` builds it:
+    ``num_classes`` for 200 classes and torchvision's default 1000 for any other class count (its fresh
+    ``layer4`` and ``fc`` come from ``models.resnet50()``; the pipeline's ``quirks.reinit_layer4``). A
+    file whose ``fc`` has ``num_classes`` rows is accepted too; any other size is reported as a shape
+    mismatch."""
+    return recipe.saved_coarse_head(
+        {to_pipeline_name(k, COARSE_RULES) or k: v for k, v in state.items() if k == "fc.weight"},
+        num_classes,
+    )
+
+
 def _hints(
     cfg: Config, num_classes: int, coarse: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor]
 ) -> list[str]:
@@ -247,6 +262,13 @@ def _hints(
         hints.append(
             f"the authors' U-Net has base width {first.shape[0] // 2} (att_layer4.down_1.1.UConv.0.weight "
             f"has {first.shape[0]} output channels); the config's model.base_width is {width}"
+        )
+    fc = coarse.get("fc.weight")
+    if fc is not None and fc.dim() == 2 and fc.shape[0] not in (num_classes, recipe.REFERENCE_HEAD):
+        hints.append(
+            f"fc.weight has {fc.shape[0]} rows; the authors' coarse model has {num_classes} (the class count "
+            f"of att_conv2.weight) or, for a class count other than 200, {recipe.REFERENCE_HEAD} "
+            "(torchvision's default head)"
         )
     for key in ("model.classifier.6.weight", "vgg.model.classifier.6.weight", "model.fc.weight"):
         head = other.get(key)
@@ -325,8 +347,9 @@ def import_original(
     if problems:
         raise ImportFailed("\n".join(problems))
     num_classes = infer_num_classes(coarse_state, coarse)
+    head = coarse_head_size(coarse_state, num_classes)
     with torch.device("meta"):
-        coarse_net = CoarseNet(build_classifier(backbone, num_classes), num_classes, width)
+        coarse_net = CoarseNet(build_classifier(backbone, head), num_classes, width)
         classifier = build_classifier(evaluator_arch, num_classes)
     hints = _hints(cfg, num_classes, coarse_state, {**evaluator_state, **fine_state})
 

@@ -46,6 +46,14 @@ def test_whole_config_is_validated_with_every_problem_listed() -> None:
     validate(load_config(None, {"fine.area.topk": "3", "fine.area.skip": "1"}), num_classes=3)
 
 
+def test_more_classes_than_the_reference_stage1_head_are_refused_under_reinit_layer4() -> None:
+    pretrained = {"model.backbone_weights": "IMAGENET1K_V1"}
+    with pytest.raises(ConfigError, match=r"quirks.reinit_layer4: got True, expected false for 1500 classes"):
+        validate(load_config(None, pretrained), num_classes=1500)
+    validate(load_config(None, {**pretrained, "quirks.reinit_layer4": "false"}), num_classes=1500)
+    validate(load_config(None, pretrained), num_classes=1000)
+
+
 @pytest.mark.parametrize(
     ("key", "value", "fragment"),
     [
@@ -157,6 +165,16 @@ def test_reinit_layer4_quirk_applies_only_off_200_classes(tmp_path: Path) -> Non
         same = torch.equal(layer4[0].conv1.weight, source.layer4[0].conv1.weight)
         assert same != fresh, (classes, reinit)
         assert torch.equal(net.stem[0].weight, source.conv1.weight)  # the stem is always pretrained
+        # the reference's fresh head is torchvision's default (1000-way) off 200 classes
+        assert net.body[-1].out_features == (1000 if fresh else classes), (classes, reinit)
+    # stage 1's loss reads the labels 0 … 4 off the 1000 logits, as the reference does
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([0, 4])
+    cfg = load_config(None, {"model.backbone": "resnet18", "model.base_width": "4"})
+    assert cfg.quirks.reinit_layer4  # the reference's default
+    net = recipe.coarse_net(cfg, 5, str(path))
+    out = net(images)
+    assert out.logits.shape == (2, 1000) and out.generator.logits.shape == (2, 5)
+    assert torch.isfinite(recipe.coarse_loss(net, images, labels)["loss"])
 
 
 def test_weights_of_another_architecture_are_refused_with_the_keys(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ sys.path.insert(0, str(EXAMPLES))
 import import_original  # noqa: E402
 import synthetic  # noqa: E402
 import train_ornet  # noqa: E402
-from ornet import checkpoint  # noqa: E402
+from ornet import checkpoint, stages  # noqa: E402
 from ornet.config import load_config  # noqa: E402
 from ornet.models import CoarseNet, FineNet, build_classifier  # noqa: E402
 
@@ -108,13 +109,15 @@ class AuthorsCoarse(nn.Module):
     the rest of the ResNet on ``stem × att``. ``forward`` returns (generator logits, main logits, att,
     class maps). The authors pool with ``AvgPool2d(56)``; over a 56×56 map that is the mean used here."""
 
-    def __init__(self, arch: str, num_classes: int, c_base: int) -> None:
+    def __init__(self, arch: str, num_classes: int, c_base: int, fc_classes: int | None = None) -> None:
         super().__init__()
         self.att_layer4 = AuthorsUNet(64, num_classes, c_base)
         self.att_conv2 = nn.Conv2d(num_classes, num_classes, 1, bias=False)
         self.att_conv3 = nn.Conv2d(num_classes, 1, 3, padding=1, bias=False)
         self.bn_att3 = nn.BatchNorm2d(1)
-        resnet = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+        # the authors' ResNet head: 1000-way (torchvision's default) for a class count other than 200
+        head = num_classes if fc_classes is None else fc_classes
+        resnet = torchvision.models.get_model(arch, weights=None, num_classes=head)
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
             setattr(self, name, getattr(resnet, name))
         self.avgpool = resnet.avgpool
@@ -206,10 +209,10 @@ def randomize(module: nn.Module, seed: int) -> dict[str, torch.Tensor]:
 class AuthorsFiles:
     """The three files as the authors' scripts save them, and the networks they come from."""
 
-    def __init__(self, folder: Path, num_classes: int) -> None:
+    def __init__(self, folder: Path, num_classes: int, fc_classes: int | None = None) -> None:
         torch.manual_seed(0)
         self.num_classes = num_classes
-        self.coarse = AuthorsCoarse(BACKBONE, num_classes, WIDTH).eval()
+        self.coarse = AuthorsCoarse(BACKBONE, num_classes, WIDTH, fc_classes).eval()
         self.evaluator = AuthorsEvaluator(EVALUATOR, num_classes).eval()
         self.fine = AuthorsFine(BACKBONE, EVALUATOR, num_classes, WIDTH).eval()
         self.coarse_state = randomize(self.coarse, 1)
@@ -531,6 +534,45 @@ def test_missing_file_and_existing_outputs(
     assert import_original.main(files.argv(imported)) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (imported / "coarse.pt").stat().st_mtime_ns == before
+
+
+def test_stage1_file_with_the_authors_1000_way_fc_imports_and_loads_in_stage_2(tmp_path: Path) -> None:
+    """Off 200 classes the authors' ``CoarseModel`` keeps torchvision's 1000-way ``fc``: the file imports
+    at that size, and stage 2 / eval (:func:`ornet.stages.load_fine_parts`) rebuild and load it."""
+    files = AuthorsFiles(tmp_path, num_classes=10, fc_classes=1000)
+    out = tmp_path / "run"
+    assert import_original.main(files.argv(out)) == 0
+    saved = checkpoint.load(out / "coarse.pt")["model"]
+    assert torch.equal(saved["body.6.weight"], files.coarse_state["fc.weight"])
+    assert tuple(saved["body.6.weight"].shape) == (1000, 512)
+    overrides = {"output_dir": str(out), "model.backbone": BACKBONE, "model.evaluator": EVALUATOR}
+    cfg = load_config(SYNTHETIC, {**overrides, "model.base_width": str(WIDTH)})
+    ctx = SimpleNamespace(cfg=cfg, num_classes=10, out=out)
+    coarse = stages.load_coarse(ctx).eval()  # type: ignore[arg-type]
+    fine, evaluator = stages.load_fine_parts(ctx, "coarse")  # type: ignore[arg-type]
+    fine.eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        generator_logits, logits, att, _ = files.coarse(x)
+        got = coarse(x)
+        assert got.logits.shape == (2, 1000)
+        torch.testing.assert_close(got.logits, logits, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.generator.logits, generator_logits, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fine(x).activation, att, rtol=1e-4, atol=1e-5)
+        assert evaluator(x).shape == (2, 10)
+    # eval of the fine file goes through the same builder
+    fine_net, _ = stages.load_fine_parts(ctx, "fine")  # type: ignore[arg-type]
+    assert isinstance(fine_net, FineNet)
+
+
+def test_fc_of_neither_the_class_count_nor_1000_is_explained(
+    files: AuthorsFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = dict(files.coarse_state)
+    state["fc.weight"], state["fc.bias"] = torch.zeros(7, 512), torch.zeros(7)
+    err = run_with(files, tmp_path, "coarse", {"state_dict": state}, capsys)
+    assert "fc.weight has 7 rows" in err and "or, for a class count other than 200, 1000" in err
+    assert "fc.weight: (7, 512) in the file, the pipeline's body.6.weight is (5, 512)" in err
 
 
 # ------------------------------------------------------------------------------------------- end to end

@@ -117,6 +117,16 @@ def config_problems(cfg: Config, num_classes: int | None = None) -> list[str]:
     )
     for key, weight in (("area", f.loss_weights.area), ("entropy", f.loss_weights.entropy)):
         need(math.isfinite(weight), f"fine.loss_weights.{key}", weight, "a finite number")
+    if (
+        num_classes is not None
+        and recipe.coarse_head(cfg, num_classes, cfg.model.backbone_weights) < num_classes
+    ):
+        need(
+            False,
+            "quirks.reinit_layer4",
+            cfg.quirks.reinit_layer4,
+            f"false for {num_classes} classes (the reference's stage-1 head has {recipe.REFERENCE_HEAD} outputs)",
+        )
     e = cfg.eval
     need(e.batch_size >= 1, "eval.batch_size", e.batch_size, ">= 1")
     need(e.pictures >= 0, "eval.pictures", e.pictures, ">= 0")

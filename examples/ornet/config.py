@@ -85,7 +85,8 @@ class QuirksConfig:
     ``follow_parent_mode``). ``upsample``: how the activation map is resized onto the image for the
     evaluator (``lowcam.Evaluator``'s ``upsample``; reference ``nearest``). ``reinit_layer4``: when the
     data set does not have 200 classes, re-initialise ``layer4`` and ``fc`` of the stage-1 ResNet instead
-    of loading them pretrained (the reference does this for ILSVRC; no effect without backbone weights).
+    of loading them pretrained, ``fc`` at torchvision's default size of 1000 outputs whatever the class
+    count (the reference does this for ILSVRC; no effect without backbone weights).
     """
 
     follow_parent_mode: bool = True

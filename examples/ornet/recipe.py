@@ -18,6 +18,7 @@ trains and freezes, which modules stay in train mode, and the ILSVRC ``layer4`` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -59,17 +60,46 @@ def frozen_evaluator(classifier: nn.Module, cfg: Config) -> lowcam.Evaluator:
     return lowcam.Evaluator(classifier, upsample=q.upsample, follow_parent_mode=q.follow_parent_mode)  # type: ignore[arg-type]
 
 
-def coarse_net(cfg: Config, num_classes: int, weights: str | None = None) -> CoarseNet:
+#: Outputs of the head the reference's stage-1 ResNet keeps under ``quirks.reinit_layer4``: torchvision's
+#: default ResNet head (the ImageNet classes), whatever the data set's class count.
+REFERENCE_HEAD = 1000
+
+
+def coarse_head(cfg: Config, num_classes: int, weights: str | None) -> int:
+    """Outputs of stage 1's ResNet head (``fc``): ``num_classes``, or :data:`REFERENCE_HEAD` where
+    ``quirks.reinit_layer4`` acts (pretrained ``weights`` and a class count other than 200)."""
+    if cfg.quirks.reinit_layer4 and weights is not None and num_classes != 200:
+        return REFERENCE_HEAD
+    return num_classes
+
+
+def saved_coarse_head(state: Mapping[str, object], num_classes: int) -> int:
+    """Outputs of the ResNet head a stage-1 state dict holds (``body.6.weight``): ``num_classes``, or
+    :data:`REFERENCE_HEAD` for a class count other than 200 (a checkpoint trained with
+    ``quirks.reinit_layer4``, or the authors'); any other size is left for the loader to report."""
+    head = state.get("body.6.weight")
+    rows = head.shape[0] if isinstance(head, torch.Tensor) and head.dim() == 2 else num_classes
+    return REFERENCE_HEAD if rows == REFERENCE_HEAD and num_classes != 200 else num_classes
+
+
+def coarse_net(
+    cfg: Config, num_classes: int, weights: str | None = None, *, head: int | None = None
+) -> CoarseNet:
     """Stage 1's network: ``model.backbone`` (loaded from ``weights``) split after its stem, with the
-    generator of ``model.base_width``.
+    generator of ``model.base_width`` for ``num_classes`` classes.
 
     The reference's ILSVRC quirk (``quirks.reinit_layer4``): with pretrained ``weights`` and a data set of
-    other than 200 classes, ``layer4`` and ``fc`` are re-initialised instead of loaded.
+    other than 200 classes, ``layer4`` and ``fc`` are re-initialised instead of loaded, and ``fc`` keeps
+    torchvision's default size (:data:`REFERENCE_HEAD` outputs; the reference's ``CoarseModel`` takes
+    ``models.resnet50().fc``), so stage 1's main cross-entropy reads the labels ``0 … num_classes-1`` off
+    1000 logits, as the reference does. ``head`` overrides the head's size (:func:`saved_coarse_head`,
+    to rebuild a saved network); by default it is :func:`coarse_head`.
     """
     m = cfg.model
-    resnet = build_classifier(m.backbone, num_classes, weights)
+    outputs = coarse_head(cfg, num_classes, weights) if head is None else head
+    resnet = build_classifier(m.backbone, outputs, weights)
     if cfg.quirks.reinit_layer4 and weights is not None and num_classes != 200:
-        fresh = torchvision.models.get_model(m.backbone, weights=None, num_classes=num_classes)
+        fresh = torchvision.models.get_model(m.backbone, weights=None, num_classes=outputs)
         resnet.layer4, resnet.fc = fresh.layer4, fresh.fc
     return CoarseNet(resnet, num_classes, m.base_width)
 

@@ -22,7 +22,7 @@ from ornet.data import Sample
 from ornet.distributed import all_reduce_sum
 from ornet.models import CamNet, CoarseNet, FineNet, build_classifier, matching_output_stride
 from ornet.runtime import Batch, Context, autocast, batches, eval_loader, holdout_split, prepare, to_device
-from ornet.training import checkpoint_path, load_model, train_epochs
+from ornet.training import checkpoint_path, load_model, load_strict, load_weights, train_epochs
 
 STAGES = ("evaluator", "coarse", "fine", "cam", "eval")
 
@@ -42,6 +42,16 @@ def build_evaluator(ctx: Context, weights: str | None = None) -> nn.Module:
 def build_coarse(ctx: Context, weights: str | None = None) -> CoarseNet:
     """Stage 1's network (see :func:`ornet.recipe.coarse_net`)."""
     return recipe.coarse_net(ctx.cfg, ctx.num_classes, weights)
+
+
+def load_coarse(ctx: Context) -> CoarseNet:
+    """The finished stage 1's network from ``coarse.pt``, its ResNet head rebuilt at the size the
+    checkpoint holds (see :func:`ornet.recipe.saved_coarse_head`: the 1000-way head of
+    ``quirks.reinit_layer4``, also in the authors' checkpoints, whatever this config's quirk says)."""
+    weights, source = load_weights(ctx, "coarse")
+    net = recipe.coarse_net(ctx.cfg, ctx.num_classes, head=recipe.saved_coarse_head(weights, ctx.num_classes))
+    load_strict(net, weights, source)
+    return net
 
 
 def _batch(ctx: Context, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,11 +124,10 @@ def stage_coarse(ctx: Context) -> None:
 
 def load_fine_parts(ctx: Context, stage: str) -> tuple[FineNet, lowcam.Evaluator]:
     """The stem + generator of ``stage`` (``"coarse"`` or ``"fine"``) and the trained evaluator."""
-    coarse = build_coarse(ctx)
     if stage == "coarse":
-        fine = FineNet(load_model(ctx, "coarse", coarse))
+        fine = FineNet(load_coarse(ctx))
     else:
-        fine = load_model(ctx, stage, FineNet(coarse))
+        fine = load_model(ctx, stage, FineNet(build_coarse(ctx)))
     classifier = load_model(ctx, "evaluator", build_evaluator(ctx))
     return fine, recipe.frozen_evaluator(classifier, ctx.cfg)
 

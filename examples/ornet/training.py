@@ -51,6 +51,18 @@ def load_model(ctx: Context, stage: str, model: ModuleT) -> ModuleT:
         CheckpointError: the checkpoint is incomplete, unreadable or made for another architecture (the
             message lists the missing, unexpected and mismatched keys).
     """
+    weights, source = load_weights(ctx, stage)
+    load_strict(model, weights, source)
+    return model
+
+
+def load_weights(ctx: Context, stage: str) -> tuple[dict[str, Any], str]:
+    """The finished ``stage``'s state dict (the selected evaluator epoch when the checkpoint has one) and
+    the checkpoint's path, as :func:`load_model` reads them.
+
+    Raises:
+        CheckpointError: the checkpoint is incomplete or unreadable, or holds no state dict.
+    """
     path = checkpoint_path(ctx, stage)
     state = checkpoint.load(path)
     if not state.get("complete", False):
@@ -58,8 +70,7 @@ def load_model(ctx: Context, stage: str, model: ModuleT) -> ModuleT:
     weights = state.get("selected_model", state.get("model"))
     if not isinstance(weights, dict):
         raise CheckpointError(f"{path}: no 'model' state dict in the checkpoint")
-    load_strict(model, weights, str(path))
-    return model
+    return weights, str(path)
 
 
 def load_strict(model: nn.Module, weights: dict[str, Any], source: str) -> None:

@@ -45,7 +45,8 @@ class ClassActivationMapper:
     r"""Class activation maps (CAM) of an unmodified classifier: a forward hook on one layer, the head's weights.
 
     For a classifier whose head is ``linear(GAP(features))`` (torchvision's ResNets, DenseNets, ...; timm's
-    ResNets, ConvNeXts, EfficientNets, ...), one forward pass of the model gives its logits and, through a
+    ResNets, EfficientNets, ...; not timm's ConvNeXts, whose head normalises the pooled feature before the
+    linear layer, so their hooked maps are not CAMs), one forward pass of the model gives its logits and, through a
     forward hook on the layer that produces ``features`` (``(B, K, h, w)``), the class maps
 
     .. math::

@@ -196,3 +196,13 @@ def test_bf16_autocast_returns_float32_as_torch_losses_do() -> None:
     assert value.dtype == torch.float32
     assert torch.allclose(value, lowcam.weighted_entropy_loss(p.bfloat16().float()))
     assert lowcam.weighted_entropy_loss(p.bfloat16()).dtype == torch.bfloat16  # no autocast: p's dtype
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("mu", float("nan")), ("beta", float("nan")), ("beta", float("inf")), ("sigma", float("inf"))],
+)
+def test_non_finite_hyper_parameters_are_named(field: str, value: float) -> None:
+    # before: NaN / inf passed the checks (NaN < 0 is False) and the loss returned nan or inf
+    with pytest.raises(ValueError, match=f"{field} must be"):
+        lowcam.EntropyParams(**{field: value})

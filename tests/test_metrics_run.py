@@ -347,3 +347,15 @@ def test_the_docs_five_line_evaluation_runs(tmp_path: Path, capsys: pytest.Captu
         *("--multi_contour_eval", "--multi_iou_eval"),
     )
     assert report["localization"] == pytest.approx(result.value, abs=1e-9)
+
+
+@pytest.mark.parametrize("image_id", ["./a", "a//b", "x/./y", "a/", "."])
+def test_writer_refuses_ids_that_are_not_normalised_paths(tmp_path: Path, image_id: str) -> None:
+    # before: "a" and "./a" both passed and one map was lost; "a/" wrote root/a/.npy, which the next writer
+    # then refused as a foreign file
+    with (
+        pytest.raises(ValueError, match="normalised relative path"),
+        metrics.ScoremapWriter(tmp_path / "maps") as writer,
+    ):
+        writer.write(image_id, torch.zeros(2, 2))
+    assert not (tmp_path / "maps").exists()

@@ -379,3 +379,24 @@ def test_the_docs_lightning_module_logs_the_native_values(tmp_path: Path) -> Non
         (logged,) = trainer.validate(lit, loader, verbose=False)
         assert {k: logged[f"val/maxboxacc_v2/{k}"] for k in expected} == pytest.approx(expected, rel=1e-6)
     assert expected["n"] == 6.0 and 0.0 < expected["value"] < 100.0
+
+
+def test_a_state_saved_with_other_settings_is_refused() -> None:
+    # before: the counts of MaxBoxAccV2 loaded into a MaxBoxAcc (row 0, delta 0.3, read as delta 0.5: 100 %),
+    # and other thresholds gave a raw IndexError
+    maps, gts, _, _ = _data()
+    v2 = TMMaxBoxAcc(version=2)
+    v2.update(maps, gts)
+    state = v2.state_dict()
+    assert {"config/protocol", "config/thresholds", "correct", "n"} <= set(state)
+    with pytest.raises(ValueError, match="other settings"):
+        TMMaxBoxAcc(version=1).load_state_dict(state)
+    with pytest.raises(ValueError, match="other settings|shape"):
+        TMMaxBoxAcc(version=2, thresholds=[0.1, 0.5]).load_state_dict(state)
+    bad = dict(state)
+    bad["n"] = torch.tensor(-1)
+    with pytest.raises(ValueError, match="negative"):
+        TMMaxBoxAcc(version=2).load_state_dict(bad)
+    same = TMMaxBoxAcc(version=2)
+    same.load_state_dict(state)
+    assert _floats(same.compute()) == metrics.MaxBoxAcc(version=2).update(maps, gts).compute().scalars()

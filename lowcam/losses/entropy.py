@@ -59,7 +59,11 @@ class EntropyParams:
         for name, value in (("mu", self.mu), ("beta", self.beta)):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
         check_positive("sigma", self.sigma)
+        if not math.isfinite(self.sigma):
+            raise ValueError(f"sigma must be a finite number > 0, got {self.sigma}")
         # The weight's exponent is scaled by 1 / (2σ²); it must be a finite float32 number (the kernels
         # and the float32 torch backend multiply by it), else 0 · inf = NaN at p = mu.
         sigma = self.sigma

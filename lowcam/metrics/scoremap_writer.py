@@ -45,6 +45,11 @@ def _check_image_id(image_id: object) -> str:
     pure = PurePosixPath(image_id.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or (len(image_id) > 1 and image_id[1] == ":"):
         raise ValueError(f"image_id must be a relative path inside the score-map root, got {image_id!r}")
+    if str(pure) != image_id.replace("\\", "/") or pure.name in ("", "."):
+        # "./a", "a//b", "x/./y" or "a/" would name the same file as another id, or no file at all
+        raise ValueError(
+            f"image_id must be a normalised relative path (no '.', empty or trailing parts), got {image_id!r}"
+        )
     if image_id.endswith(".tmp") or image_id == MANIFEST_NAME:
         raise ValueError(f"image_id {image_id!r} clashes with the folder's own files")
     return image_id

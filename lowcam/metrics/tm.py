@@ -79,6 +79,37 @@ class _CountingTM(Metric, Generic[_R]):
             self.add_state(name, default=default, dist_reduce_fx="sum", persistent=True)
         self._last: _R | None = None
 
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        """The persistent counts, and the native metric's configuration under ``config/<name>`` (as
+        :meth:`lowcam.metrics.CountingMetric.state_dict` saves it), so that loading can check it."""
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if any(self._persistent.get(name, False) for name in self._names):
+            for key, value in self._native._config().items():
+                destination[f"{prefix}config/{key}"] = value.clone()
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Any,
+        prefix: str,
+        local_metadata: Any,
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Check a saved state as the native metric does (its configuration, impossible counts), then load."""
+        config_keys = [f"config/{key}" for key in self._native._config()]
+        if all(prefix + name in state_dict for name in self._names):
+            saved = {name: state_dict[prefix + name] for name in self._names}
+            saved.update({key: state_dict[prefix + key] for key in config_keys if prefix + key in state_dict})
+            self._native.load_state_dict(saved)  # raises ValueError / TypeError naming the problem
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        for key in config_keys:
+            if prefix + key in unexpected_keys:
+                unexpected_keys.remove(prefix + key)
+
     def _count(self, *args: Any, **kwargs: Any) -> None:
         """Check and count a batch with the native metric, into this metric's states (in place).
 

@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import argparse
 import colorsys
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ornet.files import atomic_write_text
 from PIL import Image, ImageDraw
 
 __all__ = ["HEAD_PATTERNS", "BirdSpec", "class_names", "render_bird", "render_bird_masks", "write_birds"]
@@ -270,18 +269,6 @@ def class_names(classes: int) -> list[str]:
     return names
 
 
-def _write_text(path: Path, lines: list[str]) -> None:
-    """Write ``lines`` atomically (a temporary file in the same folder, then ``os.replace``)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_birds(out: Path, spec: BirdSpec) -> int:
     """Write the bird data set under ``out`` in CUB's file format; returns the number of images.
 
@@ -320,8 +307,8 @@ def write_birds(out: Path, spec: BirdSpec) -> int:
                 f"{image_id} {head[0]:.1f} {head[1]:.1f} {head[2]:.1f} {head[3]:.1f}"
             )
     for filename, content in lines.items():
-        _write_text(out / filename, content)
-    _write_text(out / "classes.txt", [f"{k + 1} {name}" for k, name in enumerate(names)])
+        atomic_write_text(out / filename, "\n".join(content) + "\n")
+    atomic_write_text(out / "classes.txt", "".join(f"{k + 1} {name}\n" for k, name in enumerate(names)))
     return image_id
 
 
@@ -338,20 +325,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry point."""
-    defaults = BirdSpec()
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output folder (CUB layout)")
-    parser.add_argument("--classes", type=int, default=defaults.classes)
-    parser.add_argument("--train-per-class", type=int, default=defaults.train_per_class)
-    parser.add_argument("--test-per-class", type=int, default=defaults.test_per_class)
-    parser.add_argument("--clutter", type=int, default=defaults.clutter)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
+def write_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Build the :class:`BirdSpec` of parsed command-line arguments (a bad value is ``parser.error``, exit
+    status 2), write the data set to ``args.out`` and say so; shared by this script and ``synthetic.py``."""
     try:
         spec = BirdSpec(
             classes=args.classes,
@@ -367,6 +343,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(error))
     count = write_birds(args.out, spec)
     print(f"wrote {count} bird images ({spec.classes} classes) in CUB format to {args.out}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point."""
+    defaults = BirdSpec()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder (CUB layout)")
+    parser.add_argument("--classes", type=int, default=defaults.classes)
+    parser.add_argument("--train-per-class", type=int, default=defaults.train_per_class)
+    parser.add_argument("--test-per-class", type=int, default=defaults.test_per_class)
+    parser.add_argument("--clutter", type=int, default=defaults.clutter)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    write_from_args(args, parser)
 
 
 if __name__ == "__main__":

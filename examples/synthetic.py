@@ -260,21 +260,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     birds.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.kind == "birds":
-        try:
-            bird_spec = birds.BirdSpec(
-                classes=args.classes,
-                train_per_class=args.train_per_class,
-                test_per_class=args.test_per_class,
-                size=args.size,
-                head=args.head,
-                clutter=args.clutter,
-                background_cue=args.background_cue,
-                seed=args.seed,
-            )
-        except ValueError as error:
-            parser.error(str(error))
-        count = birds.write_birds(args.out, bird_spec)
-        print(f"wrote {count} bird images ({bird_spec.classes} classes) in CUB format to {args.out}")
+        birds.write_from_args(args, parser)
         return
     if args.classes > len(SHAPES):
         parser.error(f"--classes must be at most {len(SHAPES)}, got {args.classes}")

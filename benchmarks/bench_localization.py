@@ -272,7 +272,7 @@ def _plugin_args(
 ) -> list[str]:
     args = [
         "benchmarks/plugin_arms.py", "--data", str(data), "--seeds", str(seed), "--out", str(out),
-        "--num-threads", str(settings.threads), "--no-progress",
+        "--num-threads", str(settings.threads), "--no-progress", "--backbone", "resnet18", "--scratch",
     ]  # fmt: skip
     if settings.quick:
         args += ["--epochs", "1"]

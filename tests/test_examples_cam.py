@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 #: 32-pixel crops: 4 × 4 maps at stride 8 (too small to erase on: see the 48-pixel training test).
 SMALL = ["--resize", "36", "--crop", "32", "--epochs", "1", "--batch-size", "6", "--area-topk", "3"]
+SMALL += ["--backbone", "resnet18", "--scratch"]  # the from-scratch ResNet (the default is pretrained)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_training_leaves_the_evaluator_frozen_and_erases(tiny_data: Path, tmp_pa
 
 
 def test_batch_larger_than_the_training_set(tiny_data: Path, tmp_path: Path) -> None:
-    args = ["--data", str(tiny_data), "--out", str(tmp_path), "--resize", "36", "--crop", "32"]
+    args = ["--data", str(tiny_data), "--out", str(tmp_path), "--resize", "36", "--crop", "32", "--backbone", "resnet18", "--scratch"]
     args += [
         "--epochs",
         "1",

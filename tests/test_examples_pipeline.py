@@ -76,7 +76,11 @@ def test_all_stages_write_checkpoints_metrics_and_pictures(
         assert state["config"]["data"]["crop"] == 32
     assert not list(trained.glob(".*.tmp"))
     results = json.loads((trained / "metrics.json").read_text())
-    assert set(results) == {"coarse", "fine", "cam", "cam_s32"}
+    assert set(results) == {"coarse", "fine", "cam", "cam_s32", "center_gaussian"}
+    # the data-free baseline: one Gaussian at the crop's resolution, classified by the evaluator
+    gauss = results["center_gaussian"]
+    assert gauss["map_size"] == [32, 32] and gauss["label"] == "centre Gaussian (no learning, 32×32)"
+    assert gauss["classification_top1"] == results["fine"]["classification_top1"]
     for result in results.values():
         ornet = result["ornet"]
         assert ornet["n"] == 12 and 0 <= ornet["gt_known"] <= 100
@@ -94,7 +98,7 @@ def test_all_stages_write_checkpoints_metrics_and_pictures(
     assert results["cam_s32"]["map_size"] == [1, 1] and results["cam_s32"]["output_stride"] == 32
     assert results["cam"]["label"] == "CAM baseline (stride 4, 8×8)"
     assert results["fine"]["label"] == "stage 2 map (ORNet, 8×8)" and "output_stride" not in results["fine"]
-    for name in ("coarse", "fine", "cam", "cam_s32"):
+    for name in ("coarse", "fine", "cam", "cam_s32", "center_gaussian"):
         assert (trained / f"maps_{name}.png").stat().st_size > 0
     assert (trained / "maps.png").stat().st_size > 0  # every map side by side
     events = [json.loads(line)["event"] for line in (trained / "log.jsonl").read_text().splitlines()]

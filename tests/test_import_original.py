@@ -603,7 +603,7 @@ def test_pipeline_evaluates_and_refines_the_imported_models(tmp_path: Path) -> N
     import json
 
     results = json.loads((out / "metrics.json").read_text())
-    assert set(results) == {"coarse", "fine"}
+    assert set(results) == {"coarse", "fine", "center_gaussian"}
     assert all(r["ornet"]["n"] == 9 for r in results.values())
     imported_coarse = checkpoint.load(out / "coarse.pt")["model"]
     (out / "fine.pt").unlink()

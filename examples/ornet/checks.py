@@ -26,7 +26,7 @@ from ornet.config import (
     run_only_keys,
 )
 from ornet.distributed import parse_device
-from ornet.models import CAM_OUTPUT_STRIDES
+from ornet.models import output_strides
 
 MAP_SOURCES = ("coarse", "fine", "cam")
 
@@ -88,16 +88,17 @@ def config_problems(cfg: Config, num_classes: int | None = None) -> list[str]:
         need(stage.batch_size >= 1, f"{name}.batch_size", stage.batch_size, ">= 1")
         optim(name, stage.optim)
     c = cfg.cam
-    strides = ", ".join(str(stride) for stride in sorted(CAM_OUTPUT_STRIDES))
+    allowed = output_strides(cfg.model.backbone)  # a timm backbone has no stride-4 CAM
+    strides = ", ".join(str(stride) for stride in allowed)
     need(
-        c.output_stride is None or c.output_stride in CAM_OUTPUT_STRIDES,
+        c.output_stride is None or c.output_stride in allowed,
         "cam.output_stride",
         c.output_stride,
         f"one of {strides} or null (the stage maps' resolution)",
     )
     extras = c.extra_output_strides
     need(
-        all(stride in CAM_OUTPUT_STRIDES for stride in extras)
+        all(stride in allowed for stride in extras)
         and len(set(extras)) == len(extras)
         and c.output_stride not in extras,
         "cam.extra_output_strides",

@@ -35,12 +35,16 @@ def map_sources(ctx: Context, strides: dict[str, int] | None = None) -> dict[str
     """The maps to evaluate: stage 1, stage 2 (each with the evaluator's classes) and, for each CAM
     stage (``cam``, ``cam_s<stride>``) whose checkpoint exists, that CAM baseline (its own classes; the
     CAM of the ground-truth class, min–max normalised, at its own resolution: every map is evaluated at
-    the resolution its network produces). ``strides``, when given, receives each CAM stage's output
-    stride (the one its checkpoint was trained at)."""
+    the resolution its network produces), and ``center_gaussian``, the data-free baseline
+    (:func:`lowcam.metrics.center_gaussian` at the image's resolution, the same map for every image; its
+    class is the evaluator's, so its Top-1 Loc is comparable to the ORNet maps', or the ground truth when
+    no evaluator was trained). ``strides``, when given, receives each CAM stage's output stride (the one
+    its checkpoint was trained at)."""
     device = ctx.info.device
     if strides is None:
         strides = {}
     sources: dict[str, MapSource] = {}
+    classifier: nn.Module | None = None
     for stage in ("coarse", "fine"):
         if not checkpoint_path(ctx, stage).is_file():
             continue
@@ -55,6 +59,7 @@ def map_sources(ctx: Context, strides: dict[str, int] | None = None) -> dict[str
             return maps, maps, logits
 
         sources[stage] = source
+        classifier = evaluator
     for stage in cam_stages(ctx.cfg):
         if not checkpoint_path(ctx, stage).is_file():
             continue
@@ -70,6 +75,20 @@ def map_sources(ctx: Context, strides: dict[str, int] | None = None) -> dict[str
 
         sources[stage] = cam_source
         strides[stage] = stride
+    if sources:
+
+        def gaussian_source(
+            images: torch.Tensor, labels: torch.Tensor, classifier: nn.Module | None = classifier
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            b, _, h, w = images.shape
+            maps = metrics.center_gaussian(b, h, w, device=images.device)[:, None]
+            if classifier is None:
+                logits = torch.nn.functional.one_hot(labels, ctx.num_classes).float()
+            else:
+                logits = classifier(images).float()
+            return maps, maps, logits
+
+        sources["center_gaussian"] = gaussian_source
     return sources
 
 

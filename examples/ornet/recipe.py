@@ -18,6 +18,8 @@ trains and freezes, which modules stay in train mode, and the ILSVRC ``layer4`` 
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -28,7 +30,7 @@ from torch import nn
 
 import lowcam
 from ornet.config import Config, LossWeights
-from ornet.models import CoarseNet, FineNet, build_classifier
+from ornet.models import CoarseNet, FineNet, build_classifier, is_torchvision
 
 Losses = dict[str, torch.Tensor]
 
@@ -67,18 +69,32 @@ REFERENCE_HEAD = 1000
 
 def coarse_head(cfg: Config, num_classes: int, weights: str | None) -> int:
     """Outputs of stage 1's ResNet head (``fc``): ``num_classes``, or :data:`REFERENCE_HEAD` where
-    ``quirks.reinit_layer4`` acts (pretrained ``weights`` and a class count other than 200)."""
-    if cfg.quirks.reinit_layer4 and weights is not None and num_classes != 200:
+    ``quirks.reinit_layer4`` acts (pretrained ``weights``, a class count other than 200 and a torchvision
+    backbone: the quirk is the reference ResNet's, a timm backbone never has it)."""
+    if _reinit_layer4(cfg, num_classes, weights):
         return REFERENCE_HEAD
     return num_classes
 
 
+def _reinit_layer4(cfg: Config, num_classes: int, weights: str | None) -> bool:
+    q = cfg.quirks.reinit_layer4
+    return q and weights is not None and num_classes != 200 and is_torchvision(cfg.model.backbone)
+
+
 def saved_coarse_head(state: Mapping[str, object], num_classes: int) -> int:
-    """Outputs of the ResNet head a stage-1 state dict holds (``body.6.weight``): ``num_classes``, or
-    :data:`REFERENCE_HEAD` for a class count other than 200 (a checkpoint trained with
-    ``quirks.reinit_layer4``, or the authors'); any other size is left for the loader to report."""
-    head = state.get("body.6.weight")
-    rows = head.shape[0] if isinstance(head, torch.Tensor) and head.dim() == 2 else num_classes
+    """Outputs of the head a stage-1 state dict holds (the last ``body.<i>.weight`` matrix, ``body.6`` for
+    a ResNet): ``num_classes``, or :data:`REFERENCE_HEAD` for a class count other than 200 (a checkpoint
+    trained with ``quirks.reinit_layer4``, or the authors'); any other size is left for the loader to
+    report."""
+    heads = [
+        (int(match[1]), value)
+        for key, value in state.items()
+        if (match := re.fullmatch(r"body\.(\d+)\.weight", key))
+        and isinstance(value, torch.Tensor)
+        and value.dim() == 2
+    ]
+    head = max(heads, key=lambda item: item[0])[1] if heads else None
+    rows = head.shape[0] if isinstance(head, torch.Tensor) else num_classes
     return REFERENCE_HEAD if rows == REFERENCE_HEAD and num_classes != 200 else num_classes
 
 
@@ -98,7 +114,7 @@ def coarse_net(
     m = cfg.model
     outputs = coarse_head(cfg, num_classes, weights) if head is None else head
     resnet = build_classifier(m.backbone, outputs, weights)
-    if cfg.quirks.reinit_layer4 and weights is not None and num_classes != 200:
+    if _reinit_layer4(cfg, num_classes, weights):
         fresh = torchvision.models.get_model(m.backbone, weights=None, num_classes=outputs)
         resnet.layer4, resnet.fc = fresh.layer4, fresh.fc
     return CoarseNet(resnet, num_classes, m.base_width)
@@ -149,27 +165,61 @@ def evaluator_loss(classifier: nn.Module, images: torch.Tensor, labels: torch.Te
     return _classification(classifier(images), labels)
 
 
+def map_statistics(p: torch.Tensor) -> Losses:
+    """What the log shows of an activation map ``p`` in [0, 1] (detached): ``map_mean`` and
+    ``map_saturated``, the fraction of its pixels below 0.01 or above 0.99."""
+    p = p.detach().float()
+    return {"map_mean": p.mean(), "map_saturated": ((p < 0.01) | (p > 0.99)).float().mean()}
+
+
 def coarse_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Losses:
-    """Stage 1: CE(generator logits) + CE(logits of the ResNet body on stem(x) · p)."""
+    """Stage 1: CE(generator logits) + CE(logits of the ResNet body on stem(x) · p).
+
+    Logged beside the loss: the generator's cross-entropy against ``ce_chance`` = ln(classes) (a
+    generator whose map is class-specific ends well below it), its accuracy, and :func:`map_statistics`.
+    """
     out = net(images)
-    ce_generator = F.cross_entropy(out.generator.logits.float(), labels)
+    generator_logits = out.generator.logits.float()
+    ce_generator = F.cross_entropy(generator_logits, labels)
     ce_main = F.cross_entropy(out.logits.float(), labels)
-    return {"loss": ce_generator + ce_main, "ce_generator": ce_generator, "ce_main": ce_main}
+    return {
+        "loss": ce_generator + ce_main,
+        "ce_generator": ce_generator,
+        "ce_main": ce_main,
+        "ce_chance": torch.full((), math.log(generator_logits.shape[1]), device=labels.device),
+        "acc_generator": (generator_logits.argmax(1) == labels).float().mean(),
+        **map_statistics(out.generator.activation),
+    }
 
 
 def fine_loss(
     net: nn.Module, evaluator: nn.Module, parts: FineParts, images: torch.Tensor, labels: torch.Tensor
 ) -> Losses:
-    """Stage 2: the map through attentive erasing and the frozen evaluator, plus the two map losses."""
+    """Stage 2: the map through attentive erasing and the frozen evaluator, plus the two map losses.
+
+    Logged beside the loss: the evaluator's accuracy on the erased map, :func:`map_statistics`, and what
+    erasing removed: ``erased_area`` (the fraction of the map's pixels) and ``erased_mass`` (the fraction
+    of its activation).
+    """
     out = net(images)
     p = out.activation.float()
-    erased, _ = parts.erasing(p)
+    erased, region = parts.erasing(p)
     logits = evaluator(images, erased).float()
     ce = F.cross_entropy(logits, labels)
     area = parts.area(p, out.class_maps.float(), logits)
     entropy = parts.entropy(p)
     loss = ce + parts.weights.area * area + parts.weights.entropy * entropy
-    return {"loss": loss, "ce": ce, "area": area, "entropy": entropy}
+    held = p.detach()
+    return {
+        "loss": loss,
+        "ce": ce,
+        "area": area,
+        "entropy": entropy,
+        "acc": (logits.argmax(1) == labels).float().mean(),
+        **map_statistics(held),
+        "erased_area": region.float().mean(),
+        "erased_mass": (held * region).sum() / held.sum().clamp_min(1e-12),
+    }
 
 
 def cam_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Losses:

@@ -13,7 +13,12 @@ from ornet.runtime import Context
 #: Images in ``maps.png``, the side-by-side comparison of every map.
 COMPARED = 6
 
-LABELS = {"coarse": "stage 1 map (coarse)", "fine": "stage 2 map (ORNet)", "cam": "CAM baseline"}
+LABELS = {
+    "coarse": "stage 1 map (coarse)",
+    "fine": "stage 2 map (ORNet)",
+    "cam": "CAM baseline",
+    "center_gaussian": "centre Gaussian (no learning)",
+}
 
 
 def label(name: str, result: dict[str, Any]) -> str:

@@ -194,8 +194,8 @@ def build_cam(
     stage's stride in the current config)."""
     if output_stride is None:
         output_stride = cam_output_stride(ctx.cfg, ctx.num_classes, stage)
-    resnet = build_classifier(ctx.cfg.model.backbone, ctx.num_classes, weights)
-    return CamNet(resnet, output_stride=output_stride)
+    model = build_classifier(ctx.cfg.model.backbone, ctx.num_classes, weights, output_stride=output_stride)
+    return CamNet(model, output_stride=output_stride)
 
 
 def stage_cam(ctx: Context, stage: str = "cam") -> None:

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 from lowcam.metrics.accuracy import BoxAccuracy, BoxProtocol
+from lowcam.metrics.baselines import center_gaussian
 from lowcam.metrics.base import CountingMetric
 from lowcam.metrics.contours import ContourBoxes, contour_boxes
 from lowcam.metrics.dataset import WSOLBatch, WSOLDataset, WSOLSample, collate_wsol
@@ -69,6 +70,7 @@ __all__ = [
     "WSOLSample",
     "box_from_map",
     "box_iou",
+    "center_gaussian",
     "boxes_all_pixels",
     "collate_wsol",
     "contour_boxes",

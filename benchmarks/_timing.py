@@ -121,6 +121,12 @@ def write_results(path_stem: Path, payload: dict[str, Any], markdown: str) -> No
         os.replace(tmp, target)
 
 
+def write_and_print(path_stem: Path, payload: dict[str, Any], markdown: str) -> None:
+    """:func:`write_results`, then print ``markdown``: how a benchmark's command line ends."""
+    write_results(path_stem, payload, markdown)
+    print(markdown)
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub-flavoured markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

@@ -40,21 +40,19 @@ Writes ``benchmarks/results/compare_original.{json,md}`` (``--out``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import importlib
 import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +66,17 @@ from ornet.models import CoarseNet, FineNet, build_classifier  # noqa: E402
 
 import lowcam  # noqa: E402
 import lowcam.ops.erasing_torch as _erasing_torch  # noqa: E402  (the draws are patched, see below)
-from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
+from benchmarks._compare_original_harness import (  # noqa: E402
+    RecordedDraws,
+    compare_states,
+    import_authors,
+    max_abs,
+    optimiser_step,
+    patched_for_cpu,
+    reseed_before_forward,
+)
+from benchmarks._compare_original_report import STAGE_COLUMNS, report  # noqa: E402
+from benchmarks._timing import environment, write_and_print  # noqa: E402
 
 NUM_CLASSES = 200
 C_BASE = 64
@@ -78,91 +86,6 @@ RECIPE_CASTS = [False]
 
 def _cast(x: torch.Tensor) -> torch.Tensor:
     return x.float() if RECIPE_CASTS[0] else x
-
-
-# ------------------------------------------------------------------------------ the authors' code, patched
-
-
-@contextlib.contextmanager
-def patched_for_cpu() -> Iterator[None]:
-    """While the authors' code runs: no download (``pretrained=True`` builds random weights) and
-    ``.cuda()`` is the identity."""
-    saved = {
-        "resnet50": torchvision.models.resnet50,
-        "vgg16": torchvision.models.vgg16,
-        "cuda": torch.Tensor.cuda,
-    }
-
-    def no_download(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        def build(*args: Any, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-            kwargs.pop("weights", None)
-            return builder(*args, weights=None, **kwargs)
-
-        return build
-
-    torchvision.models.resnet50 = no_download(saved["resnet50"])  # type: ignore[assignment]
-    torchvision.models.vgg16 = no_download(saved["vgg16"])  # type: ignore[assignment]
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        torchvision.models.resnet50 = saved["resnet50"]  # type: ignore[assignment]
-        torchvision.models.vgg16 = saved["vgg16"]  # type: ignore[assignment]
-        torch.Tensor.cuda = saved["cuda"]  # type: ignore[method-assign]
-
-
-def import_authors(path: Path) -> dict[str, Any]:
-    """The authors' modules, imported from ``path`` (their ``models`` package)."""
-    if not (path / "models" / "model.py").is_file():
-        raise FileNotFoundError(
-            f"--original {path}: no models/model.py (not a checkout of Sierkinhane/ORNet)"
-        )
-    sys.path.insert(0, str(path))
-    with patched_for_cpu():
-        modules = {name: importlib.import_module(f"models.{name}") for name in ("model", "loss", "erasing")}
-    return modules
-
-
-# ------------------------------------------------------------------------------------------ comparisons
-
-
-def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
-    if a.numel() == 0:
-        return 0.0
-    return float((a.detach().double() - b.detach().double()).abs().max())
-
-
-def compare_states(
-    original: Mapping[str, torch.Tensor],
-    ours: Mapping[str, torch.Tensor],
-    rename: Callable[[str], str | None],
-) -> tuple[float, str, float, str, int]:
-    """``(largest parameter difference, its name, largest buffer difference, its name, tensors compared)``
-    over every tensor of ``original`` that ``rename`` maps into ``ours`` (every one must map)."""
-    worst = {"param": (0.0, "-"), "buffer": (0.0, "-")}
-    count = 0
-    for name, tensor in original.items():
-        target = rename(name)
-        if target is None or target not in ours:
-            raise KeyError(f"the original's {name} has no counterpart ({target})")
-        kind = "buffer" if ("running_" in name or "num_batches" in name) else "param"
-        diff = max_abs(tensor.double(), ours[target].double())
-        if worst[kind][1] == "-" or diff > worst[kind][0]:
-            worst[kind] = (diff, name)
-        count += 1
-    return worst["param"][0], worst["param"][1], worst["buffer"][0], worst["buffer"][1], count
-
-
-def reseed_before_forward(module: nn.Module, seeds: list[int]) -> None:
-    """Reseed torch's generator before each forward of ``module`` with ``seeds[0]`` (the caller moves it):
-    the two VGG16s draw the same dropout masks."""
-
-    def reseed(_module: nn.Module, _inputs: Any) -> None:
-        torch.manual_seed(seeds[0])
-
-    module.register_forward_pre_hook(reseed)
 
 
 # ---------------------------------------------------------------------------------------------- stages
@@ -179,6 +102,29 @@ def load_renamed(
     target.load_state_dict(imported.state)
 
 
+def _sgd(*models: nn.Module) -> list[torch.optim.Optimizer]:
+    """The optimisers of stages 0 and 1, one per model: SGD, lr 1e-3, momentum 0.9, weight decay 5e-4."""
+    return [torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4) for m in models]
+
+
+def _row(
+    step: int,
+    loss_original: torch.Tensor,
+    loss_ours: torch.Tensor,
+    columns: dict[str, Any],
+    states: dict[str, Any],
+) -> dict[str, Any]:
+    """The row of step ``step`` (from 0): its number, the difference of the losses and the original's value,
+    the stage's ``columns``, then the differences of the ``states`` (:func:`compare_states`)."""
+    return {
+        "step": step + 1,
+        "loss": max_abs(loss_original, loss_ours),
+        "loss_value": float(loss_original.detach()),
+        **columns,
+        **states,
+    }
+
+
 def stage_evaluator(
     authors: dict[str, Any], images: torch.Tensor, labels: torch.Tensor, steps: int, casts: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
@@ -190,9 +136,7 @@ def stage_evaluator(
     seeds = [0]
     reseed_before_forward(original.model, seeds)
     reseed_before_forward(ours, seeds)
-    optimisers = [
-        torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4) for m in (original, ours)
-    ]
+    optimisers = _sgd(original, ours)
     rows = []
     for step in range(steps):
         seeds[0] = 1000 + step
@@ -200,29 +144,14 @@ def stage_evaluator(
         ours.train()
         logits_o = original(images)
         loss_o = F.cross_entropy(_cast(logits_o), labels)
-        optimisers[0].zero_grad()
-        loss_o.backward()
-        optimisers[0].step()
+        optimiser_step(optimisers[0], loss_o)
         out = recipe.evaluator_loss(_capture_logits(ours), images, labels)
-        optimisers[1].zero_grad()
-        out["loss"].backward()
-        optimisers[1].step()
-        p, pn, b, bn, n = compare_states(
+        optimiser_step(optimisers[1], out["loss"])
+        states = compare_states(
             original.state_dict(), ours.state_dict(), rename_with(import_original.EVALUATOR_RULES)
         )
-        rows.append(
-            {
-                "step": step + 1,
-                "loss": max_abs(loss_o, out["loss"]),
-                "loss_value": float(loss_o.detach()),
-                "logits": max_abs(logits_o, _CAPTURED["logits"]),
-                "params": p,
-                "params_worst": pn,
-                "buffers": b,
-                "buffers_worst": bn,
-                "tensors": n,
-            }
-        )
+        columns = {"logits": max_abs(logits_o, _CAPTURED["logits"])}
+        rows.append(_row(step, loss_o, out["loss"], columns, states))
     return rows, original.state_dict()
 
 
@@ -246,9 +175,7 @@ def stage_coarse(
     ours = CoarseNet(build_classifier("resnet50", NUM_CLASSES), NUM_CLASSES, C_BASE).to(images.dtype)
     load_renamed(ours, original.state_dict(), import_original.COARSE_RULES)
     ours.register_forward_hook(lambda _m, _i, out: _CAPTURED.__setitem__("coarse", out))
-    optimisers = [
-        torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4) for m in (original, ours)
-    ]
+    optimisers = _sgd(original, ours)
     rows = []
     for step in range(steps):
         original.train()
@@ -256,96 +183,22 @@ def stage_coarse(
         sx, mx, att = original(images)
         ce_gen, ce_main = F.cross_entropy(_cast(sx), labels), F.cross_entropy(_cast(mx), labels)
         loss_o = ce_gen + ce_main
-        optimisers[0].zero_grad()
-        loss_o.backward()
-        optimisers[0].step()
+        optimiser_step(optimisers[0], loss_o)
         out = recipe.coarse_loss(ours, images, labels)
-        optimisers[1].zero_grad()
-        out["loss"].backward()
-        optimisers[1].step()
+        optimiser_step(optimisers[1], out["loss"])
         captured = _CAPTURED["coarse"]
-        p, pn, b, bn, n = compare_states(
+        states = compare_states(
             original.state_dict(), ours.state_dict(), rename_with(import_original.COARSE_RULES)
         )
-        rows.append(
-            {
-                "step": step + 1,
-                "loss": max_abs(loss_o, out["loss"]),
-                "loss_value": float(loss_o.detach()),
-                "ce_generator": max_abs(ce_gen, out["ce_generator"]),
-                "ce_main": max_abs(ce_main, out["ce_main"]),
-                "map": max_abs(att, captured.generator.activation),
-                "generator_logits": max_abs(sx, captured.generator.logits),
-                "logits": max_abs(mx, captured.logits),
-                "params": p,
-                "params_worst": pn,
-                "buffers": b,
-                "buffers_worst": bn,
-                "tensors": n,
-            }
-        )
+        columns = {
+            "ce_generator": max_abs(ce_gen, out["ce_generator"]),
+            "ce_main": max_abs(ce_main, out["ce_main"]),
+            "map": max_abs(att, captured.generator.activation),
+            "generator_logits": max_abs(sx, captured.generator.logits),
+            "logits": max_abs(mx, captured.logits),
+        }
+        rows.append(_row(step, loss_o, out["loss"], columns, states))
     return rows, original.state_dict()
-
-
-class RecordedDraws:
-    """Records the random numbers the authors' erasing draws (NumPy's uniform and binomial, torch's rand and
-    randint inside ``models/erasing.py``) and turns them into the draws of lowcam's torch backend."""
-
-    def __init__(self, erasing_module: Any) -> None:
-        self.module = erasing_module
-        self.calls: list[tuple[str, Any]] = []
-
-    @contextlib.contextmanager
-    def recording(self) -> Iterator[None]:
-        np_random = self.module.np.random
-        torch_mod = self.module.torch
-        saved = (np_random.uniform, np_random.binomial, torch_mod.rand, torch_mod.randint)
-
-        def wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-            def call(*args: Any, **kwargs: Any) -> Any:
-                value = fn(*args, **kwargs)
-                self.calls.append((name, value))
-                return value
-
-            return call
-
-        np_random.uniform, np_random.binomial = wrap("uniform", saved[0]), wrap("binomial", saved[1])
-        torch_mod.rand, torch_mod.randint = wrap("rand", saved[2]), wrap("randint", saved[3])
-        try:
-            yield
-        finally:
-            np_random.uniform, np_random.binomial, torch_mod.rand, torch_mod.randint = saved
-
-    def lowcam_draws(self, p: torch.Tensor, args: Any) -> Any:
-        """lowcam's draws equal to the recorded ones, for the map ``p`` ``(B, 1, H, W)`` (the original's
-        ``att``; the half-size fractions land on the same integer half-sizes)."""
-        calls = list(self.calls)
-        name, factor = calls.pop(0)
-        assert name == "uniform", name
-        batch, _, height, width = p.shape
-        chosen = torch.zeros(batch, dtype=torch.bool)
-        half = torch.full((batch, 2), 0.5, dtype=torch.float64)
-        maps = p.detach().double().reshape(batch, height, width)
-        for j in range(batch):
-            name, value = calls.pop(0)
-            assert name == "rand", name
-            if not float(value) < args.erase_prob:
-                continue
-            chosen[j] = True
-            m = maps[j]
-            threshold = m.max() - (m.max() - m.min()) * factor
-            ys, xs = torch.nonzero(m > threshold, as_tuple=True)
-            extents = (int(ys.max() - ys.min()), int(xs.max() - xs.min()))
-            for axis, low in ((0, args.min_size_y), (1, args.min_size_x)):
-                if not calls or calls[0][0] != "randint":
-                    break  # the original gave up on this sample (randint raised): lowcam's span is empty too
-                _, drawn = calls.pop(0)
-                span = extents[axis] // 2 - low
-                half[j, axis] = (int(drawn) - low + 0.5) / span
-        binomials = [value for name, value in calls if name == "binomial"]
-        keep = torch.as_tensor(np.stack(binomials), dtype=torch.float32).view(batch, 1, height, width)
-        # the factor itself (the draws hold min + (max - min) * u), in float64 as NumPy drew it
-        return _erasing_torch._Draws(torch.full((batch,), factor, dtype=torch.float64), chosen, half, keep)
 
 
 def erasing_check(authors: dict[str, Any], maps: torch.Tensor) -> dict[str, Any]:
@@ -443,105 +296,36 @@ def stage_fine(
         loss_area = criterion[1](_cast(att_o), _cast(main_out), _cast(features))
         loss_entropy = criterion[2](_cast(att_o))
         loss_o = loss_eval + 0.02 * loss_area + 1.5 * loss_entropy
-        optimisers[0].zero_grad()
-        loss_o.backward()
-        optimisers[0].step()
+        optimiser_step(optimisers[0], loss_o)
 
         _erasing_torch._draw_randoms = lambda p, args, generator: recorder.lowcam_draws(p, args)
         try:
             out = recipe.fine_loss(ours, evaluator, parts, images, labels)
         finally:
             _erasing_torch._draw_randoms = draw
-        optimisers[1].zero_grad()
-        out["loss"].backward()
-        optimisers[1].step()
+        optimiser_step(optimisers[1], out["loss"])
         fine_out, erased = _CAPTURED["fine"], _CAPTURED["erased"]
         mask_o = att_dropout == 0  # the pixels the original dropped (0.6·p + 0.2 ≥ 0.2 elsewhere)
         ours_state = {f"evaluator.{k}": v for k, v in classifier.state_dict().items()}
         ours_state.update({k: v for k, v in ours.state_dict().items()})
-        p, pn, b, bn, n = compare_states(original.state_dict(), ours_state, rename)
-        rows.append(
-            {
-                "step": step + 1,
-                "loss": max_abs(loss_o, out["loss"]),
-                "loss_value": float(loss_o.detach()),
-                "ce": max_abs(loss_eval, out["ce"]),
-                "area": max_abs(loss_area, out["area"]),
-                "entropy": max_abs(loss_entropy, out["entropy"]),
-                "map": max_abs(att_o, fine_out.activation),
-                "class_maps": max_abs(features, fine_out.class_maps),
-                "erased_map": max_abs(att_dropout, erased.erased),
-                "dropped_pixels": int((mask_o).sum()),
-                "dropped_pixels_differ": int((mask_o != (erased.erased == 0)).sum()),
-                "differ_off_row0_col0": int((mask_o != (erased.erased == 0))[..., 1:, 1:].sum()),
-                "logits": max_abs(main_out, _CAPTURED["logits"]),
-                "params": p,
-                "params_worst": pn,
-                "buffers": b,
-                "buffers_worst": bn,
-                "tensors": n,
-            }
-        )
+        states = compare_states(original.state_dict(), ours_state, rename)
+        columns = {
+            "ce": max_abs(loss_eval, out["ce"]),
+            "area": max_abs(loss_area, out["area"]),
+            "entropy": max_abs(loss_entropy, out["entropy"]),
+            "map": max_abs(att_o, fine_out.activation),
+            "class_maps": max_abs(features, fine_out.class_maps),
+            "erased_map": max_abs(att_dropout, erased.erased),
+            "dropped_pixels": int((mask_o).sum()),
+            "dropped_pixels_differ": int((mask_o != (erased.erased == 0)).sum()),
+            "differ_off_row0_col0": int((mask_o != (erased.erased == 0))[..., 1:, 1:].sum()),
+            "logits": max_abs(main_out, _CAPTURED["logits"]),
+        }
+        rows.append(_row(step, loss_o, out["loss"], columns, states))
     return rows
 
 
 # ------------------------------------------------------------------------------------------------- main
-
-STAGE_COLUMNS = {
-    "evaluator": ["loss", "logits"],
-    "coarse": ["loss", "ce_generator", "ce_main", "map", "generator_logits", "logits"],
-    "fine (no erasing)": ["loss", "ce", "area", "entropy", "map", "class_maps", "erased_map", "logits"],
-    "fine (erasing, matched draws)": [
-        "loss", "ce", "area", "entropy", "map", "erased_map", "dropped_pixels", "dropped_pixels_differ", "differ_off_row0_col0", "logits",
-    ],
-}  # fmt: skip
-
-
-def report(payload: dict[str, Any]) -> str:
-    env = payload["environment"]
-    lines = [
-        "## End-to-end faithfulness: the authors' ORNet against lowcam's pipeline",
-        "",
-        f"{env['device']}; torch {env['torch']}, python {env['python']}; commit {env['commit']}; {env['date']}.",
-        "",
-        f"Command: `{payload['command']}` ({payload['seconds']:.0f} s). Batch {payload['batch']}×3×224×224, "
-        f"{NUM_CLASSES} classes, generator width {C_BASE}, {payload['dtype']}, same random weights and batch on "
-        "both sides"
-        + (
-            "; the authors' losses and erasing get float32 inputs, as the pipeline's recipe casts them "
-            "(`--recipe-casts`)"
-            if payload.get("recipe_casts")
-            else ""
-        )
-        + ". Each cell is the largest absolute difference after that step (losses, maps and logits "
-        "of the step's forward; parameters and buffers after its update, the worst tensor named).",
-        "",
-    ]
-    for stage, rows in payload["stages"].items():
-        columns = STAGE_COLUMNS[stage]
-        header = ["step", *columns, "params (worst)", "buffers (worst)"]
-        body = []
-        for r in rows:
-            cells = [str(r["step"])]
-            for c in columns:
-                v = r[c]
-                cells.append(str(v) if isinstance(v, int) else f"{v:.2e}")
-            cells.append(f"{r['params']:.2e} ({r['params_worst']})")
-            cells.append(f"{r['buffers']:.2e} ({r['buffers_worst']})")
-            body.append(cells)
-        lines += [f"### {stage}", "", markdown_table(header, body), ""]
-    e = payload["erasing_alone"]
-    lines += [
-        "### attentive erasing alone, draws matched",
-        "",
-        f"{e['maps']} smooth random 56×56 maps ({e['erased_maps']} erased by the authors' code): "
-        f"{e['region_differ']} of {e['region_pixels']} region pixels differ, "
-        f"{e['region_differ_off_row0_col0']} of them off row 0 and column 0; "
-        f"{e['maps_with_a_difference']} maps differ; on the others the outputs differ by at most "
-        f"{e['output_where_regions_agree']:.1e}.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -616,9 +400,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "erasing_alone": erasing,
         "seconds": time.perf_counter() - start,
     }
-    markdown = report(payload)
-    write_results(args.out, payload, markdown)
-    print(markdown)
+    write_and_print(args.out, payload, report(payload, NUM_CLASSES, C_BASE))
 
 
 if __name__ == "__main__":

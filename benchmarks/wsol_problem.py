@@ -51,7 +51,7 @@ from ornet.data import read_cub  # noqa: E402
 from ornet.pretrained import IMAGENET_MEAN, IMAGENET_STD, TimmCamNet, load_efficientnet_lite  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
+from benchmarks._timing import environment, markdown_table, write_and_print  # noqa: E402
 from lowcam import metrics  # noqa: E402
 
 
@@ -413,9 +413,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "runs": runs,
         "seconds": time.perf_counter() - start,
     }
-    markdown = report(payload)
-    write_results(args.out, payload, markdown)
-    print(markdown)
+    write_and_print(args.out, payload, report(payload))
 
 
 if __name__ == "__main__":

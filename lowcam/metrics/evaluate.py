@@ -53,6 +53,12 @@ def _str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"boolean value expected, got {value!r}")
 
 
+def _add_flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    """The reference's boolean option ``name``: off by default, on alone or with a value :func:`_str2bool`
+    reads."""
+    parser.add_argument(name, type=_str2bool, nargs="?", const=True, default=False, help=help)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lowcam-eval",
@@ -84,21 +90,15 @@ def _parser() -> argparse.ArgumentParser:
         help="score-map threshold step: thresholds np.arange(0, 1, step) (default 0.01, the reference "
         "script's; its training code and papers use 0.001)",
     )
-    parser.add_argument(
+    _add_flag(
+        parser,
         "--multi_contour_eval",
-        type=_str2bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="boxes of every contour (MaxBoxAccV2) instead of the largest contour's (MaxBoxAcc)",
+        "boxes of every contour (MaxBoxAccV2) instead of the largest contour's (MaxBoxAcc)",
     )
-    parser.add_argument(
+    _add_flag(
+        parser,
         "--multi_iou_eval",
-        type=_str2bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="report the mean over --iou_threshold_list instead of the value at IoU 50",
+        "report the mean over --iou_threshold_list instead of the value at IoU 50",
     )
     parser.add_argument(
         "--iou_threshold_list",

@@ -33,7 +33,25 @@ def _key(delta: float) -> str:
     return f"{delta:g}"
 
 
-class BoxAccuracyResult:
+class _Result:
+    """What every result has: the number of images ``n`` and a ``repr`` of its :meth:`scalars`."""
+
+    _n: int
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.scalars()})"
+
+    @property
+    def n(self) -> int:
+        """The number of images counted."""
+        return self._n
+
+    def scalars(self, prefix: str = "") -> dict[str, float]:
+        """Flat ``{name: float}`` for loggers, each name after ``prefix`` (each result lists its own)."""
+        raise NotImplementedError
+
+
+class BoxAccuracyResult(_Result):
     """What ``compute()`` of :class:`~lowcam.metrics.LocalizationAccuracy` and :class:`~lowcam.metrics.MaxBoxAcc`
     returns.
 
@@ -127,18 +145,10 @@ class BoxAccuracyResult:
         """
         return cls(protocol, thresholds, iou_thresholds, counts, n, top1_counts, top5_counts)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.scalars()})"
-
     @property
     def value(self) -> float:
         """The headline number: the mean over δ of ``acc[δ]`` (MaxBoxAcc, MaxBoxAccV2; GT-known for "ornet")."""
         return self._value
-
-    @property
-    def n(self) -> int:
-        """The number of images counted."""
-        return self._n
 
     @property
     def acc(self) -> dict[float, float]:
@@ -249,7 +259,7 @@ class BoxAccuracyResult:
         return ax
 
 
-class PxAPResult:
+class PxAPResult(_Result):
     """What :meth:`~lowcam.metrics.PxAP.compute` returns: PxAP in percent, its precision–recall curve and the
     number of images; :meth:`scalars` for loggers, :meth:`to_dict` for JSON.
 
@@ -271,18 +281,10 @@ class PxAPResult:
         """The result of a PxAP ``value`` with its precision and recall curves over ``n`` images."""
         return cls(value, precision, recall, n)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.scalars()})"
-
     @property
     def value(self) -> float:
         """PxAP, percent."""
         return self._value
-
-    @property
-    def n(self) -> int:
-        """The number of images counted."""
-        return self._n
 
     @property
     def precision(self) -> Tensor:

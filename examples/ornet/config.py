@@ -132,15 +132,24 @@ class EvaluatorStage:
 
 
 @dataclass
+class CoarseLossWeights:
+    """``loss = generator · CE(generator logits) + main · CE(main logits)`` (reference: 1 and 1)."""
+
+    generator: float = 1.0
+    main: float = 1.0
+
+
+@dataclass
 class CoarseStage:
     """Stage 1: backbone + generator trained on CE(generator) + CE(main). The reference code does not
     ship this stage: 70 epochs at lr 1e-3 follow its config, the seed is the reference config's ``SEED``
-    (assumptions)."""
+    (assumptions). ``loss_weights`` weighs the two cross-entropies (reference 1 and 1)."""
 
     epochs: int = 70
     batch_size: int = 16
     seed: int = 1
     optim: OptimConfig = field(default_factory=_sgd)
+    loss_weights: CoarseLossWeights = field(default_factory=CoarseLossWeights)
 
 
 @dataclass

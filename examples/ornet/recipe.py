@@ -29,7 +29,7 @@ import torchvision
 from torch import nn
 
 import lowcam
-from ornet.config import Config, LossWeights
+from ornet.config import CoarseLossWeights, Config, LossWeights
 from ornet.models import CoarseNet, FineNet, build_classifier, is_torchvision
 
 Losses = dict[str, torch.Tensor]
@@ -172,8 +172,14 @@ def map_statistics(p: torch.Tensor) -> Losses:
     return {"map_mean": p.mean(), "map_saturated": ((p < 0.01) | (p > 0.99)).float().mean()}
 
 
-def coarse_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Losses:
-    """Stage 1: CE(generator logits) + CE(logits of the ResNet body on stem(x) · p).
+def coarse_loss(
+    net: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    weights: CoarseLossWeights | None = None,
+) -> Losses:
+    """Stage 1: CE(generator logits) + CE(logits of the ResNet body on stem(x) · p), each weighted by
+    ``coarse.loss_weights`` (reference: 1 and 1; ``None`` is the reference).
 
     Logged beside the loss: the generator's cross-entropy against ``ce_chance`` = ln(classes) (a
     generator whose map is class-specific ends well below it), its accuracy, and :func:`map_statistics`.
@@ -182,8 +188,9 @@ def coarse_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> L
     generator_logits = out.generator.logits.float()
     ce_generator = F.cross_entropy(generator_logits, labels)
     ce_main = F.cross_entropy(out.logits.float(), labels)
+    w = CoarseLossWeights() if weights is None else weights
     return {
-        "loss": ce_generator + ce_main,
+        "loss": w.generator * ce_generator + w.main * ce_main,
         "ce_generator": ce_generator,
         "ce_main": ce_main,
         "ce_chance": torch.full((), math.log(generator_logits.shape[1]), device=labels.device),

@@ -119,7 +119,12 @@ def stage_evaluator(ctx: Context) -> None:
 def stage_coarse(ctx: Context) -> None:
     """Stage 1: backbone split after its stem + generator, CE(generator logits) + CE(main logits)."""
     model = build_coarse(ctx, ctx.cfg.model.backbone_weights)
-    _train(ctx, "coarse", model, ctx.cfg.coarse, recipe.coarse_loss)
+    weights = ctx.cfg.coarse.loss_weights
+
+    def loss(runner: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> recipe.Losses:
+        return recipe.coarse_loss(runner, images, labels, weights)
+
+    _train(ctx, "coarse", model, ctx.cfg.coarse, loss)
 
 
 def load_fine_parts(ctx: Context, stage: str) -> tuple[FineNet, lowcam.Evaluator]:

@@ -233,6 +233,17 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def readme_table(payload: dict[str, Any]) -> str:
+    """The all-runs table as the README shows it (a test checks that the README holds exactly this)."""
+    runs = payload["runs"]
+    rows = []
+    for method, label in LABELS.items():
+        size = "×".join(str(v) for v in runs[0]["rows"][method].get("map_size", [])) or "?"
+        cells = [_cell([r["rows"][method][m] for r in runs]) for m in ("maxboxacc_v2", "gt_known")]
+        rows.append([label, size, *cells])
+    return markdown_table(["map", "size", "MaxBoxAccV2", "GT-known Loc"], rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -107,7 +107,19 @@ def test_training_leaves_the_evaluator_frozen_and_erases(tiny_data: Path, tmp_pa
 
 
 def test_batch_larger_than_the_training_set(tiny_data: Path, tmp_path: Path) -> None:
-    args = ["--data", str(tiny_data), "--out", str(tmp_path), "--resize", "36", "--crop", "32", "--backbone", "resnet18", "--scratch"]
+    args = [
+        "--data",
+        str(tiny_data),
+        "--out",
+        str(tmp_path),
+        "--resize",
+        "36",
+        "--crop",
+        "32",
+        "--backbone",
+        "resnet18",
+        "--scratch",
+    ]
     args += [
         "--epochs",
         "1",
@@ -176,6 +188,8 @@ def test_pretrained_backbone_is_the_default_and_scratch_drops_it(tiny_data: Path
     reference = load_efficientnet_lite(num_classes=1000).state_dict()
     own = model.features.state_dict()
     assert len(own) == len([k for k in reference if not k.startswith("classifier.")])
-    for mine, theirs in zip(own.values(), (v for k, v in reference.items() if not k.startswith("classifier."))):
+    for mine, theirs in zip(
+        own.values(), (v for k, v in reference.items() if not k.startswith("classifier."))
+    ):
         torch.testing.assert_close(mine, theirs)  # every feature tensor is the wheel's ImageNet weight
     assert model.fc.out_features == 3 and model.output_stride == 8

@@ -120,7 +120,12 @@ def config_problems(cfg: Config, num_classes: int | None = None) -> list[str]:
         need(math.isfinite(weight), f"fine.loss_weights.{key}", weight, "a finite number")
     w = cfg.coarse.loss_weights
     for key, weight in (("generator", w.generator), ("main", w.main)):
-        need(math.isfinite(weight) and weight >= 0, f"coarse.loss_weights.{key}", weight, "a finite number >= 0")
+        need(
+            math.isfinite(weight) and weight >= 0,
+            f"coarse.loss_weights.{key}",
+            weight,
+            "a finite number >= 0",
+        )
     if (
         num_classes is not None
         and recipe.coarse_head(cfg, num_classes, cfg.model.backbone_weights) < num_classes

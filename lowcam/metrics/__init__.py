@@ -31,8 +31,8 @@ Example:
 from __future__ import annotations
 
 from lowcam.metrics.accuracy import BoxAccuracy, BoxProtocol
-from lowcam.metrics.baselines import center_gaussian
 from lowcam.metrics.base import CountingMetric
+from lowcam.metrics.baselines import center_gaussian
 from lowcam.metrics.contours import ContourBoxes, contour_boxes
 from lowcam.metrics.dataset import WSOLBatch, WSOLDataset, WSOLSample, collate_wsol
 from lowcam.metrics.frames import ornet_gt_boxes, wsoleval_gt_boxes
@@ -70,8 +70,8 @@ __all__ = [
     "WSOLSample",
     "box_from_map",
     "box_iou",
-    "center_gaussian",
     "boxes_all_pixels",
+    "center_gaussian",
     "collate_wsol",
     "contour_boxes",
     "evaluate_model",

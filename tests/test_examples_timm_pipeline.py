@@ -110,6 +110,11 @@ def test_config_checks_timm_strides_and_coarse_weights() -> None:
     validate(load_config(config, {"model.backbone": "resnet18", "cam.output_stride": "4"}), num_classes=4)
     with pytest.raises(ConfigError, match="coarse.loss_weights.main"):
         validate(load_config(config, {"coarse.loss_weights.main": "-1"}), num_classes=4)
+    zero = {"coarse.loss_weights.main": "0", "coarse.loss_weights.generator": "0"}
+    with pytest.raises(ConfigError, match="not both 0"):
+        validate(load_config(config, zero), num_classes=4)
+    with pytest.raises(ValueError, match="output_stride must be one of 8, 16, 32 for a timm model; got 4"):
+        build_classifier(LITE, 3, output_stride=4)
 
 
 def test_coarse_loss_weights_and_logged_terms() -> None:
@@ -158,4 +163,5 @@ def test_pipeline_end_to_end_with_timm(tmp_path: Path) -> None:
     assert math.isclose(coarse["ce_chance"], math.log(3), rel_tol=1e-6)
     assert {"ce_generator", "acc_generator", "map_mean", "map_saturated"} <= set(coarse)
     fine = next(e for e in log if e["event"] == "fine/epoch")
-    assert 0 <= fine["erased_area"] <= 1 and 0 <= fine["erased_mass"] <= 1 and "acc" in fine
+    assert 0 <= fine["erased_area"] <= fine["erasing_region"] <= 1 and "acc" in fine
+    assert 0 <= fine["erased_mass"] <= fine["erasing_region_mass"] <= 1

@@ -28,7 +28,7 @@ def test_equals_loop(height: int, width: int, sigma: float, dtype: torch.dtype) 
     expected = _loop(height, width, sigma).to(dtype)
     for b in range(3):
         torch.testing.assert_close(maps[b], expected)
-    assert float(maps.max()) <= 1.0 and float(maps.min()) > 0.0
+    assert float(maps.max()) <= 1.0 and float(maps.min()) >= 0.0
 
 
 def test_square_default_and_empty_batch() -> None:
@@ -62,8 +62,20 @@ def test_threshold_sweep_sees_centred_boxes() -> None:
         ({"batch": 1, "height": 3, "sigma": 0.0}, ValueError, "sigma must be a positive finite number"),
         ({"batch": 1, "height": 3, "sigma": float("nan")}, ValueError, "sigma must be a positive finite"),
         ({"batch": 1, "height": 3, "dtype": torch.int64}, TypeError, "dtype must be a floating dtype"),
+        ({"batch": 1, "height": 3, "dtype": "float32"}, TypeError, "dtype must be a floating dtype"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         metrics.center_gaussian(**kwargs)  # type: ignore[arg-type]
+
+
+def test_numpy_sigma_and_default_minimum() -> None:
+    import numpy as np
+
+    torch.testing.assert_close(
+        metrics.center_gaussian(1, 6, sigma=np.float32(0.2)), metrics.center_gaussian(1, 6, sigma=0.2)
+    )
+    maps = metrics.center_gaussian(1, 9)  # odd side: the centre pixel is 1, the corners exp(-4 (1 - 1/9)^2)
+    assert float(maps[0, 4, 4]) == 1.0
+    assert math.isclose(float(maps[0, 0, 0]), math.exp(-4 * (8 / 9) ** 2), rel_tol=1e-6)

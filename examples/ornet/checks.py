@@ -126,6 +126,7 @@ def config_problems(cfg: Config, num_classes: int | None = None) -> list[str]:
             weight,
             "a finite number >= 0",
         )
+    need(w.generator > 0 or w.main > 0, "coarse.loss_weights", [w.generator, w.main], "not both 0")
     if (
         num_classes is not None
         and recipe.coarse_head(cfg, num_classes, cfg.model.backbone_weights) < num_classes

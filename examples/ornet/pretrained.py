@@ -199,9 +199,11 @@ def create_timm(name: str, num_classes: int = 1000, *, output_stride: int = 32) 
     ``num_classes`` outputs and timm's ``output_stride`` (32, 16 or 8: the last stages dilated).
 
     Raises:
-        ValueError: timm has no model ``name``.
+        ValueError: timm has no model ``name``, or ``output_stride`` is not 8, 16 or 32.
         ImportError: timm is missing (the message names the ``examples`` extra).
     """
+    if isinstance(output_stride, bool) or output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be one of 8, 16, 32 for a timm model; got {output_stride!r}")
     timm = _require_timm()
     if not timm.is_model(name):
         raise ValueError(f"{name!r} is neither a torchvision classifier nor a timm model")

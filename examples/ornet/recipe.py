@@ -204,9 +204,10 @@ def fine_loss(
 ) -> Losses:
     """Stage 2: the map through attentive erasing and the frozen evaluator, plus the two map losses.
 
-    Logged beside the loss: the evaluator's accuracy on the erased map, :func:`map_statistics`, and what
-    erasing removed: ``erased_area`` (the fraction of the map's pixels) and ``erased_mass`` (the fraction
-    of its activation).
+    Logged beside the loss: the evaluator's accuracy on the erased map, :func:`map_statistics`, the region
+    erasing may drop (``erasing_region``: the fraction of the map's pixels, ``erasing_region_mass``: of its
+    activation) and what it dropped in it (``erased_area``, ``erased_mass``: the pixels set to 0, drawn at
+    random inside the region).
     """
     out = net(images)
     p = out.activation.float()
@@ -217,6 +218,7 @@ def fine_loss(
     entropy = parts.entropy(p)
     loss = ce + parts.weights.area * area + parts.weights.entropy * entropy
     held = p.detach()
+    dropped = region & (erased.detach() == 0)  # the squashed map is >= 0.2 wherever it is kept
     return {
         "loss": loss,
         "ce": ce,
@@ -224,8 +226,10 @@ def fine_loss(
         "entropy": entropy,
         "acc": (logits.argmax(1) == labels).float().mean(),
         **map_statistics(held),
-        "erased_area": region.float().mean(),
-        "erased_mass": (held * region).sum() / held.sum().clamp_min(1e-12),
+        "erasing_region": region.float().mean(),
+        "erasing_region_mass": (held * region).sum() / held.sum().clamp_min(1e-12),
+        "erased_area": dropped.float().mean(),
+        "erased_mass": (held * dropped).sum() / held.sum().clamp_min(1e-12),
     }
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -26,11 +29,13 @@ def center_gaussian(
         map[b, y, x] = exp(−((y − c_y)² / (2 σ_y²) + (x − c_x)² / (2 σ_x²)))
         c_y = (H − 1) / 2,  c_x = (W − 1) / 2,  σ_y = sigma · H,  σ_x = sigma · W
 
-    The peak is 1 (a centre pixel, or 4 pixels near 1 on even sides), every value is in ``(0, 1]``.
+    Values are in ``[0, 1]``: 1 at the centre pixel of an odd side, ``exp(−1 / (32 σ_y²)…)`` below 1 on an
+    even side (the centre falls between pixels); with the default ``sigma`` the smallest value is
+    ``exp(−4) ≈ 0.018``, while a small ``sigma`` or a half-precision ``dtype`` underflows far pixels to 0.
     Its level sets are centred ellipses of the image's aspect ratio, so a metric that sweeps the
-    threshold (MaxBoxAcc, MaxBoxAccV2, PxAP) sees the same family of boxes whatever ``sigma`` is (only
-    which sizes the threshold grid samples); a fixed-threshold protocol (``"ornet"``'s boxes) depends on
-    it.
+    threshold (MaxBoxAcc, MaxBoxAccV2, PxAP) sees the same family of boxes for any ``sigma`` that does not
+    underflow (only which sizes the threshold grid samples); a fixed-threshold protocol (``"ornet"``'s
+    boxes) depends on it.
 
     Args:
         batch: number of maps ``B`` (≥ 0).
@@ -41,7 +46,7 @@ def center_gaussian(
         dtype: a floating dtype (default float32).
 
     Returns:
-        ``(B, H, W)`` maps in ``(0, 1]``.
+        ``(B, H, W)`` maps in ``[0, 1]``.
 
     Raises:
         ValueError: a size below its minimum or ``sigma`` not a positive finite number.
@@ -59,9 +64,10 @@ def center_gaussian(
             raise TypeError(f"{name} must be an int; got {type(value).__name__}")
         if value < least:
             raise ValueError(f"{name} must be >= {least}; got {value}")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < float("inf"):
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0 < float(sigma) < math.inf:
         raise ValueError(f"sigma must be a positive finite number; got {sigma!r}")
-    if not dtype.is_floating_point:
+    sigma = float(sigma)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating dtype; got {dtype}")
     y = torch.arange(height, device=device, dtype=torch.float64)
     x = torch.arange(width, device=device, dtype=torch.float64)

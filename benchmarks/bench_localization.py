@@ -311,26 +311,40 @@ def _parallel(tasks: Sequence[Callable[[], Any]], jobs: int) -> list[Any]:
         return list(pool.map(lambda task: task(), tasks))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def runs_parser(doc: str | None, variants: Sequence[str]) -> argparse.ArgumentParser:
+    """The command line the localization benchmarks share: ``--work``, ``--out``, ``--seeds``,
+    ``--variants`` (default: all of ``variants``), ``--jobs``, ``--threads`` and ``--quick``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="data sets, runs and the result cache")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--variants", nargs="+", default=[name for name, _, _ in VARIANTS])
+    parser.add_argument("--variants", nargs="+", default=list(variants))
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1)")
     parser.add_argument(
         "--quick", action="store_true", help="one epoch per stage: a smoke test, not a result"
     )
+    return parser
+
+
+def parse_runs(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, variants: Sequence[str]
+) -> argparse.Namespace:
+    """Parse the command line of :func:`runs_parser`; a ``--variants`` name not in ``variants`` is an
+    argparse error."""
+    args = parser.parse_args(argv)
+    unknown = [v for v in args.variants if v not in variants]
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; expected some of {sorted(variants)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = runs_parser(__doc__, [name for name, _, _ in VARIANTS])
     parser.add_argument("--no-plugin", action="store_true", help="skip the plug-in pair")
     parser.add_argument("--no-ornet", action="store_true", help="skip the ORNet pipeline")
-    args = parser.parse_args(argv)
     known = {name: (what, spec) for name, what, spec in VARIANTS}
-    unknown = [v for v in args.variants if v not in known]
-    if unknown:
-        parser.error(f"--variants: unknown {unknown}; expected some of {sorted(known)}")
+    args = parse_runs(parser, argv, list(known))
     settings = Settings(args.work.resolve(), args.threads, args.quick)
     started = time.perf_counter()
     measured_on = environment("cpu")  # the commit the runs start from (later edits do not change it)

@@ -29,7 +29,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shutil
@@ -53,10 +52,11 @@ from benchmarks.bench_localization import (  # noqa: E402
     _ornet_row,
     _parallel,
     _run,
+    parse_runs,
+    runs_parser,
     write_validation_split,
 )
 
-SEEDS = (0, 1, 2)
 #: Stage-2 candidates (overrides of examples/configs/pretrained.yaml), chosen on validation.
 FINE_GRID: tuple[dict[str, str], ...] = (
     {"fine.optim.lr": "0.0001"},
@@ -246,32 +246,18 @@ def readme_table(payload: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--work", type=Path, required=True, help="data sets, runs and the result cache")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--variants", nargs="+", default=[name for name, _, _ in VARIANTS])
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
-    parser.add_argument(
-        "--quick", action="store_true", help="one epoch per stage: a smoke test, not a result"
-    )
+    known = {name: (what, spec) for name, what, spec in VARIANTS}
+    parser = runs_parser(__doc__, list(known))
     parser.add_argument(
         "--render",
         action="store_true",
         help="rewrite <out>/pretrained.md from <out>/pretrained.json, no runs",
     )
-    args = parser.parse_args(argv)
+    args = parse_runs(parser, argv, list(known))
     if args.render:
         payload = json.loads((args.out / "pretrained.json").read_text())
         write_results(args.out / "pretrained", payload, markdown(payload))
         return 0
-    known = {name: (what, spec) for name, what, spec in VARIANTS}
-    unknown = [v for v in args.variants if v not in known]
-    if unknown:
-        parser.error(f"--variants: unknown {unknown}; expected some of {sorted(known)}")
     work = args.work.resolve()
     started = time.perf_counter()
     measured_on = environment("cpu")

@@ -51,6 +51,7 @@ from ornet.data import read_cub  # noqa: E402
 from ornet.pretrained import IMAGENET_MEAN, IMAGENET_STD, TimmCamNet, load_efficientnet_lite  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import lowcam  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_and_print  # noqa: E402
 from lowcam import metrics  # noqa: E402
 
@@ -81,14 +82,6 @@ def load_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, torc
         torch.tensor(boxes, dtype=torch.float64),
         torch.tensor(head_boxes, dtype=torch.float64),
     )
-
-
-def centre_gaussian(n: int, side: int, sigma: float) -> torch.Tensor:
-    """``(n, side, side)`` maps of a Gaussian centred in the image, in ``[0, 1]`` (the data-free baseline)."""
-    coords = torch.arange(side, dtype=torch.float64) + 0.5 - side / 2
-    g = torch.exp(-(coords[:, None] ** 2 + coords[None, :] ** 2) / (2 * sigma**2))
-    g = (g - g.min()) / (g.max() - g.min())
-    return g.expand(n, side, side).clone()
 
 
 def grid_aligned_scoremap(cams: torch.Tensor, size: int) -> torch.Tensor:
@@ -235,7 +228,10 @@ def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     true_cams = cams[torch.arange(len(y_test)), y_test]
     cam_maps = metrics.prepare_scoremap(true_cams, size=side)
     aligned_maps = grid_aligned_scoremap(true_cams, side)
-    gauss = centre_gaussian(len(y_test), side, side / 4)
+    # lowcam's centre Gaussian (σ = side / 4), min-max normalised as the learned maps are
+    gauss = lowcam.normalize_map(metrics.center_gaussian(len(y_test), side, dtype=torch.float64)[:, None])[
+        :, 0
+    ]
     if args.save_maps is not None:
         save_grid(
             args.save_maps.with_name(f"{args.save_maps.stem}_seed{seed}.png"),

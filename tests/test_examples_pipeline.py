@@ -147,8 +147,8 @@ def test_resume_equals_unbroken_run(trained: Path, tiny_data: Path, tmp_path: Pa
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert a["scheduler"] == b["scheduler"]
-    for x, y in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
-        assert all(torch.equal(x[k], y[k]) for k in x)
+    assert partial["optimizer"]["state"]  # the unfinished file keeps the moments resume needs ...
+    assert a["optimizer"] is None and b["optimizer"] is None  # ... a finished one drops them
     # a finished stage is skipped by --resume
     assert (
         train_ornet.main(tiny_args(tiny_data, broken, "--stage", "fine", "--fine.epochs", "2", "--resume"))

@@ -162,7 +162,8 @@ def train_epochs(
     if ctx.resume and path.is_file():
         state = checkpoint.load(path)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if state.get("optimizer") is not None:  # a finished stage's file keeps no optimiser state
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["epoch"])
         best = {k: state[k] for k in ("selected_model", "selected_epoch", "selected_score") if k in state}
@@ -180,7 +181,9 @@ def train_epochs(
     def save(epoch: int, rngs: list[dict[str, Any]] | None = None) -> None:
         payload = {
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            # the optimiser's moments (one to two copies of the weights) only matter for continuing an
+            # unfinished stage: a finished stage's file drops them (None)
+            "optimizer": optimizer.state_dict() if epoch < epochs else None,
             "scheduler": scheduler.state_dict(),
             "epoch": epoch,
             "epochs": epochs,

@@ -93,6 +93,8 @@ class Settings:
     work: Path
     threads: int
     quick: bool
+    #: the plug-in pair's model and data arguments (here: the from-scratch ResNet-18 at 64 px)
+    plugin: tuple[str, ...] = ("--backbone", "resnet18", "--scratch")
 
 
 # ----------------------------------------------------------------------------------------- data sets
@@ -272,7 +274,7 @@ def _plugin_args(
 ) -> list[str]:
     args = [
         "benchmarks/plugin_arms.py", "--data", str(data), "--seeds", str(seed), "--out", str(out),
-        "--num-threads", str(settings.threads), "--no-progress", "--backbone", "resnet18", "--scratch",
+        "--num-threads", str(settings.threads), "--no-progress", *settings.plugin,
     ]  # fmt: skip
     if settings.quick:
         args += ["--epochs", "1"]
@@ -283,7 +285,7 @@ def plugin_run(
     variant: str, data: Path, tag: str, overrides: dict[str, str], seed: int, settings: Settings
 ) -> dict[str, Any]:
     """One seed of both arms of ``cam_with_lowcam.py``; ``{"plain": {...}, "lowcam": {...}}``."""
-    out = settings.work / variant / f"plugin-{tag}-{_key(overrides)}-seed{seed}"
+    out = settings.work / variant / f"plugin-{tag}-{_key({**overrides, 'args': settings.plugin})}-seed{seed}"
 
     def produce() -> dict[str, Any]:
         seconds = _run(
@@ -296,6 +298,8 @@ def plugin_run(
             rows[arm] = {"gt_known": float(entry["gt_known"]), "maxboxacc_v2": float(entry["maxboxacc_v2"])}
             if "map_size" in results.get("config", {}):
                 rows[arm]["map_size"] = results["config"]["map_size"]
+        if "center_gaussian" in results:
+            rows["center_gaussian"] = results["center_gaussian"]
         return rows
 
     return _cached(out.with_suffix(".json"), out, produce)

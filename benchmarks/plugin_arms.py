@@ -32,8 +32,9 @@ The backbone is the ImageNet-pretrained EfficientNet-Lite0 by default (``--backb
 from-scratch comparison).
 
 ``<out>/results.json``: ``{"plain": {"gt_known", "maxboxacc_v2", "per_seed": [{"seed", "gt_known",
-"maxboxacc_v2"}, ...]}, "lowcam": {...}, "config": {...every argument..., "map_size"}}`` (percent; the
-arm values are means over the seeds). ``<out>/details.json`` holds the per-epoch losses, the share of
+"maxboxacc_v2"}, ...]}, "lowcam": {...}, "center_gaussian": {"gt_known", "maxboxacc_v2", "map_size"},
+"config": {...every argument..., "map_size"}}`` (percent; the arm values are means over the seeds;
+``center_gaussian`` is the data-free baseline at the CAMs' size, scored the same way). ``<out>/details.json`` holds the per-epoch losses, the share of
 samples erased per epoch, Top-1 Loc and classification accuracy of every arm and seed.
 """
 
@@ -117,6 +118,22 @@ def evaluate(
         "maxboxacc_v2": float(w.value),
         "top1_cls": 100.0 * int(correct) / max(total, 1),
     }
+
+
+@torch.no_grad()
+def evaluate_center_gaussian(
+    ornet_loader: DataLoader[Any], wsol_loader: DataLoader[Any], args: argparse.Namespace, side: int
+) -> dict[str, float]:
+    """GT-known Loc and MaxBoxAccV2 of the data-free centre Gaussian (``metrics.center_gaussian``) at the
+    CAMs' ``side × side``, scored exactly as :func:`evaluate` scores a CAM, percent."""
+    ornet = metrics.BoxAccuracy("ornet", image_size=args.crop)
+    v2 = metrics.BoxAccuracy("maxboxacc_v2")
+    for _, labels, boxes, _ in ornet_loader:
+        ornet.update(metrics.center_gaussian(labels.numel(), side, side), boxes)
+    for _, labels, boxes, _ in wsol_loader:
+        gaussian = metrics.center_gaussian(labels.numel(), side, side)
+        v2.update(metrics.prepare_scoremap(gaussian, size=args.score_size), boxes)
+    return {"gt_known": float(ornet.compute().gt_known or 0.0), "maxboxacc_v2": float(v2.compute().value)}
 
 
 # ------------------------------------------------------------------------------------- command line
@@ -365,6 +382,10 @@ def run(args: argparse.Namespace, error: Callable[[str], NoReturn]) -> dict[str,
         }
         for arm in ARMS
     }
+    results["center_gaussian"] = {
+        **evaluate_center_gaussian(ornet_loader, wsol_loader, args, side),
+        "map_size": [side, side],
+    }
     results["config"] = config
     try:
         atomic_write_text(
@@ -376,7 +397,7 @@ def run(args: argparse.Namespace, error: Callable[[str], NoReturn]) -> dict[str,
         error(str(failure))
     print(f"\n{config['eval_split']} split, {side}×{side} maps, seeds {args.seeds} (mean, %)")
     print(f"{'arm':<8} | GT-known Loc | MaxBoxAccV2")
-    for arm in ARMS:
+    for arm in (*ARMS, "center_gaussian"):
         print(f"{arm:<8} | {results[arm]['gt_known']:12.2f} | {results[arm]['maxboxacc_v2']:11.2f}")
     print(f"({time.perf_counter() - began:.0f} s; {args.out / 'results.json'})")
     return results

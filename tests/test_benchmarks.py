@@ -121,3 +121,36 @@ def test_localization_summary_means_stds_and_targets() -> None:
     target = summary["targets"]["ornet_vs_cam_gt_known"]
     assert target["mean_gap"] == 12.5 and target["per_variant_gap"] == {"a": 30.0, "b": -5.0}
     assert target["met"] is False  # behind on variant b
+
+
+def test_plugin_pretrained_target_table_and_readme_rows() -> None:
+    """``bench_plugin_pretrained.py``: the gain is the mean of the per-run differences, the target needs
+    +5 on both metrics, and the tables show every arm with mean ± sample std."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from benchmarks import bench_plugin_pretrained as bench
+
+    def run(variant: str, seed: int, plain: float, lowcam: float) -> dict[str, Any]:
+        row = lambda v: {"gt_known": v, "maxboxacc_v2": v + 10, "map_size": [16, 16]}  # noqa: E731
+        return {"variant": variant, "seed": seed, "plain": row(plain), "lowcam": row(lowcam),
+                "center_gaussian": {"gt_known": 0.0, "maxboxacc_v2": 30.0}}  # fmt: skip
+
+    runs = [run("base", 0, 20, 30), run("base", 1, 30, 34), run("small-birds", 0, 10, 12)]
+    target = bench.target(runs)
+    assert target == {"maxboxacc_v2": pytest.approx(16 / 3), "gt_known": pytest.approx(16 / 3), "met": True}
+    assert bench.target(runs, margin=6)["met"] is False
+    assert bench.target(runs[1:])["met"] is False  # +4 and +2: below 5
+    payload = {
+        "environment": {"device": "CPU", "torch": "t", "python": "p", "commit": "abc", "date": "d",
+                        "jobs": 2, "threads_per_run": 1},
+        "runs": runs, "variants": ["base", "small-birds"], "seeds": [0, 1], "training_seconds": 60,
+        "wall_seconds": 60, "variant_notes": {"base": "b", "small-birds": "s"}, "plugin_args": ["--crop", "128"],
+        "validation": {"variant": "base", "seed": 0, "chosen": bench.GRID[0], "candidates": [
+            {"overrides": bench.GRID[0], "plain": runs[0]["plain"], "lowcam": runs[0]["lowcam"]}]},
+        "target": target, "command": "python benchmarks/bench_plugin_pretrained.py",
+    }  # fmt: skip
+    text = bench.markdown(payload)
+    assert "| base | MaxBoxAccV2 | 35.0 ± 7.1 | 42.0 ± 2.8 | 30.0 ± 0.0 | 7.0 ± 4.2 |" in text
+    assert "| all runs | MaxBoxAccV2 | 30.0 ± 10.0 | 35.3 ± 11.7 | 30.0 ± 0.0 | 5.3 ± 4.2 |" in text
+    assert "— met." in text and "Maps 16×16" in text
+    table = bench.readme_table(payload)
+    assert "| CAM + lowcam (plug-in) | 35.3 ± 11.7 | 25.3 ± 11.7 |" in table

@@ -44,7 +44,7 @@ def test_results_json_schema_and_means(tiny_data: Path, tmp_path: Path) -> None:
     args += ["--num-threads", "1", "--no-progress"]
     assert plugin_arms.main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"plain", "lowcam", "config"}
+    assert set(results) == {"plain", "lowcam", "center_gaussian", "config"}
     for arm in ("plain", "lowcam"):
         r = results[arm]
         assert set(r) == {"gt_known", "maxboxacc_v2", "per_seed"}
@@ -54,6 +54,9 @@ def test_results_json_schema_and_means(tiny_data: Path, tmp_path: Path) -> None:
             assert 0 <= s["gt_known"] <= 100 and 0 <= s["maxboxacc_v2"] <= 100
         for key in ("gt_known", "maxboxacc_v2"):
             assert r[key] == pytest.approx(sum(s[key] for s in r["per_seed"]) / 2)
+    gaussian = results["center_gaussian"]
+    assert set(gaussian) == {"gt_known", "maxboxacc_v2", "map_size"} and gaussian["map_size"] == [4, 4]
+    assert 0 <= gaussian["gt_known"] <= 100 and 0 <= gaussian["maxboxacc_v2"] <= 100
     config = results["config"]
     assert config["map_size"] == [4, 4] and config["seeds"] == [0, 1] and config["output_stride"] == 8
     assert config["eval_split"] == "test" and config["epochs"] == 1
@@ -61,6 +64,23 @@ def test_results_json_schema_and_means(tiny_data: Path, tmp_path: Path) -> None:
     details = json.loads((tmp_path / "details.json").read_text())
     assert all(0 <= run["history"][0]["erased"] <= 1 for run in details["lowcam"])  # logged per epoch
     assert all("erased" not in run["history"][0] for run in details["plain"])
+
+
+@pytest.mark.parametrize(
+    ("box", "expected"), [((8.0, 8.0, 24.0, 24.0), 100.0), ((22.0, 22.0, 31.0, 31.0), 0.0)]
+)
+def test_center_gaussian_row_finds_a_centred_box_and_misses_a_corner(
+    box: tuple[float, ...], expected: float
+) -> None:
+    """The data-free row: its box is centred, so a centred object is found and a corner one is not, by
+    both protocols (32-pixel crops, 8 × 8 maps)."""
+    args = plugin_arms.parse_args(
+        plugin_arms.build_parser(),
+        ["--data", str(EXAMPLES), "--out", "unused", "--resize", "32", "--crop", "32"],
+    )
+    batch = (torch.zeros(3, 3, 32, 32), torch.tensor([0, 1, 2]), [torch.tensor([box])] * 3, None)
+    row = plugin_arms.evaluate_center_gaussian([batch], [batch], args, side=8)
+    assert row == {"gt_known": expected, "maxboxacc_v2": expected}
 
 
 @pytest.mark.parametrize("stride", [8, 16])

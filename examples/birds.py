@@ -9,7 +9,10 @@ much smaller than the object's — the reason WSOL methods exist. (Whether a giv
 depends on its receptive field against the image size: ``benchmarks/wsol_problem.py`` measures it.)
 The background is neutral clutter (a muted gradient, noise, branches and leaves of
 random muted colours, independent of the class), or, with ``background_cue > 0``, a background whose hue
-follows the class with that probability (the "waterbirds" shortcut).
+follows the class with that probability (the "waterbirds" shortcut). With ``body_cue > 0`` the body and
+wing take the class's hue with that probability: a weaker, unreliable cue spread over the whole bird, as
+a real species' plumage is (the head stays the one reliable part), so that a map covering the body
+carries evidence of the class once the head is erased.
 
 Images are ``size`` × ``size`` pixels (128 by default). The layout is CUB's, exactly as
 ``examples/synthetic.py`` writes it::
@@ -79,6 +82,8 @@ class BirdSpec:
         head: head radius as a fraction of the bird's length (0.13: the head's box is ~15 % of the bird's).
         clutter: branches and leaves drawn behind the bird.
         background_cue: probability that the background's hue is the class's (0: a neutral background).
+        body_cue: probability that the body and wing take the class's hue (0: every body an earth tone):
+            weaker, less reliable evidence of the class than the head, as a real bird's plumage is.
         seed: seed of the generator; the same seed writes the same files.
     """
 
@@ -91,6 +96,7 @@ class BirdSpec:
     head: float = 0.13
     clutter: int = 10
     background_cue: float = 0.0
+    body_cue: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -113,6 +119,8 @@ class BirdSpec:
             problems.append(f"clutter: got {self.clutter}, expected >= 0")
         if not 0.0 <= self.background_cue <= 1.0:
             problems.append(f"background_cue: got {self.background_cue}, expected 0..1")
+        if not 0.0 <= self.body_cue <= 1.0:
+            problems.append(f"body_cue: got {self.body_cue}, expected 0..1")
         if problems:
             raise ValueError("BirdSpec: " + "; ".join(problems))
 
@@ -161,7 +169,7 @@ def render_bird(label: int, spec: BirdSpec, rng: np.random.Generator) -> tuple[I
 
     The random draws do not depend on ``label``: the same ``rng`` state gives the same bird, pose and
     background for every class, and only the head's colours and pattern (and, with ``background_cue``,
-    the background's hue) change with the class.
+    the background's hue; with ``body_cue``, the body's and wing's hue) change with the class.
     """
     image, bird, head = render_bird_masks(label, spec, rng)
     return image, _tight_box(bird), _tight_box(head)
@@ -179,8 +187,8 @@ def render_bird_masks(
 
     length = rng.uniform(spec.min_bird, spec.max_bird) * size  # beak tip to tail tip
     facing_left = rng.random() < 0.5
-    body_colour = _rgb(rng.uniform(0.04, 0.14), rng.uniform(0.15, 0.5), rng.uniform(0.35, 0.75))
-    wing_colour = tuple(int(c * rng.uniform(0.55, 0.8)) for c in body_colour)
+    body_hsv = (rng.uniform(0.04, 0.14), rng.uniform(0.15, 0.5), rng.uniform(0.35, 0.75))
+    wing_shade = [rng.uniform(0.55, 0.8) for _ in range(3)]
     beak_colour = _rgb(rng.uniform(0.1, 0.16), rng.uniform(0.2, 0.5), rng.uniform(0.6, 0.9))
     head_jitter = rng.uniform(-0.02, 0.02), rng.uniform(0.75, 1.0), rng.uniform(0.75, 1.0)
     spot_seed = int(rng.integers(0, 2**31))
@@ -194,6 +202,11 @@ def render_bird_masks(
     x_start = rng.uniform(1, max(2.0, size - width - 1))
     cy = rng.uniform(0.3 * size, 0.7 * size)
     cy = float(np.clip(cy, 0.14 * length + r + 1, size - body_h / 2 - 1))
+    # drawn last, and only with a body cue, so that body_cue=0 draws exactly the birds it always drew
+    if spec.body_cue > 0 and rng.random() < spec.body_cue:  # a body tinted with the class's hue
+        body_hsv = (label / spec.classes + head_jitter[0], max(body_hsv[1], 0.35), body_hsv[2])
+    body_colour = _rgb(*body_hsv)
+    wing_colour = tuple(int(c * f) for c, f in zip(body_colour, wing_shade))
     body_x0 = x_start + tail_len
     body_cx = body_x0 + body_w / 2
     head_cx = body_x0 + body_w * 0.9 + r * 0.6
@@ -323,6 +336,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.background_cue,
         help="probability that the background hue is the class's (birds; 0 = neutral)",
     )
+    parser.add_argument(
+        "--body-cue",
+        type=float,
+        default=defaults.body_cue,
+        help="probability that the body's hue is the class's (birds; 0 = every body an earth tone)",
+    )
 
 
 def write_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -337,6 +356,7 @@ def write_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             head=args.head,
             clutter=args.clutter,
             background_cue=args.background_cue,
+            body_cue=args.body_cue,
             seed=args.seed,
         )
     except ValueError as error:

@@ -115,3 +115,21 @@ def test_synthetic_cli_writes_birds(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(read_cub(tmp_path, "train").samples) == 2
     with Image.open(read_cub(tmp_path, "test").samples[0].path) as image:
         assert image.size == (64, 64)
+
+
+def test_body_cue_tints_the_body_with_the_class_and_leaves_cue_free_birds_unchanged() -> None:
+    spec = birds.BirdSpec(classes=3, body_cue=1.0)
+    a, bird, head = birds.render_bird_masks(0, spec, np.random.default_rng([0, 1]))
+    b, _, _ = birds.render_bird_masks(1, spec, np.random.default_rng([0, 1]))
+    body = bird & ~head
+    colour_a, colour_b = np.asarray(a)[body].mean(0), np.asarray(b)[body].mean(0)
+    assert np.abs(colour_a - colour_b).max() > 20  # the body's colour follows the class
+    assert (np.asarray(a)[~bird] == np.asarray(b)[~bird]).all()  # the background does not
+    # with body_cue=0 the same draws give the same body for every class (the head alone differs)
+    plain = birds.BirdSpec(classes=3)
+    c, bird_c, head_c = birds.render_bird_masks(0, plain, np.random.default_rng([0, 1]))
+    d, _, _ = birds.render_bird_masks(1, plain, np.random.default_rng([0, 1]))
+    body_c = bird_c & ~head_c
+    assert np.asarray(c)[body_c].mean(0) == pytest.approx(np.asarray(d)[body_c].mean(0), abs=2)
+    with pytest.raises(ValueError, match="body_cue: got -0.1, expected 0..1"):
+        birds.BirdSpec(body_cue=-0.1)

@@ -225,12 +225,15 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += [markdown_table(["variant", *(title for _, title, _ in keys)], table), ""]
     lines += ["Variants:", *(f"- `{v}`: {what}" for v, what in payload["variant_notes"].items()), ""]
     val = payload["validation"]
-    lines.append(
-        f"Stage 2's hyper-parameters, chosen on the validation split of `{val['variant']}` (seed 0, mean of "
-        "MaxBoxAccV2 and GT-known Loc of the stage-2 map): "
-        + "; ".join(f"{c['overrides']} {selection_score(c['fine']):.2f}" for c in val["candidates"])
-        + f" → {val['chosen']}."
-    )
+    if val.get("given"):
+        lines.append(f"Stage 2's hyper-parameters: {val['chosen']}, {val['given']}.")
+    else:
+        lines.append(
+            f"Stage 2's hyper-parameters, chosen on the validation split of `{val['variant']}` (seed 0, mean "
+            "of MaxBoxAccV2 and GT-known Loc of the stage-2 map): "
+            + "; ".join(f"{c['overrides']} {selection_score(c['fine']):.2f}" for c in val["candidates"])
+            + f" → {val['chosen']}."
+        )
     lines.append("")
     lines.append(f"`{payload['command']}` wrote this file.")
     return "\n".join(lines)
@@ -255,10 +258,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="rewrite <out>/pretrained.md from <out>/pretrained.json, no runs",
     )
+    parser.add_argument("--stem", default="pretrained", help="results file name (default: pretrained)")
+    parser.add_argument(
+        "--fine-lr",
+        help="skip the validation and use this stage-2 learning rate, chosen before by the validation of "
+        "the run that wrote benchmarks/results/pretrained.json",
+    )
     args = parse_runs(parser, argv, list(known))
+    stem = args.out / args.stem
     if args.render:
-        payload = json.loads((args.out / "pretrained.json").read_text())
-        write_results(args.out / "pretrained", payload, markdown(payload))
+        payload = json.loads(stem.with_suffix(".json").read_text())
+        write_results(stem, payload, markdown(payload))
         return 0
     work = args.work.resolve()
     started = time.perf_counter()
@@ -269,9 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             n: dataclasses.replace(s, train_per_class=8, test_per_class=3, size=64) for n, s in specs.items()
         }
     first = args.variants[0]
-    validation = select(first, specs[first], work, args.threads, args.quick)
-    chosen = max(validation, key=lambda v: selection_score(v["fine"]))["overrides"]
-    print(f"chosen on the validation split of {first}: {chosen}", flush=True)
+    if args.fine_lr is None:
+        validation = select(first, specs[first], work, args.threads, args.quick)
+        chosen = max(validation, key=lambda v: selection_score(v["fine"]))["overrides"]
+        print(f"chosen on the validation split of {first}: {chosen}", flush=True)
+    else:
+        validation, chosen = [], {"fine.optim.lr": args.fine_lr}
     tasks: list[Callable[[], dict[str, Any]]] = []
     for name in args.variants:
         for seed in args.seeds:
@@ -288,13 +301,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "variant_notes": {name: known[name][0] for name in args.variants},
         "specs": {name: dataclasses.asdict(known[name][1]) for name in args.variants},
         "grid": list(FINE_GRID),
-        "validation": {"variant": first, "seed": 0, "candidates": validation, "chosen": chosen},
+        "validation": {"variant": first, "seed": 0, "candidates": validation, "chosen": chosen}
+        if args.fine_lr is None
+        else {"chosen": chosen, "given": "chosen on the validation split by the run of pretrained.json"},
         "runs": runs,
         "wall_seconds": time.perf_counter() - started,
         "training_seconds": sum(float(r["seconds"]) for r in [*runs, *validation]),
     }
     text = markdown(payload)
-    write_results(args.out / "pretrained", payload, text)
+    write_results(stem, payload, text)
     print(text)
     return 0
 

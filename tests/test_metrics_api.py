@@ -220,18 +220,28 @@ def test_bench_threads_under_load_smoke(tmp_path: Path) -> None:
 
     root = Path(__file__).resolve().parent.parent
     args = ["--threads-under-load", "--n", "2", "--before-n", "1", "--quick", "--out", str(tmp_path)]
+    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}  # torch's own default thread count
+    default = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+        env=env, check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    threads = int(default.stdout)  # not this process's: OMP_NUM_THREADS may be set here
     subprocess.run(
         [sys.executable, str(root / "benchmarks" / "bench_metrics.py"), *args],
         cwd=tmp_path,
-        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        env=env,
         check=True,
         capture_output=True,
         timeout=600,
     )
     rows = json.loads((tmp_path / "metrics_threads.json").read_text())["rows"]
     assert [(r["competing_process"], r["torch_threads"]) for r in rows] == [
-        (False, torch.get_num_threads()), (False, torch.get_num_threads()), (False, 1),
-        (True, torch.get_num_threads()), (True, torch.get_num_threads()), (True, 1),
-    ]  # fmt: skip
+        (False, threads),
+        (False, threads),
+        (False, 1),
+        (True, threads),
+        (True, threads),
+        (True, 1),
+    ]
     assert all(r["median_s"] > 0 for r in rows)
     assert "vs one thread" in (tmp_path / "metrics_threads.md").read_text()

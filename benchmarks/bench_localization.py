@@ -315,14 +315,17 @@ def _parallel(tasks: Sequence[Callable[[], Any]], jobs: int) -> list[Any]:
         return list(pool.map(lambda task: task(), tasks))
 
 
-def runs_parser(doc: str | None, variants: Sequence[str]) -> argparse.ArgumentParser:
+def runs_parser(
+    doc: str | None, variants: Sequence[str], default: Sequence[str] | None = None
+) -> argparse.ArgumentParser:
     """The command line the localization benchmarks share: ``--work``, ``--out``, ``--seeds``,
-    ``--variants`` (default: all of ``variants``), ``--jobs``, ``--threads`` and ``--quick``."""
+    ``--variants`` (default: ``default``, else all of ``variants``), ``--jobs``, ``--threads`` and
+    ``--quick``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="data sets, runs and the result cache")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--variants", nargs="+", default=list(variants))
+    parser.add_argument("--variants", nargs="+", default=list(variants if default is None else default))
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1)")
     parser.add_argument(

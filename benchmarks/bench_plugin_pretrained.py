@@ -93,6 +93,11 @@ def markdown(payload: dict[str, Any]) -> str:
         f"{payload['wall_seconds'] / 60:.1f} min wall. Mean ± sample std over seeds, in percent, on each "
         "variant's test split; `lowcam − plain` is the mean of the per-seed differences.",
         "",
+        *(
+            ["**A `--quick` smoke run (one epoch, tiny data): not a result.**", ""]
+            if payload["quick"]
+            else []
+        ),
     ]
     header = ["variant", "metric", *ARMS.values(), "lowcam − plain"]
     rows = []
@@ -134,7 +139,8 @@ def readme_table(payload: dict[str, Any]) -> str:
         [label, *(_cell([r[arm][m] for r in runs]) for m in ("maxboxacc_v2", "gt_known"))]
         for arm, label in ARMS.items()
     ]
-    return markdown_table(["map (16×16)", "MaxBoxAccV2", "GT-known Loc"], rows)
+    size = "×".join(map(str, runs[0]["plain"].get("map_size", []))) or "?"
+    return markdown_table([f"map ({size})", "MaxBoxAccV2", "GT-known Loc"], rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

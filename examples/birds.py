@@ -83,7 +83,9 @@ class BirdSpec:
         clutter: branches and leaves drawn behind the bird.
         background_cue: probability that the background's hue is the class's (0: a neutral background).
         body_cue: probability that the body and wing take the class's hue (0: every body an earth tone):
-            weaker, less reliable evidence of the class than the head, as a real bird's plumage is.
+            weaker, less reliable evidence of the class than the head, as a real bird's plumage is. The
+            tint is the head's hue at a low saturation, so it is a weaker cue for classes whose hue is
+            near the earth tones (red, orange: hues 0.04-0.14) than for the others.
         seed: seed of the generator; the same seed writes the same files.
     """
 

@@ -146,11 +146,36 @@ def test_plugin_pretrained_target_table_and_readme_rows() -> None:
         "wall_seconds": 60, "variant_notes": {"base": "b", "small-birds": "s"}, "plugin_args": ["--crop", "128"],
         "validation": {"variant": "base", "seed": 0, "chosen": bench.GRID[0], "candidates": [
             {"overrides": bench.GRID[0], "plain": runs[0]["plain"], "lowcam": runs[0]["lowcam"]}]},
-        "target": target, "command": "python benchmarks/bench_plugin_pretrained.py",
+        "target": target, "command": "python benchmarks/bench_plugin_pretrained.py", "quick": False,
     }  # fmt: skip
     text = bench.markdown(payload)
     assert "| base | MaxBoxAccV2 | 35.0 ± 7.1 | 42.0 ± 2.8 | 30.0 ± 0.0 | 7.0 ± 4.2 |" in text
     assert "| all runs | MaxBoxAccV2 | 30.0 ± 10.0 | 35.3 ± 11.7 | 30.0 ± 0.0 | 5.3 ± 4.2 |" in text
     assert "— met." in text and "Maps 16×16" in text
+    assert "not a result" not in text and "not a result" in bench.markdown({**payload, "quick": True})
     table = bench.readme_table(payload)
+    assert table.startswith("| map (16×16) | MaxBoxAccV2 | GT-known Loc |")
     assert "| CAM + lowcam (plug-in) | 35.3 ± 11.7 | 25.3 ± 11.7 |" in table
+
+
+def test_pretrained_fine_lr_must_be_the_validated_one(tmp_path: Path) -> None:
+    """``bench_pretrained.py --fine-lr`` skips the validation only with the rate ``pretrained.json``'s
+    validation chose; anything else is an argparse error before any data is written."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from benchmarks import bench_pretrained as bench
+
+    work = tmp_path / "work"
+    common = ["--work", str(work), "--out", str(tmp_path), "--variants", "body-cue"]
+    with pytest.raises(SystemExit) as missing:
+        bench.main([*common, "--fine-lr", "0.01"])
+    assert missing.value.code == 2
+    (tmp_path / "pretrained.json").write_text(
+        json.dumps({"validation": {"variant": "base", "chosen": {"fine.optim.lr": "0.01"}},
+                    "environment": {"commit": "abc"}})
+    )  # fmt: skip
+    for wrong in ("0.5", "abc"):
+        with pytest.raises(SystemExit) as error:
+            bench.main([*common, "--fine-lr", wrong])
+        assert error.value.code == 2
+    assert not work.exists()
+    assert bench.DEFAULT_VARIANTS == ("base", "classes-8", "small-birds", "waterbirds")

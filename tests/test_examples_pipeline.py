@@ -519,6 +519,37 @@ def test_a_scoremap_root_holding_other_files_is_an_error(
     assert [p.name for p in root.iterdir()] == ["notes.txt"]
 
 
+def test_torchrun_stops_every_rank_when_rank_0_refuses_the_scoremap_root(
+    trained: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    """Rank 0 alone opens ``eval.scoremap_root``; when it refuses the root, rank 1 stops too, with the same
+    message, instead of meeting a dead peer in the next collective (gloo: a connection error and a
+    traceback; NCCL: a wait until its timeout)."""
+    out = _copy_run(trained, tmp_path / "ddp")
+    root = tmp_path / "mine"
+    root.mkdir()
+    (root / "notes.txt").write_text("keep me")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = tiny_args(tiny_data, out, "--stage", "eval", "--eval.scoremap_root", str(root))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+        str(EXAMPLES / "train_ornet.py"), *args,
+    ]  # fmt: skip
+    launcher = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = launcher.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        output, _ = launcher.communicate()
+        pytest.fail("torchrun hung:\n" + output[-3000:])
+    assert launcher.returncode != 0
+    assert output.count("could not write eval.scoremap_root") >= 2, output[-3000:]  # both ranks say why
+    assert "Connection closed" not in output and "RuntimeError" not in output, output[-3000:]  # no crash
+    assert [p.name for p in root.iterdir()] == ["notes.txt"]
+
+
 def _evaluate_on_rank(rank: int, args: list[str], port: int, folder: str) -> None:
     """One gloo process of :func:`test_every_rank_returns_the_same_metrics`."""
     os.environ.update(

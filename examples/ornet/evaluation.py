@@ -101,6 +101,24 @@ def _open_writer(root: str) -> metrics.ScoremapWriter:
         raise WriteError(f"could not write eval.scoremap_root: {error}") from error
 
 
+def _open_writers(root: str, ctx: Context) -> metrics.ScoremapWriter | None:
+    """:func:`_open_writer` on rank 0 (``None`` elsewhere), decided together: when rank 0 cannot open
+    the root, every process raises the :class:`~ornet.files.WriteError` (the others would otherwise
+    wait for rank 0 in the next collective, forever)."""
+    writer, failure = None, None
+    if ctx.info.is_main:
+        try:
+            writer = _open_writer(root)
+        except WriteError as error:
+            failure = error
+    failed = all_reduce_sum(torch.tensor([0.0 if failure is None else 1.0], dtype=torch.float64), ctx.info)
+    if failure is not None:
+        raise failure
+    if failed.item() > 0:
+        raise WriteError("could not write eval.scoremap_root: rank 0 could not open it (see its message)")
+    return writer
+
+
 def _scoremap_steps(batch_count: int, ctx: Context) -> int:
     """The number of evaluation batches of the largest shard (every process sends that many)."""
     counts = torch.zeros(ctx.info.world_size, dtype=torch.float64)
@@ -170,7 +188,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     # staging folder, the manifest last, one swap); it is opened before any map, so that a root holding
     # other files stops the evaluation at once, and an exception leaves the previous folder as it was
     writing = e.scoremap_root is not None
-    writer = _open_writer(e.scoremap_root) if e.scoremap_root is not None and ctx.info.is_main else None
+    writer = _open_writers(e.scoremap_root, ctx) if e.scoremap_root is not None else None
     try:
         steps = _scoremap_steps(len(loader), ctx) if writing else 0
         for images, labels, boxes, indices in batches(loader, ctx, "eval (wsoleval)"):

@@ -73,6 +73,8 @@ def test_more_classes_than_the_reference_stage1_head_are_refused_under_reinit_la
         ("cam.extra_output_strides", "[32, 32]", "cam.extra_output_strides: got [32, 32], expected distinct"),
         ("eval.scoremap_source", "cam_s32", "eval.scoremap_source: got 'cam_s32'"),
         ("data.score_size", "1", "data.score_size: got 1, expected at least 2"),
+        ("model.backbone", "resnet_51", "model.backbone: got 'resnet_51', expected a torchvision classifier"),
+        ("model.evaluator", "vgg_16", "model.evaluator: got 'vgg_16', expected a torchvision classifier"),
     ],
 )
 def test_invalid_values_are_named(key: str, value: str, fragment: str) -> None:

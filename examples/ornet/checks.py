@@ -26,7 +26,7 @@ from ornet.config import (
     run_only_keys,
 )
 from ornet.distributed import parse_device
-from ornet.models import output_strides
+from ornet.models import known_architecture, output_strides
 
 MAP_SOURCES = ("coarse", "fine", "cam")
 
@@ -87,6 +87,14 @@ def config_problems(cfg: Config, num_classes: int | None = None) -> list[str]:
         need(stage.epochs >= 0, f"{name}.epochs", stage.epochs, ">= 0")
         need(stage.batch_size >= 1, f"{name}.batch_size", stage.batch_size, ">= 1")
         optim(name, stage.optim)
+    for key in ("backbone", "evaluator"):
+        arch = getattr(cfg.model, key)
+        need(
+            known_architecture(arch),
+            f"model.{key}",
+            arch,
+            "a torchvision classifier (resnet50, vgg16, ...) or a timm model (timm: the examples extra)",
+        )
     c = cfg.cam
     allowed = output_strides(cfg.model.backbone)  # a timm backbone has no stride-4 CAM
     strides = ", ".join(str(stride) for stride in allowed)

@@ -107,3 +107,21 @@ def test_readme_pretrained_table_is_the_benchmarks() -> None:
     assert readme_table(results) in text
     assert results["environment"]["commit"] in text
     assert not results["quick"]
+
+
+def test_readme_plugin_pretrained_table_is_the_benchmarks() -> None:
+    """The README's plug-in table with the pretrained backbone is the one
+    ``benchmarks/bench_plugin_pretrained.py`` last wrote, with that run's commit."""
+    import json
+    import sys
+
+    root = README.parent
+    results = json.loads((root / "benchmarks" / "results" / "plugin_pretrained.json").read_text())
+    sys.path.insert(0, str(root / "examples"))
+    sys.path.insert(0, str(root))
+    from benchmarks.bench_plugin_pretrained import readme_table
+
+    text = README.read_text(encoding="utf-8")
+    assert readme_table(results) in text
+    assert results["environment"]["commit"] in text
+    assert not results["quick"]

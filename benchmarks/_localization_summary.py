@@ -9,7 +9,7 @@ from typing import Any
 
 from benchmarks._timing import markdown_table
 
-__all__ = ["METHODS", "markdown", "mean_std", "readme_table", "selection_score", "summarise"]
+__all__ = ["METHODS", "cell", "markdown", "mean_std", "readme_table", "selection_score", "summarise"]
 
 
 def selection_score(row: dict[str, Any]) -> float:
@@ -21,6 +21,12 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for one value)."""
     mean = statistics.fmean(values)
     return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def cell(values: Sequence[float], digits: int = 1) -> str:
+    """A table cell: ``mean ± sample std`` of ``values`` with ``digits`` decimals."""
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 METHODS = (

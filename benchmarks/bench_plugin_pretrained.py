@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from benchmarks._localization_summary import mean_std, selection_score  # noqa: E402
+from benchmarks._localization_summary import cell, mean_std, selection_score  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 from benchmarks.bench_localization import (  # noqa: E402
     SELECTION_SEED,
@@ -76,11 +76,6 @@ def target(runs: Sequence[dict[str, Any]], margin: float = 5.0) -> dict[str, Any
     return {**gains, "met": all(g >= margin for g in gains.values())}
 
 
-def _cell(values: list[float]) -> str:
-    mean, std = mean_std(values)
-    return f"{mean:.1f} ± {std:.1f}"
-
-
 def markdown(payload: dict[str, Any]) -> str:
     env, runs = payload["environment"], payload["runs"]
     groups = [*((v, [r for r in runs if r["variant"] == v]) for v in payload["variants"]), ("all runs", runs)]
@@ -103,8 +98,8 @@ def markdown(payload: dict[str, Any]) -> str:
     rows = []
     for name, group in groups:
         for metric, title in (("maxboxacc_v2", "MaxBoxAccV2"), ("gt_known", "GT-known Loc")):
-            cells = [_cell([r[arm][metric] for r in group]) for arm in ARMS]
-            gain = _cell([r["lowcam"][metric] - r["plain"][metric] for r in group])
+            cells = [cell([r[arm][metric] for r in group]) for arm in ARMS]
+            gain = cell([r["lowcam"][metric] - r["plain"][metric] for r in group])
             rows.append([name if metric == "maxboxacc_v2" else "", title, *cells, gain])
     lines += [markdown_table(header, rows), ""]
     size = "×".join(map(str, runs[0]["plain"].get("map_size", [])))
@@ -136,7 +131,7 @@ def readme_table(payload: dict[str, Any]) -> str:
     """The all-runs table as the README shows it (a test checks that the README holds exactly this)."""
     runs = payload["runs"]
     rows = [
-        [label, *(_cell([r[arm][m] for r in runs]) for m in ("maxboxacc_v2", "gt_known"))]
+        [label, *(cell([r[arm][m] for r in runs]) for m in ("maxboxacc_v2", "gt_known"))]
         for arm, label in ARMS.items()
     ]
     size = "×".join(map(str, runs[0]["plain"].get("map_size", []))) or "?"

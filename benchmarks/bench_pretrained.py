@@ -43,7 +43,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 from birds import BirdSpec, write_birds  # noqa: E402
 
-from benchmarks._localization_summary import mean_std, selection_score  # noqa: E402
+from benchmarks._localization_summary import cell, selection_score  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 from benchmarks.bench_localization import (  # noqa: E402
     _cached,
@@ -186,11 +186,6 @@ def run(
     return {**result, "variant": variant, "seed": seed}
 
 
-def _cell(values: list[float], digits: int = 1) -> str:
-    mean, std = mean_std(values)
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def markdown(payload: dict[str, Any]) -> str:
     env, runs = payload["environment"], payload["runs"]
     groups = [*((v, [r for r in runs if r["variant"] == v]) for v in payload["variants"]), ("all runs", runs)]
@@ -212,7 +207,7 @@ def markdown(payload: dict[str, Any]) -> str:
     rows = []
     for name, group in groups:
         for metric, title in (("maxboxacc_v2", "MaxBoxAccV2"), ("gt_known", "GT-known Loc")):
-            cells = [_cell([r["rows"][m][metric] for r in group]) for m in LABELS]
+            cells = [cell([r["rows"][m][metric] for r in group]) for m in LABELS]
             rows.append([name if metric == "maxboxacc_v2" else "", title, *cells])
     lines += [markdown_table(header, rows), ""]
     sizes = runs[0]["rows"]
@@ -229,7 +224,7 @@ def markdown(payload: dict[str, Any]) -> str:
         ("cam_top1", "CAM s8 top-1 (%)", 1), ("cam_native_top1", "CAM s32 top-1 (%)", 1),
     ]  # fmt: skip
     table = [
-        [name, *(_cell([r["learning"][k] for r in group], d) for k, _, d in keys)] for name, group in groups
+        [name, *(cell([r["learning"][k] for r in group], d) for k, _, d in keys)] for name, group in groups
     ]
     lines += [markdown_table(["variant", *(title for _, title, _ in keys)], table), ""]
     lines += ["Variants:", *(f"- `{v}`: {what}" for v, what in payload["variant_notes"].items()), ""]
@@ -254,7 +249,7 @@ def readme_table(payload: dict[str, Any]) -> str:
     rows = []
     for method, label in LABELS.items():
         size = "×".join(str(v) for v in runs[0]["rows"][method].get("map_size", [])) or "?"
-        cells = [_cell([r["rows"][method][m] for r in runs]) for m in ("maxboxacc_v2", "gt_known")]
+        cells = [cell([r["rows"][method][m] for r in runs]) for m in ("maxboxacc_v2", "gt_known")]
         rows.append([label, size, *cells])
     return markdown_table(["map", "size", "MaxBoxAccV2", "GT-known Loc"], rows)
 

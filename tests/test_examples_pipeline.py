@@ -186,27 +186,34 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_torchrun_two_gloo_processes_match_one_process(
-    trained: Path, tiny_data: Path, tmp_path: Path
-) -> None:
-    out = _copy_prefix(trained, tmp_path / "ddp")
-    shutil.copy(trained / "cam.pt", out / "cam.pt")
+def _torchrun(args: list[str], timeout: float = 120) -> tuple[int, str]:
+    """``torchrun --nproc_per_node=2 examples/train_ornet.py *args`` (gloo, one thread each): its exit
+    status and output; a run past ``timeout`` is killed, with its whole process group, and fails the test."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-        str(EXAMPLES / "train_ornet.py"), *tiny_args(tiny_data, out, "--stage", "all", "--resume"),
+        str(EXAMPLES / "train_ornet.py"), *args,
     ]  # fmt: skip
     # own process group, so that a hang cannot leave orphaned workers behind
     launcher = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     try:
-        output, _ = launcher.communicate(timeout=240)
+        output, _ = launcher.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(launcher.pid, signal.SIGKILL)
         output, _ = launcher.communicate()
-        pytest.fail("torchrun timed out:\n" + output[-3000:])
-    assert launcher.returncode == 0, output[-3000:]
+        pytest.fail("torchrun timed out (a hang?):\n" + output[-3000:])
+    return launcher.returncode, output
+
+
+def test_torchrun_two_gloo_processes_match_one_process(
+    trained: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    out = _copy_prefix(trained, tmp_path / "ddp")
+    shutil.copy(trained / "cam.pt", out / "cam.pt")
+    returncode, output = _torchrun(tiny_args(tiny_data, out, "--stage", "all", "--resume"), timeout=240)
+    assert returncode == 0, output[-3000:]
     state = checkpoint.load(out / "fine.pt")  # stage 2 trained by DistributedDataParallel over 2 processes
     assert state["complete"] and len(state["rng"]) == 2
     distributed = json.loads((out / "metrics.json").read_text())
@@ -350,21 +357,8 @@ def test_an_epoch_is_logged_once_when_a_save_is_interrupted(
 def test_torchrun_with_an_empty_evaluation_shard(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
     out = _copy_run(trained, tmp_path / "ddp")
     (out / "metrics.json").unlink()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-        str(EXAMPLES / "train_ornet.py"), *tiny_args(tiny_data, out, "--stage", "eval", "--data.limit", "1"),
-    ]  # fmt: skip
-    launcher = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        output, _ = launcher.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(launcher.pid, signal.SIGKILL)
-        output, _ = launcher.communicate()
-        pytest.fail("torchrun timed out:\n" + output[-3000:])
-    assert launcher.returncode == 0, output[-3000:]  # rank 1 evaluated nothing and did not crash
+    returncode, output = _torchrun(tiny_args(tiny_data, out, "--stage", "eval", "--data.limit", "1"))
+    assert returncode == 0, output[-3000:]  # rank 1 evaluated nothing and did not crash
     assert "Traceback" not in output and output.count("GT-known Loc") == 1  # rank 0 alone prints
     results = json.loads((out / "metrics.json").read_text())
     assert results["fine"]["ornet"]["n"] == 1 and results["fine"]["ornet"]["top1_loc"] is not None
@@ -529,22 +523,10 @@ def test_torchrun_stops_every_rank_when_rank_0_refuses_the_scoremap_root(
     root = tmp_path / "mine"
     root.mkdir()
     (root / "notes.txt").write_text("keep me")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    args = tiny_args(tiny_data, out, "--stage", "eval", "--eval.scoremap_root", str(root))
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-        str(EXAMPLES / "train_ornet.py"), *args,
-    ]  # fmt: skip
-    launcher = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    returncode, output = _torchrun(
+        tiny_args(tiny_data, out, "--stage", "eval", "--eval.scoremap_root", str(root))
     )
-    try:
-        output, _ = launcher.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(launcher.pid, signal.SIGKILL)
-        output, _ = launcher.communicate()
-        pytest.fail("torchrun hung:\n" + output[-3000:])
-    assert launcher.returncode != 0
+    assert returncode != 0
     assert output.count("could not write eval.scoremap_root") >= 2, output[-3000:]  # both ranks say why
     assert "Connection closed" not in output and "RuntimeError" not in output, output[-3000:]  # no crash
     assert [p.name for p in root.iterdir()] == ["notes.txt"]

@@ -73,53 +73,26 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert commands == ["make demo", "make test"]
 
 
-def test_readme_results_table_is_the_benchmarks() -> None:
-    """The README's results table is the one ``benchmarks/bench_localization.py`` last wrote, with that
-    run's commit: a stale table fails here."""
+@pytest.mark.parametrize(
+    ("results_file", "module"),
+    [
+        ("localization.json", "benchmarks._localization_summary"),  # from scratch
+        ("pretrained.json", "benchmarks.bench_pretrained"),  # ORNet, pretrained backbone
+        ("plugin_pretrained.json", "benchmarks.bench_plugin_pretrained"),  # the plug-in pair, pretrained
+    ],
+)
+def test_readme_results_tables_are_the_benchmarks(results_file: str, module: str) -> None:
+    """Each results table in the README is the one its benchmark last wrote (its ``readme_table``), with
+    that run's commit: a stale table fails here."""
+    import importlib
     import json
     import sys
 
     root = README.parent
-    results = json.loads((root / "benchmarks" / "results" / "localization.json").read_text())
+    results = json.loads((root / "benchmarks" / "results" / results_file).read_text())
     sys.path.insert(0, str(root / "examples"))
     sys.path.insert(0, str(root))
-    from benchmarks._localization_summary import readme_table
-
-    text = README.read_text(encoding="utf-8")
-    assert readme_table(results) in text
-    assert results["environment"]["commit"] in text
-    assert not results["quick"]
-
-
-def test_readme_pretrained_table_is_the_benchmarks() -> None:
-    """The README's pretrained-backbone table is the one ``benchmarks/bench_pretrained.py`` last wrote,
-    with that run's commit."""
-    import json
-    import sys
-
-    root = README.parent
-    results = json.loads((root / "benchmarks" / "results" / "pretrained.json").read_text())
-    sys.path.insert(0, str(root / "examples"))
-    sys.path.insert(0, str(root))
-    from benchmarks.bench_pretrained import readme_table
-
-    text = README.read_text(encoding="utf-8")
-    assert readme_table(results) in text
-    assert results["environment"]["commit"] in text
-    assert not results["quick"]
-
-
-def test_readme_plugin_pretrained_table_is_the_benchmarks() -> None:
-    """The README's plug-in table with the pretrained backbone is the one
-    ``benchmarks/bench_plugin_pretrained.py`` last wrote, with that run's commit."""
-    import json
-    import sys
-
-    root = README.parent
-    results = json.loads((root / "benchmarks" / "results" / "plugin_pretrained.json").read_text())
-    sys.path.insert(0, str(root / "examples"))
-    sys.path.insert(0, str(root))
-    from benchmarks.bench_plugin_pretrained import readme_table
+    readme_table = importlib.import_module(module).readme_table
 
     text = README.read_text(encoding="utf-8")
     assert readme_table(results) in text

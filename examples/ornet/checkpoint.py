@@ -4,7 +4,8 @@ A stage's checkpoint is ``<output_dir>/<stage>.pt``, written after every epoch t
 :func:`ornet.files.atomic_write` (a kill leaves the old or the new file, never half of one). It holds
 only tensors and plain Python values and is read with ``torch.load(weights_only=True)``.
 
-Payload keys: ``model`` (the last epoch's weights), ``optimizer``, ``scheduler``, ``epoch``, ``epochs``,
+Payload keys: ``model`` (the last epoch's weights), ``optimizer`` (``None`` once the stage has finished:
+only an unfinished stage needs it), ``scheduler``, ``epoch``, ``epochs``,
 ``complete``, ``rng`` (one entry per process), ``config`` (the whole configuration) and ``classes``;
 optionally ``selected_model`` / ``selected_epoch`` / ``selected_score`` (the evaluator epoch chosen by
 ``evaluator.select``; the later stages load it instead of ``model``).

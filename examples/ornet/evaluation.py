@@ -103,8 +103,8 @@ def _open_writer(root: str) -> metrics.ScoremapWriter:
 
 def _open_writers(root: str, ctx: Context) -> metrics.ScoremapWriter | None:
     """:func:`_open_writer` on rank 0 (``None`` elsewhere), decided together: when rank 0 cannot open
-    the root, every process raises the :class:`~ornet.files.WriteError` (the others would otherwise
-    wait for rank 0 in the next collective, forever)."""
+    the root, every process raises the :class:`~ornet.files.WriteError` (the others would otherwise meet
+    a dead peer in the next collective: a connection error with gloo, a wait until its timeout with NCCL)."""
     writer, failure = None, None
     if ctx.info.is_main:
         try:

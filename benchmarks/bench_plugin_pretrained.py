@@ -68,8 +68,8 @@ ARMS = {
 
 
 def target(runs: Sequence[dict[str, Any]], margin: float = 5.0) -> dict[str, Any]:
-    """Issue 18's target over all ``runs``: the mean per-run gain of the lowcam arm over the plain one,
-    per metric, and whether both are at least ``margin`` points."""
+    """The target over all ``runs``: the mean per-run gain of the lowcam arm over the plain one, per
+    metric, and whether both are at least ``margin`` points (lowcam ≥ plain + ``margin``)."""
     gains = {
         m: mean_std([r["lowcam"][m] - r["plain"][m] for r in runs])[0] for m in ("maxboxacc_v2", "gt_known")
     }
@@ -118,7 +118,7 @@ def markdown(payload: dict[str, Any]) -> str:
     target = payload["target"]
     lines += [
         "",
-        f"Target (issue 18): lowcam ≥ plain + 5 on both metrics, over all runs: MaxBoxAccV2 "
+        f"Target: lowcam ≥ plain + 5 on both metrics, over all runs: MaxBoxAccV2 "
         f"{target['maxboxacc_v2']:+.1f}, GT-known Loc {target['gt_known']:+.1f} — "
         + ("met." if target["met"] else "NOT met."),
         "",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_SCRIPT = ROOT / "benchmarks" / "run_gpu.sh"
@@ -179,3 +180,22 @@ def test_pretrained_fine_lr_must_be_the_validated_one(tmp_path: Path) -> None:
         assert error.value.code == 2
     assert not work.exists()
     assert bench.DEFAULT_VARIANTS == ("base", "classes-8", "small-birds", "waterbirds")
+
+
+def test_map_border_statistics_find_a_frame() -> None:
+    """``map_border.py``: a map whose highest values form a frame puts all its top pixels on the border,
+    one with a central blob none; the border's share of an 8 × 8 map with a 2-pixel ring is 48/64."""
+    from benchmarks.map_border import border_statistics
+
+    frame = torch.zeros(2, 8, 8)
+    frame[:, 0, :] = 1.0
+    blob = torch.zeros(2, 8, 8)
+    blob[:, 3:5, 3:5] = 1.0
+    blob[1] += 0.5  # a brighter image: its mean moves, its spread does not
+    on_frame = border_statistics(frame, ring=2, top=8)
+    assert on_frame["top_on_border"] == 1.0 and on_frame["border_area"] == 48 / 64
+    assert on_frame["border_mean"] > on_frame["interior_mean"] == 0.0
+    inside = border_statistics(blob, ring=2, top=4)
+    assert inside["top_on_border"] == 0.0 and inside["border_mean"] < inside["interior_mean"]
+    assert inside["std_within"] == pytest.approx(blob[0].flatten().std().item())
+    assert inside["std_between"] == pytest.approx(torch.tensor([4 / 64, 4 / 64 + 0.5]).std().item())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,15 +28,18 @@ class GeneratorOutput(NamedTuple):
     logits: torch.Tensor
 
 
+_Padding = Literal["zeros", "replicate"]
+
+
 class _ConvBlock(nn.Sequential):
     """``[conv3x3 (no bias) -> BN(momentum 0.01) -> LeakyReLU(0.01)] x 2``."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, padding_mode: _Padding = "zeros") -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False, padding_mode=padding_mode),
             nn.BatchNorm2d(out_channels, momentum=0.01),
             nn.LeakyReLU(0.01, inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False, padding_mode=padding_mode),
             nn.BatchNorm2d(out_channels, momentum=0.01),
             nn.LeakyReLU(0.01, inplace=True),
         )
@@ -45,9 +48,9 @@ class _ConvBlock(nn.Sequential):
 class _UpBlock(nn.Module):
     """Upsample to the skip's size (bilinear, ``align_corners=False``), concat ``[skip, up]``, conv block."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, padding_mode: _Padding = "zeros") -> None:
         super().__init__()
-        self.block = _ConvBlock(in_channels, out_channels)
+        self.block = _ConvBlock(in_channels, out_channels, padding_mode)
 
     def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(low, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -87,6 +90,9 @@ class LowLevelActivationGenerator(nn.Module):
         in_channels: channels of the low-level feature (64 for ResNet).
         num_classes: number of classes C (one class map each).
         base_width: base width b of the U-Net (reference 64).
+        padding_mode: how every 3×3 convolution pads its input: ``"zeros"`` (the reference) or
+            ``"replicate"`` (the edge pixels repeated: no frame of artificial values along the map's
+            border, which a long-trained stage-1 map can latch onto; a documented deviation).
 
     Shape:
         - Input: ``(B, in_channels, h, w)``, any ``h, w >= 1``.
@@ -100,22 +106,34 @@ class LowLevelActivationGenerator(nn.Module):
         ((2, 1, 13, 11), (2, 5, 13, 11), (2, 5))
     """
 
-    def __init__(self, in_channels: int, num_classes: int, base_width: int = 64) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        base_width: int = 64,
+        *,
+        padding_mode: _Padding = "zeros",
+    ) -> None:
         super().__init__()
         check_int("in_channels", in_channels, minimum=1)
         check_int("num_classes", num_classes, minimum=1)
         check_int("base_width", base_width, minimum=1)
-        b = base_width
+        if padding_mode not in ("zeros", "replicate"):
+            raise ValueError(f"padding_mode must be 'zeros' or 'replicate', got {padding_mode!r}")
+        b, pad = base_width, padding_mode
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.base_width = base_width
-        self.down1 = _ConvBlock(in_channels, 2 * b)
-        self.down2 = _ConvBlock(2 * b, 4 * b)
-        self.down3 = _ConvBlock(4 * b, 8 * b)
-        self.up1 = _UpBlock(12 * b, 4 * b)
-        self.up2 = _UpBlock(6 * b, 3 * b)
-        self.up3 = _UpBlock(3 * b + in_channels, num_classes)
-        self.map_head = nn.Sequential(nn.Conv2d(num_classes, 1, 3, padding=1, bias=False), nn.BatchNorm2d(1))
+        self.padding_mode = padding_mode
+        self.down1 = _ConvBlock(in_channels, 2 * b, pad)
+        self.down2 = _ConvBlock(2 * b, 4 * b, pad)
+        self.down3 = _ConvBlock(4 * b, 8 * b, pad)
+        self.up1 = _UpBlock(12 * b, 4 * b, pad)
+        self.up2 = _UpBlock(6 * b, 3 * b, pad)
+        self.up3 = _UpBlock(3 * b + in_channels, num_classes, pad)
+        self.map_head = nn.Sequential(
+            nn.Conv2d(num_classes, 1, 3, padding=1, bias=False, padding_mode=pad), nn.BatchNorm2d(1)
+        )
         self.class_head = nn.Conv2d(num_classes, num_classes, 1, bias=False)
         self.reset_parameters()
 

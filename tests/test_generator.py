@@ -137,3 +137,28 @@ def test_bad_input() -> None:
         lowcam.LowLevelActivationGenerator(64, 0)
     with pytest.raises(TypeError, match="in_channels must be an int, got float"):
         lowcam.LowLevelActivationGenerator(64.0, 10)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("height", "width"), [(9, 12), (1, 1), (5, 3)])
+def test_replicate_padding_leaves_no_frame_on_a_constant_input(height: int, width: int) -> None:
+    """A constant feature gives a constant map with ``padding_mode="replicate"``; with the reference's
+    zero padding the border differs from the inside (the frame a trained map can latch onto). Both keep
+    the parameters' names and shapes, so a checkpoint of one loads into the other."""
+    torch.manual_seed(0)
+    zeros = lowcam.LowLevelActivationGenerator(4, 3, base_width=2).eval()
+    replicate = lowcam.LowLevelActivationGenerator(4, 3, base_width=2, padding_mode="replicate").eval()
+    replicate.load_state_dict(zeros.state_dict())
+    features = torch.full((2, 4, height, width), 0.7)
+    with torch.no_grad():
+        flat = replicate(features).class_maps
+        framed = zeros(features).class_maps
+    assert torch.allclose(flat, flat[..., :1, :1].expand_as(flat), atol=1e-5)
+    if height >= 3 and width >= 3:
+        assert not torch.allclose(framed, framed[..., 1:2, 1:2].expand_as(framed), atol=1e-3)
+    assert all(
+        m.padding_mode == "replicate"
+        for m in replicate.modules()
+        if isinstance(m, nn.Conv2d) and m.padding != (0, 0)
+    )
+    with pytest.raises(ValueError, match="padding_mode must be 'zeros' or 'replicate', got 'reflect'"):
+        lowcam.LowLevelActivationGenerator(4, 3, padding_mode="reflect")  # type: ignore[arg-type]

@@ -67,13 +67,15 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     """Networks. ``*_weights``: a torchvision weight-enum name (``IMAGENET1K_V1``, ``DEFAULT``), a local
-    state-dict file, or ``null`` for random initialisation."""
+    state-dict file, or ``null`` for random initialisation. ``base_width`` and ``padding_mode``: the
+    generator's (``lowcam.LowLevelActivationGenerator``)."""
 
     backbone: str = "resnet50"
     backbone_weights: str | None = "IMAGENET1K_V1"
     evaluator: str = "vgg16"
     evaluator_weights: str | None = "IMAGENET1K_V1"
     base_width: int = 64
+    padding_mode: Literal["zeros", "replicate"] = "zeros"
 
 
 @dataclass

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torchvision
@@ -209,12 +209,21 @@ class CoarseNet(nn.Module):
         resnet: a torchvision ResNet or a timm classifier with the data set's classes (split after its
             stem by :func:`split_classifier`).
         base_width: the generator's ``base_width``.
+        padding_mode: the generator's ``padding_mode`` (``"zeros"``, the reference, or ``"replicate"``).
     """
 
-    def __init__(self, resnet: nn.Module, num_classes: int, base_width: int) -> None:
+    def __init__(
+        self,
+        resnet: nn.Module,
+        num_classes: int,
+        base_width: int,
+        padding_mode: Literal["zeros", "replicate"] = "zeros",
+    ) -> None:
         super().__init__()
         self.stem, self.body, channels = split_classifier(resnet)
-        self.generator = LowLevelActivationGenerator(channels, num_classes, base_width=base_width)
+        self.generator = LowLevelActivationGenerator(
+            channels, num_classes, base_width=base_width, padding_mode=padding_mode
+        )
 
     def forward(self, images: torch.Tensor) -> CoarseOutput:
         low = self.stem(images)

@@ -102,7 +102,7 @@ def coarse_net(
     cfg: Config, num_classes: int, weights: str | None = None, *, head: int | None = None
 ) -> CoarseNet:
     """Stage 1's network: ``model.backbone`` (loaded from ``weights``) split after its stem, with the
-    generator of ``model.base_width`` for ``num_classes`` classes.
+    generator of ``model.base_width`` and ``model.padding_mode`` for ``num_classes`` classes.
 
     The reference's ILSVRC quirk (``quirks.reinit_layer4``): with pretrained ``weights`` and a data set of
     other than 200 classes, ``layer4`` and ``fc`` are re-initialised instead of loaded, and ``fc`` keeps
@@ -117,7 +117,7 @@ def coarse_net(
     if _reinit_layer4(cfg, num_classes, weights):
         fresh = torchvision.models.get_model(m.backbone, weights=None, num_classes=outputs)
         resnet.layer4, resnet.fc = fresh.layer4, fresh.fc
-    return CoarseNet(resnet, num_classes, m.base_width)
+    return CoarseNet(resnet, num_classes, m.base_width, m.padding_mode)
 
 
 #: The generator blocks stage 2 trains (the last two decoder blocks and the map head); the rest is frozen.

@@ -25,7 +25,7 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import json
 import sys
 import time
@@ -46,7 +46,15 @@ from benchmarks.bench_localization import (  # noqa: E402
     plugin_run,
     runs_parser,
 )
-from benchmarks.bench_pretrained import VARIANTS, _data  # noqa: E402
+from benchmarks.bench_pretrained import (  # noqa: E402
+    DEFAULT_VARIANTS,
+    VARIANTS,
+    _data,
+    report_head,
+    run_record,
+    variant_groups,
+    variant_specs,
+)
 
 #: The lowcam arm's candidates: the recipe's defaults and ORNet's weights.
 GRID: tuple[dict[str, str], ...] = (
@@ -54,11 +62,10 @@ GRID: tuple[dict[str, str], ...] = (
     {"--evaluator-weight": "1", "--area-weight": "0.02"},
 )
 
-#: Model and data arguments of every run (both arms).
-PLUGIN_ARGS = (
-    "--backbone", "efficientnet_lite0", "--weights", "imagenet", "--output-stride", "8",
-    "--resize", "146", "--crop", "128",
-)  # fmt: skip
+#: Model and image-size arguments of every run (both arms); ``--quick`` runs take the smaller size.
+MODEL_ARGS = ("--backbone", "efficientnet_lite0", "--weights", "imagenet", "--output-stride", "8")
+SIZE_ARGS = ("--resize", "146", "--crop", "128")
+QUICK_SIZE_ARGS = ("--resize", "64", "--crop", "56")
 
 ARMS = {
     "plain": "CAM without lowcam (plain)",
@@ -77,23 +84,13 @@ def target(runs: Sequence[dict[str, Any]], margin: float = 5.0) -> dict[str, Any
 
 
 def markdown(payload: dict[str, Any]) -> str:
-    env, runs = payload["environment"], payload["runs"]
-    groups = [*((v, [r for r in runs if r["variant"] == v]) for v in payload["variants"]), ("all runs", runs)]
-    lines = [
-        f"# The plug-in pair with a pretrained backbone on synthetic birds ({env['device']})",
-        "",
-        f"torch {env['torch']}, Python {env['python']}, commit {env['commit']}, {env['date']}; seeds "
-        f"{', '.join(map(str, payload['seeds']))} per variant; {payload['training_seconds'] / 60:.1f} min of "
-        f"runs ({env['jobs']} at once, {env['threads_per_run']} thread(s) each), "
-        f"{payload['wall_seconds'] / 60:.1f} min wall. Mean ± sample std over seeds, in percent, on each "
-        "variant's test split; `lowcam − plain` is the mean of the per-seed differences.",
-        "",
-        *(
-            ["**A `--quick` smoke run (one epoch, tiny data): not a result.**", ""]
-            if payload["quick"]
-            else []
-        ),
-    ]
+    runs, groups = payload["runs"], variant_groups(payload)
+    lines = report_head(
+        payload,
+        "The plug-in pair with a pretrained backbone on synthetic birds",
+        note="; `lowcam − plain` is the mean of the per-seed differences",
+        quick="one epoch",
+    )
     header = ["variant", "metric", *ARMS.values(), "lowcam − plain"]
     rows = []
     for name, group in groups:
@@ -138,13 +135,18 @@ def readme_table(payload: dict[str, Any]) -> str:
     return markdown_table([f"map ({size})", "MaxBoxAccV2", "GT-known Loc"], rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    known = {name: (what, spec) for name, what, spec in VARIANTS}
-    parser = runs_parser(__doc__, list(known))
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: :func:`~benchmarks.bench_localization.runs_parser`'s, variants by default the four
+    of the committed table (:data:`~benchmarks.bench_pretrained.DEFAULT_VARIANTS`), and ``--render``."""
+    parser = runs_parser(__doc__, [name for name, _, _ in VARIANTS], DEFAULT_VARIANTS)
     parser.add_argument(
         "--render", action="store_true", help="rewrite <out>/plugin_pretrained.md from its JSON, no runs"
     )
-    args = parse_runs(parser, argv, list(known))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_runs(build_parser(), argv, [name for name, _, _ in VARIANTS])
     stem = args.out / "plugin_pretrained"
     if args.render:
         payload = json.loads(stem.with_suffix(".json").read_text())
@@ -153,13 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.work.resolve()
     started = time.perf_counter()
     measured_on = environment("cpu")
-    specs = {name: known[name][1] for name in args.variants}
-    plugin = PLUGIN_ARGS
-    if args.quick:
-        specs = {
-            n: dataclasses.replace(s, train_per_class=8, test_per_class=3, size=64) for n, s in specs.items()
-        }
-        plugin = (*PLUGIN_ARGS[:-4], "--resize", "64", "--crop", "56")
+    specs = variant_specs(args.variants, args.quick)
+    plugin = (*MODEL_ARGS, *(QUICK_SIZE_ARGS if args.quick else SIZE_ARGS))
     settings = Settings(work=work, threads=args.threads, quick=args.quick, plugin=plugin)
     roots = {name: _data(name, specs[name], work) for name in args.variants}
     first = args.variants[0]
@@ -186,13 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     measured_on.update(threads_per_run=args.threads, jobs=args.jobs)
     payload = {
         "environment": measured_on,
-        "command": "python benchmarks/bench_plugin_pretrained.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "seeds": args.seeds,
-        "quick": args.quick,
-        "variants": args.variants,
-        "variant_notes": {name: known[name][0] for name in args.variants},
-        "specs": {name: dataclasses.asdict(specs[name]) for name in args.variants},
+        **run_record("bench_plugin_pretrained.py", argv, args, specs),
         "plugin_args": list(plugin),
         "grid": list(GRID),
         "validation": {"variant": first, "seed": SELECTION_SEED, "candidates": validation, "chosen": chosen},

@@ -186,23 +186,56 @@ def run(
     return {**result, "variant": variant, "seed": seed}
 
 
-def markdown(payload: dict[str, Any]) -> str:
-    env, runs = payload["environment"], payload["runs"]
-    groups = [*((v, [r for r in runs if r["variant"] == v]) for v in payload["variants"]), ("all runs", runs)]
-    lines = [
-        f"# ORNet with a pretrained backbone on synthetic birds ({env['device']})",
+def variant_specs(names: Sequence[str], quick: bool) -> dict[str, BirdSpec]:
+    """The :data:`VARIANTS` specs of ``names``; with ``quick``, tiny ones (8 + 3 images per class, 64 px)."""
+    known = {name: spec for name, _, spec in VARIANTS}
+    if not quick:
+        return {name: known[name] for name in names}
+    return {n: dataclasses.replace(known[n], train_per_class=8, test_per_class=3, size=64) for n in names}
+
+
+def run_record(
+    script: str, argv: Sequence[str] | None, args: Any, specs: dict[str, BirdSpec]
+) -> dict[str, Any]:
+    """The payload entries both pretrained benchmarks record: the command, seeds, variants and specs."""
+    notes = {name: what for name, what, _ in VARIANTS}
+    return {
+        "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seeds": args.seeds,
+        "quick": args.quick,
+        "variants": args.variants,
+        "variant_notes": {name: notes[name] for name in args.variants},
+        "specs": {name: dataclasses.asdict(spec) for name, spec in specs.items()},
+    }
+
+
+def report_head(
+    payload: dict[str, Any], title: str, note: str = "", quick: str = "one epoch per stage"
+) -> list[str]:
+    """The first lines of a pretrained benchmark's Markdown: the title with the device, the run's
+    versions, commit, seeds and times, ``note`` after the protocol sentence, and a warning for a quick run."""
+    env = payload["environment"]
+    return [
+        f"# {title} ({env['device']})",
         "",
         f"torch {env['torch']}, Python {env['python']}, commit {env['commit']}, {env['date']}; seeds "
         f"{', '.join(map(str, payload['seeds']))} per variant; {payload['training_seconds'] / 60:.1f} min of "
         f"runs ({env['jobs']} at once, {env['threads_per_run']} thread(s) each), {payload['wall_seconds'] / 60:.1f} "
-        "min wall. Mean ± sample std over seeds, in percent, on each variant's test split.",
+        f"min wall. Mean ± sample std over seeds, in percent, on each variant's test split{note}.",
         "",
-        *(
-            ["**A `--quick` smoke run (one epoch per stage, tiny data): not a result.**", ""]
-            if payload["quick"]
-            else []
-        ),
+        *([f"**A `--quick` smoke run ({quick}, tiny data): not a result.**", ""] if payload["quick"] else []),
     ]
+
+
+def variant_groups(payload: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``(variant, its runs)`` per variant, then ``("all runs", every run)``."""
+    runs = payload["runs"]
+    return [*((v, [r for r in runs if r["variant"] == v]) for v in payload["variants"]), ("all runs", runs)]
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    runs, groups = payload["runs"], variant_groups(payload)
+    lines = report_head(payload, "ORNet with a pretrained backbone on synthetic birds")
     header = ["variant", "metric", *LABELS.values()]
     rows = []
     for name, group in groups:
@@ -290,11 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.work.resolve()
     started = time.perf_counter()
     measured_on = environment("cpu")
-    specs = {name: known[name][1] for name in args.variants}
-    if args.quick:
-        specs = {
-            n: dataclasses.replace(s, train_per_class=8, test_per_class=3, size=64) for n, s in specs.items()
-        }
+    specs = variant_specs(args.variants, args.quick)
     first = args.variants[0]
     if args.fine_lr is None:
         validation = select(first, specs[first], work, args.threads, args.quick)
@@ -310,13 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     measured_on.update(threads_per_run=args.threads, jobs=args.jobs)
     payload = {
         "environment": measured_on,
-        "command": "python benchmarks/bench_pretrained.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "seeds": args.seeds,
-        "quick": args.quick,
-        "variants": args.variants,
-        "variant_notes": {name: known[name][0] for name in args.variants},
-        "specs": {name: dataclasses.asdict(known[name][1]) for name in args.variants},
+        **run_record("bench_pretrained.py", argv, args, specs),
         "grid": list(FINE_GRID) if args.fine_lr is None else [],
         "validation": {"variant": first, "seed": 0, "candidates": validation, "chosen": chosen}
         if args.fine_lr is None

@@ -180,6 +180,9 @@ def test_pretrained_fine_lr_must_be_the_validated_one(tmp_path: Path) -> None:
         assert error.value.code == 2
     assert not work.exists()
     assert bench.DEFAULT_VARIANTS == ("base", "classes-8", "small-birds", "waterbirds")
+    from benchmarks import bench_plugin_pretrained as plugin  # the plug-in benchmark's default is the same
+
+    assert plugin.build_parser().parse_args(["--work", str(work)]).variants == list(bench.DEFAULT_VARIANTS)
 
 
 def test_map_border_statistics_find_a_frame() -> None:

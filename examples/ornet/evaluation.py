@@ -92,25 +92,18 @@ def map_sources(ctx: Context, strides: dict[str, int] | None = None) -> dict[str
     return sources
 
 
-def _open_writer(root: str) -> metrics.ScoremapWriter:
-    """The writer of ``eval.scoremap_root``; a root that is a file or holds other files is a
-    :class:`~ornet.files.WriteError` naming it (exit status 2), raised before anything is evaluated."""
-    try:
-        return metrics.ScoremapWriter(root)
-    except OSError as error:
-        raise WriteError(f"could not write eval.scoremap_root: {error}") from error
-
-
-def _open_writers(root: str, ctx: Context) -> metrics.ScoremapWriter | None:
-    """:func:`_open_writer` on rank 0 (``None`` elsewhere), decided together: when rank 0 cannot open
-    the root, every process raises the :class:`~ornet.files.WriteError` (the others would otherwise meet
-    a dead peer in the next collective: a connection error with gloo, a wait until its timeout with NCCL)."""
+def _open_writer(root: str, ctx: Context) -> metrics.ScoremapWriter | None:
+    """The writer of ``eval.scoremap_root`` on rank 0 (``None`` elsewhere), opened before anything is
+    evaluated. A root that is a file or holds other files is a :class:`~ornet.files.WriteError` naming it
+    (exit status 2) on every process, decided together: the others would otherwise meet a dead peer in
+    the next collective (a connection error with gloo, a wait until its timeout with NCCL)."""
     writer, failure = None, None
     if ctx.info.is_main:
         try:
-            writer = _open_writer(root)
-        except WriteError as error:
-            failure = error
+            writer = metrics.ScoremapWriter(root)
+        except OSError as error:
+            failure = WriteError(f"could not write eval.scoremap_root: {error}")
+            failure.__cause__ = error
     failed = all_reduce_sum(torch.tensor([0.0 if failure is None else 1.0], dtype=torch.float64), ctx.info)
     if failure is not None:
         raise failure
@@ -188,7 +181,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     # staging folder, the manifest last, one swap); it is opened before any map, so that a root holding
     # other files stops the evaluation at once, and an exception leaves the previous folder as it was
     writing = e.scoremap_root is not None
-    writer = _open_writers(e.scoremap_root, ctx) if e.scoremap_root is not None else None
+    writer = _open_writer(e.scoremap_root, ctx) if e.scoremap_root is not None else None
     try:
         steps = _scoremap_steps(len(loader), ctx) if writing else 0
         for images, labels, boxes, indices in batches(loader, ctx, "eval (wsoleval)"):

@@ -124,13 +124,7 @@ def is_torchvision(arch: str) -> bool:
 def known_architecture(arch: str) -> bool:
     """Whether ``arch`` names a torchvision classifier or, with timm installed, a timm model (what
     :func:`build_classifier` can build)."""
-    if is_torchvision(arch):
-        return True
-    try:
-        timm = pretrained._require_timm()
-    except ImportError:
-        return False
-    return bool(timm.is_model(arch))
+    return is_torchvision(arch) or pretrained.timm_has_model(arch)
 
 
 def build_classifier(

@@ -43,6 +43,7 @@ __all__ = [
     "map_efficientnet_lite_keys",
     "offline_state_dict",
     "timm_backbone",
+    "timm_has_model",
 ]
 
 #: ImageNet normalisation of the EfficientNet-Lite weights (timm's ``pretrained_cfg`` for them).
@@ -194,6 +195,15 @@ def map_efficientnet_lite_keys(
     return mapped
 
 
+def timm_has_model(name: str) -> bool:
+    """Whether timm is installed and knows the model ``name``."""
+    try:
+        timm = _require_timm()
+    except ImportError:
+        return False
+    return bool(timm.is_model(name))
+
+
 def create_timm(name: str, num_classes: int = 1000, *, output_stride: int = 32) -> nn.Module:
     """timm's ``name``, randomly initialised (``pretrained=False``: nothing is downloaded), with
     ``num_classes`` outputs and timm's ``output_stride`` (32, 16 or 8: the last stages dilated).
@@ -204,8 +214,8 @@ def create_timm(name: str, num_classes: int = 1000, *, output_stride: int = 32) 
     """
     if isinstance(output_stride, bool) or output_stride not in (8, 16, 32):
         raise ValueError(f"output_stride must be one of 8, 16, 32 for a timm model; got {output_stride!r}")
-    timm = _require_timm()
-    if not timm.is_model(name):
+    timm = _require_timm()  # ImportError naming the extra when timm is missing
+    if not timm_has_model(name):
         raise ValueError(f"{name!r} is neither a torchvision classifier nor a timm model")
     extra = {} if output_stride == 32 else {"output_stride": output_stride}
     model: nn.Module = timm.create_model(name, pretrained=False, num_classes=num_classes, **extra)

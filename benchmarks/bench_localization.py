@@ -28,14 +28,9 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import concurrent.futures
 import dataclasses
-import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -43,19 +38,27 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
+sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from ornet.files import atomic_write_text  # noqa: E402
-from ornet.runtime import holdout_split  # noqa: E402
 from synthetic import SyntheticSpec, write_dataset  # noqa: E402
 
 from benchmarks._localization_summary import markdown, selection_score, summarise  # noqa: E402
+from benchmarks._runs import (  # noqa: E402
+    SELECTION_SEED,
+    VAL_FRACTION,
+    Settings,
+    cached,
+    flat,
+    ornet_row,
+    parallel,
+    parse_runs,
+    plugin_run,
+    run_key,
+    run_script,
+    runs_parser,
+    write_validation_split,
+)
 from benchmarks._timing import environment, write_results  # noqa: E402
-
-VAL_FRACTION = 0.25
-SEEDS = (0, 1, 2)
-SELECTION_SEED = 0
 
 #: The variants: (name, what differs, spec). 256 training images each: with fewer, the schedule of
 #: examples/configs/synthetic.yaml does not train the classifiers (chance-level accuracy on 120 images), and
@@ -88,53 +91,7 @@ PLUGIN_GRID: tuple[dict[str, str], ...] = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    work: Path
-    threads: int
-    quick: bool
-    #: the plug-in pair's model and data arguments (here: the from-scratch ResNet-18 at 64 px)
-    plugin: tuple[str, ...] = ("--backbone", "resnet18", "--scratch")
-
-
 # ----------------------------------------------------------------------------------------- data sets
-
-
-def _read_table(path: Path) -> list[list[str]]:
-    return [line.split() for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_validation_split(source: Path, target: Path, fraction: float = VAL_FRACTION) -> tuple[int, int]:
-    """A CUB-format copy of ``source``'s training images, the last ``fraction`` of each class marked as
-    the evaluation ("test") split; ``source``'s test images are left out. Images are hard links (copies
-    where links fail). Returns ``(train, validation)`` image counts."""
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    images = {i: path for i, path in _read_table(source / "images.txt")}
-    labels = {i: c for i, c in _read_table(source / "image_class_labels.txt")}
-    split = {i: s for i, s in _read_table(source / "train_test_split.txt")}
-    boxes = {row[0]: row[1:] for row in _read_table(source / "bounding_boxes.txt")}
-    train_ids = [i for i in images if split[i] == "1"]
-    count = lambda n: max(1, round(n * fraction))  # noqa: E731
-    held = set(holdout_split(train_ids, count, groups=[labels[i] for i in train_ids])[1])
-    for name in ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt"):
-        rows = {
-            "images.txt": lambda i: f"{i} {images[i]}",
-            "image_class_labels.txt": lambda i: f"{i} {labels[i]}",
-            "train_test_split.txt": lambda i: f"{i} {0 if i in held else 1}",
-            "bounding_boxes.txt": lambda i: f"{i} {' '.join(boxes[i])}",
-        }[name]
-        (target / name).write_text("".join(rows(i) + "\n" for i in train_ids))
-    shutil.copyfile(source / "classes.txt", target / "classes.txt")
-    for i in train_ids:
-        src, dst = source / "images" / images[i], target / "images" / images[i]
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copyfile(src, dst)
-    return len(train_ids) - len(held), len(held)
 
 
 def prepare_variant(name: str, spec: SyntheticSpec, settings: Settings) -> tuple[Path, Path]:
@@ -155,31 +112,6 @@ def prepare_variant(name: str, spec: SyntheticSpec, settings: Settings) -> tuple
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def _key(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _run(command: list[str], log: Path, threads: int, timeout: float = 3600) -> float:
-    env = dict(os.environ)
-    env.pop("TRITON_INTERPRET", None)
-    env["OMP_NUM_THREADS"] = str(threads)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "examples"), env.get("PYTHONPATH", "")])
-    log.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with log.open("w") as handle:
-        result = subprocess.run(
-            [sys.executable, *command],
-            cwd=ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            timeout=timeout,
-        )
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited with {result.returncode}; see {log}")
-    return time.perf_counter() - started
-
-
 def _ornet_args(data: Path, out: Path, seed: int, settings: Settings, cam: bool) -> list[str]:
     args = [
         "examples/train_ornet.py", "--config", "examples/configs/synthetic.yaml",
@@ -193,43 +125,14 @@ def _ornet_args(data: Path, out: Path, seed: int, settings: Settings, cam: bool)
     return args
 
 
-def _flat(overrides: dict[str, str]) -> list[str]:
-    out: list[str] = []
-    for key, value in overrides.items():
-        out += [key if key.startswith("--") else f"--{key}", value]
-    return out
-
-
-def _ornet_row(metrics: dict[str, Any], row: str) -> dict[str, Any]:
-    entry = metrics[row]
-    result = {
-        "gt_known": float(entry["ornet"]["gt_known"]),
-        "maxboxacc_v2": float(entry["maxboxacc_v2"]["value"]),
-    }
-    if "map_size" in entry:
-        result["map_size"] = list(entry["map_size"])
-    return result
-
-
-def _cached(cache: Path, out: Path, produce: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``produce()``'s result, computed once: written to ``cache`` atomically (a killed run leaves no
-    half-written cache), read back on later calls; ``out``, the run's folder, starts empty."""
-    if not cache.exists():
-        if out.exists():
-            shutil.rmtree(out)
-        atomic_write_text(cache, json.dumps(produce()))
-    loaded: dict[str, Any] = json.loads(cache.read_text())
-    return loaded
-
-
 def ornet_validation(variant: str, val: Path, settings: Settings) -> list[dict[str, Any]]:
     """Score every ORNet candidate on the validation split; stages 0 and 1 are trained once and shared."""
     base = settings.work / variant / "ornet-val"
     shared = base / "shared"
     scores = []
     for k, overrides in enumerate(ORNET_GRID):
-        out = base / f"candidate-{_key(overrides)}"
-        args = _ornet_args(val, out, SELECTION_SEED, settings, cam=False) + _flat(overrides)
+        out = base / f"candidate-{run_key(overrides)}"
+        args = _ornet_args(val, out, SELECTION_SEED, settings, cam=False) + flat(overrides)
 
         def produce(
             out: Path = out,
@@ -238,18 +141,18 @@ def ornet_validation(variant: str, val: Path, settings: Settings) -> list[dict[s
             first: bool = k == 0,
         ) -> dict[str, Any]:
             if first:
-                seconds = _run([*args, "--stage", "all"], out / "bench.log", settings.threads)
+                seconds = run_script([*args, "--stage", "all"], out / "bench.log", settings.threads)
                 if shared.exists():
                     shutil.rmtree(shared)
                 shutil.copytree(out, shared)
             else:
                 shutil.copytree(shared, out)
                 restart = [*args, "--stage", "all", "--restart-from", "fine"]
-                seconds = _run(restart, out / "bench.log", settings.threads)
+                seconds = run_script(restart, out / "bench.log", settings.threads)
             metrics = json.loads((out / "metrics.json").read_text())
-            return {"overrides": overrides, "fine": _ornet_row(metrics, "fine"), "seconds": seconds}
+            return {"overrides": overrides, "fine": ornet_row(metrics, "fine"), "seconds": seconds}
 
-        scores.append(_cached(out.with_suffix(".json"), out, produce))
+        scores.append(cached(out.with_suffix(".json"), out, produce))
     return scores
 
 
@@ -257,93 +160,19 @@ def ornet_final(
     variant: str, data: Path, overrides: dict[str, str], seed: int, settings: Settings
 ) -> dict[str, Any]:
     """One seed of the chosen ORNet setting on the full training split; the test split's rows."""
-    out = settings.work / variant / f"ornet-{_key(overrides)}-seed{seed}"
+    out = settings.work / variant / f"ornet-{run_key(overrides)}-seed{seed}"
 
     def produce() -> dict[str, Any]:
-        args = _ornet_args(data, out, seed, settings, cam=True) + _flat(overrides)
-        seconds = _run([*args, "--stage", "all"], out / "bench.log", settings.threads)
+        args = _ornet_args(data, out, seed, settings, cam=True) + flat(overrides)
+        seconds = run_script([*args, "--stage", "all"], out / "bench.log", settings.threads)
         metrics = json.loads((out / "metrics.json").read_text())
         rows = {"ornet": "fine", "stage1": "coarse", "cam": "cam"}
-        return {**{name: _ornet_row(metrics, row) for name, row in rows.items()}, "seconds": seconds}
+        return {**{name: ornet_row(metrics, row) for name, row in rows.items()}, "seconds": seconds}
 
-    return _cached(out.with_suffix(".json"), out, produce)
-
-
-def _plugin_args(
-    data: Path, out: Path, seed: int, settings: Settings, overrides: dict[str, str]
-) -> list[str]:
-    args = [
-        "benchmarks/plugin_arms.py", "--data", str(data), "--seeds", str(seed), "--out", str(out),
-        "--num-threads", str(settings.threads), "--no-progress", *settings.plugin,
-    ]  # fmt: skip
-    if settings.quick:
-        args += ["--epochs", "1"]
-    return args + _flat(overrides)
-
-
-def plugin_run(
-    variant: str, data: Path, tag: str, overrides: dict[str, str], seed: int, settings: Settings
-) -> dict[str, Any]:
-    """One seed of both arms of ``cam_with_lowcam.py``; ``{"plain": {...}, "lowcam": {...}}``."""
-    out = settings.work / variant / f"plugin-{tag}-{_key({**overrides, 'args': settings.plugin})}-seed{seed}"
-
-    def produce() -> dict[str, Any]:
-        seconds = _run(
-            _plugin_args(data, out, seed, settings, overrides), out / "bench.log", settings.threads
-        )
-        results = json.loads((out / "results.json").read_text())
-        rows: dict[str, Any] = {"seconds": seconds}
-        for arm in ("plain", "lowcam"):
-            (entry,) = results[arm]["per_seed"]
-            rows[arm] = {"gt_known": float(entry["gt_known"]), "maxboxacc_v2": float(entry["maxboxacc_v2"])}
-            if "map_size" in results.get("config", {}):
-                rows[arm]["map_size"] = results["config"]["map_size"]
-        if "center_gaussian" in results:
-            rows["center_gaussian"] = results["center_gaussian"]
-        return rows
-
-    return _cached(out.with_suffix(".json"), out, produce)
+    return cached(out.with_suffix(".json"), out, produce)
 
 
 # --------------------------------------------------------------------------------------------- main
-
-
-def _parallel(tasks: Sequence[Callable[[], Any]], jobs: int) -> list[Any]:
-    if jobs <= 1:
-        return [task() for task in tasks]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(lambda task: task(), tasks))
-
-
-def runs_parser(
-    doc: str | None, variants: Sequence[str], default: Sequence[str] | None = None
-) -> argparse.ArgumentParser:
-    """The command line the localization benchmarks share: ``--work``, ``--out``, ``--seeds``,
-    ``--variants`` (default: ``default``, else all of ``variants``), ``--jobs``, ``--threads`` and
-    ``--quick``."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="data sets, runs and the result cache")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--variants", nargs="+", default=list(variants if default is None else default))
-    parser.add_argument("--jobs", type=int, default=2, help="trainings at once (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1)")
-    parser.add_argument(
-        "--quick", action="store_true", help="one epoch per stage: a smoke test, not a result"
-    )
-    return parser
-
-
-def parse_runs(
-    parser: argparse.ArgumentParser, argv: Sequence[str] | None, variants: Sequence[str]
-) -> argparse.Namespace:
-    """Parse the command line of :func:`runs_parser`; a ``--variants`` name not in ``variants`` is an
-    argparse error."""
-    args = parser.parse_args(argv)
-    unknown = [v for v in args.variants if v not in variants]
-    if unknown:
-        parser.error(f"--variants: unknown {unknown}; expected some of {sorted(variants)}")
-    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -391,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for overrides in PLUGIN_GRID:
                 plugin_keys.append((name, overrides))
                 tasks.append(plugin_select(name, overrides))
-    results = _parallel(tasks, args.jobs)
+    results = parallel(tasks, args.jobs)
     plugin_scores = results[len(results) - len(plugin_keys) :]
     for name in args.variants:
         candidates = [(o, r) for (n, o), r in zip(plugin_keys, plugin_scores) if n == name]
@@ -423,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 final_tasks.append(
                     lambda n=name, d=data, s=seed: plugin_run(n, d, "test", chosen[n]["lowcam"], s, settings)
                 )
-    final_results = _parallel(final_tasks, args.jobs)
+    final_results = parallel(final_tasks, args.jobs)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in args.variants}
     map_sizes: dict[str, Any] = {}
     for (name, _kind, seed), rows in zip(finals, final_results):

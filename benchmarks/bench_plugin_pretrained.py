@@ -37,15 +37,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 from benchmarks._localization_summary import cell, mean_std, selection_score  # noqa: E402
-from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
-from benchmarks.bench_localization import (  # noqa: E402
+from benchmarks._runs import (  # noqa: E402
     SELECTION_SEED,
     Settings,
-    _parallel,
+    parallel,
     parse_runs,
     plugin_run,
     runs_parser,
 )
+from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 from benchmarks.bench_pretrained import (  # noqa: E402
     DEFAULT_VARIANTS,
     VARIANTS,
@@ -136,7 +136,7 @@ def readme_table(payload: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: :func:`~benchmarks.bench_localization.runs_parser`'s, variants by default the four
+    """The command line: :func:`~benchmarks._runs.runs_parser`'s, variants by default the four
     of the committed table (:data:`~benchmarks.bench_pretrained.DEFAULT_VARIANTS`), and ``--render``."""
     parser = runs_parser(__doc__, [name for name, _, _ in VARIANTS], DEFAULT_VARIANTS)
     parser.add_argument(
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(work=work, threads=args.threads, quick=args.quick, plugin=plugin)
     roots = {name: _data(name, specs[name], work) for name in args.variants}
     first = args.variants[0]
-    candidates = _parallel(
+    candidates = parallel(
         [
             lambda o=o: plugin_run(first, work / first / "val_data", "val", o, SELECTION_SEED, settings)
             for o in GRID
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.variants
         for seed in args.seeds
     ]
-    runs = _parallel(tasks, args.jobs)
+    runs = parallel(tasks, args.jobs)
     measured_on.update(threads_per_run=args.threads, jobs=args.jobs)
     payload = {
         "environment": measured_on,

@@ -44,18 +44,18 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 from birds import BirdSpec, write_birds  # noqa: E402
 
 from benchmarks._localization_summary import cell, selection_score  # noqa: E402
-from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
-from benchmarks.bench_localization import (  # noqa: E402
-    _cached,
-    _flat,
-    _key,
-    _ornet_row,
-    _parallel,
-    _run,
+from benchmarks._runs import (  # noqa: E402
+    cached,
+    flat,
+    ornet_row,
+    parallel,
     parse_runs,
+    run_key,
+    run_script,
     runs_parser,
     write_validation_split,
 )
+from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 
 #: Stage-2 candidates (overrides of examples/configs/pretrained.yaml), chosen on validation.
 FINE_GRID: tuple[dict[str, str], ...] = (
@@ -133,24 +133,22 @@ def select(variant: str, spec: BirdSpec, work: Path, threads: int, quick: bool) 
     shared = base / "shared"
     scores = []
     for k, overrides in enumerate(FINE_GRID):
-        out = base / f"candidate-{_key(overrides)}"
-        args = (
-            _args(val, out, 0, spec.classes, threads, quick) + _flat(overrides) + ["--cam.enabled", "false"]
-        )
+        out = base / f"candidate-{run_key(overrides)}"
+        args = _args(val, out, 0, spec.classes, threads, quick) + flat(overrides) + ["--cam.enabled", "false"]
 
         def produce(out: Path = out, args: list[str] = args, first: bool = k == 0) -> dict[str, Any]:
             if first:
-                seconds = _run(args, out / "bench.log", threads)
+                seconds = run_script(args, out / "bench.log", threads)
                 if shared.exists():
                     shutil.rmtree(shared)
                 shutil.copytree(out, shared)
             else:
                 shutil.copytree(shared, out)
-                seconds = _run([*args, "--restart-from", "fine"], out / "bench.log", threads)
+                seconds = run_script([*args, "--restart-from", "fine"], out / "bench.log", threads)
             metrics = json.loads((out / "metrics.json").read_text())
-            return {"fine": _ornet_row(metrics, "fine"), "seconds": seconds}
+            return {"fine": ornet_row(metrics, "fine"), "seconds": seconds}
 
-        scores.append({"overrides": overrides, **_cached(out.with_suffix(".json"), out, produce)})
+        scores.append({"overrides": overrides, **cached(out.with_suffix(".json"), out, produce)})
     return scores
 
 
@@ -159,11 +157,11 @@ def run(
 ) -> dict[str, Any]:
     """One seed of ``variant`` with the chosen ``overrides``: every row and the learning log."""
     data = _data(variant, spec, work)
-    out = work / variant / f"{_key(overrides)}-seed{seed}"
+    out = work / variant / f"{run_key(overrides)}-seed{seed}"
 
     def produce() -> dict[str, Any]:
-        args = _args(data, out, seed, spec.classes, threads, quick) + _flat(overrides)
-        seconds = _run(args, out / "bench.log", threads)
+        args = _args(data, out, seed, spec.classes, threads, quick) + flat(overrides)
+        seconds = run_script(args, out / "bench.log", threads)
         metrics = json.loads((out / "metrics.json").read_text())
         coarse, fine = _last(out / "log.jsonl", "coarse/epoch"), _last(out / "log.jsonl", "fine/epoch")
         learning = {
@@ -179,10 +177,10 @@ def run(
             "cam_top1": metrics["cam"]["classification_top1"],
             "cam_native_top1": metrics["cam_s32"]["classification_top1"],
         }
-        rows = {name: _ornet_row(metrics, row) for name, row in ROWS.items()}
+        rows = {name: ornet_row(metrics, row) for name, row in ROWS.items()}
         return {"rows": rows, "learning": learning, "seconds": seconds}
 
-    result = _cached(out.with_suffix(".json"), out, produce)
+    result = cached(out.with_suffix(".json"), out, produce)
     return {**result, "variant": variant, "seed": seed}
 
 
@@ -335,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.variants:
         for seed in args.seeds:
             tasks.append(lambda n=name, s=seed: run(n, specs[n], s, work, args.threads, args.quick, chosen))
-    runs = _parallel(tasks, args.jobs)
+    runs = parallel(tasks, args.jobs)
     measured_on.update(threads_per_run=args.threads, jobs=args.jobs)
     payload = {
         "environment": measured_on,

@@ -88,13 +88,15 @@ def _bench_localization() -> Any:
 def test_localization_validation_split_holds_out_training_images_only(tmp_path: Path) -> None:
     """The validation split is cut from the training images, per class; no test image enters it."""
     pytest.importorskip("PIL")
-    bench = _bench_localization()
+    _bench_localization()  # puts examples/ on the path
     from ornet.data import read_cub
     from synthetic import SyntheticSpec, write_dataset
 
+    from benchmarks._runs import write_validation_split
+
     source = tmp_path / "data"
     write_dataset(source, SyntheticSpec(classes=3, train_per_class=8, test_per_class=2, seed=5))
-    train_count, val_count = bench.write_validation_split(source, tmp_path / "val", fraction=0.25)
+    train_count, val_count = write_validation_split(source, tmp_path / "val", fraction=0.25)
     assert (train_count, val_count) == (18, 6)
     full_train = {s.path.name for s in read_cub(source, "train").samples}
     full_test = {s.path.name for s in read_cub(source, "test").samples}

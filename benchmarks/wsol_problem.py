@@ -162,15 +162,7 @@ def localisation(
 
 def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Generate, fine-tune and evaluate one seed; returns its record (with the per-epoch log)."""
-    spec = birds.BirdSpec(
-        classes=args.classes,
-        train_per_class=args.train_per_class,
-        test_per_class=args.test_per_class,
-        size=args.size,
-        head=args.head,
-        background_cue=args.background_cue,
-        seed=seed,
-    )
+    spec = birds.spec_from_args(birds.BirdSpec, args, seed=seed)
     start = time.perf_counter()
     root = work / f"birds_seed{seed}"
     birds.write_birds(root, spec)

@@ -39,14 +39,17 @@ from __future__ import annotations
 import argparse
 import colorsys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from ornet.files import atomic_write_text
 from PIL import Image, ImageDraw
 
-__all__ = ["HEAD_PATTERNS", "BirdSpec", "class_names", "render_bird", "render_bird_masks", "write_birds"]
+__all__ = [
+    "HEAD_PATTERNS", "BirdSpec", "class_names", "render_bird", "render_bird_masks", "spec_from_args", "write_birds",
+]  # fmt: skip
 
 #: Head patterns; class ``k`` has pattern ``HEAD_PATTERNS[k % 4]`` and hue ``k / classes``.
 HEAD_PATTERNS: tuple[str, ...] = ("solid", "crown", "eyestripe", "spots")
@@ -66,6 +69,8 @@ _HUE_NAMES = (
 )
 
 Box = tuple[int, int, int, int]
+
+_Spec = TypeVar("_Spec")
 
 
 @dataclass(frozen=True)
@@ -327,6 +332,13 @@ def write_birds(out: Path, spec: BirdSpec) -> int:
     return image_id
 
 
+def spec_from_args(spec_type: type[_Spec], args: argparse.Namespace, **overrides: Any) -> _Spec:
+    """``spec_type`` (a data-set dataclass) from the parsed arguments named as its fields (the others keep
+    their defaults), then ``overrides``."""
+    values = {f.name: getattr(args, f.name) for f in fields(spec_type) if hasattr(args, f.name)}  # type: ignore[arg-type]
+    return spec_type(**{**values, **overrides})
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The bird-only options (shared ones — classes, splits, clutter, seed — come from the caller)."""
     defaults = BirdSpec()
@@ -350,17 +362,7 @@ def write_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     """Build the :class:`BirdSpec` of parsed command-line arguments (a bad value is ``parser.error``, exit
     status 2), write the data set to ``args.out`` and say so; shared by this script and ``synthetic.py``."""
     try:
-        spec = BirdSpec(
-            classes=args.classes,
-            train_per_class=args.train_per_class,
-            test_per_class=args.test_per_class,
-            size=args.size,
-            head=args.head,
-            clutter=args.clutter,
-            background_cue=args.background_cue,
-            body_cue=args.body_cue,
-            seed=args.seed,
-        )
+        spec = spec_from_args(BirdSpec, args)
     except ValueError as error:
         parser.error(str(error))
     count = write_birds(args.out, spec)

@@ -266,15 +266,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--classes must be at most {len(SHAPES)}, got {args.classes}")
     if args.max_size < args.min_size:
         parser.error(f"--max-size ({args.max_size}) must be at least --min-size ({args.min_size})")
-    spec = SyntheticSpec(
-        classes=args.classes,
-        train_per_class=args.train_per_class,
-        test_per_class=args.test_per_class,
-        min_size=args.min_size,
-        max_size=args.max_size,
-        clutter=args.clutter,
-        seed=args.seed,
-    )
+    spec = birds.spec_from_args(SyntheticSpec, args)
     count = write_dataset(args.out, spec)
     print(f"wrote {count} images ({spec.classes} classes) in CUB format to {args.out}")
 

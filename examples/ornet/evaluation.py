@@ -9,6 +9,7 @@ results, and rank 0 alone formats and writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -92,9 +93,9 @@ def map_sources(ctx: Context, strides: dict[str, int] | None = None) -> dict[str
     return sources
 
 
-def _open_writer(root: str, ctx: Context) -> metrics.ScoremapWriter | None:
-    """The writer of ``eval.scoremap_root`` on rank 0 (``None`` elsewhere), opened before anything is
-    evaluated. A root that is a file or holds other files is a :class:`~ornet.files.WriteError` naming it
+def _open_writer(root: str, ctx: Context) -> metrics.ScoremapWriter | contextlib.nullcontext[None]:
+    """The writer of ``eval.scoremap_root`` on rank 0 (a context that gives ``None`` elsewhere), opened
+    before anything is evaluated; leaving it commits the maps, an exception removes them. A root that is a file or holds other files is a :class:`~ornet.files.WriteError` naming it
     (exit status 2) on every process, decided together: the others would otherwise meet a dead peer in
     the next collective (a connection error with gloo, a wait until its timeout with NCCL)."""
     writer, failure = None, None
@@ -109,7 +110,7 @@ def _open_writer(root: str, ctx: Context) -> metrics.ScoremapWriter | None:
         raise failure
     if failed.item() > 0:
         raise WriteError("could not write eval.scoremap_root: rank 0 could not open it (see its message)")
-    return writer
+    return contextlib.nullcontext() if writer is None else writer
 
 
 def _scoremap_steps(batch_count: int, ctx: Context) -> int:
@@ -181,8 +182,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     # staging folder, the manifest last, one swap); it is opened before any map, so that a root holding
     # other files stops the evaluation at once, and an exception leaves the previous folder as it was
     writing = e.scoremap_root is not None
-    writer = _open_writer(e.scoremap_root, ctx) if e.scoremap_root is not None else None
-    try:
+    with _open_writer(e.scoremap_root, ctx) if writing else contextlib.nullcontext() as writer:
         steps = _scoremap_steps(len(loader), ctx) if writing else 0
         for images, labels, boxes, indices in batches(loader, ctx, "eval (wsoleval)"):
             x, y = to_device(ctx, images), labels.to(ctx.info.device)
@@ -198,12 +198,6 @@ def evaluate(ctx: Context) -> dict[str, Any]:
                     steps -= 1
         for _ in range(steps):  # this shard is shorter than the largest one
             _send_scoremaps(writer, [], torch.empty(0, d.score_size, d.score_size), ctx)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    if writer is not None:
-        writer.commit()
     correct = all_reduce_sum(correct.to("cpu", torch.float64), ctx.info)
     sizes = all_reduce_sum(sizes, ctx.info)
     # every process computes, in the same order, even with an empty shard (compute() sums the counts over

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeAlias
@@ -163,8 +164,8 @@ def evaluate_model(
         metric = MaxBoxAcc(version=version, thresholds=thresholds, iou_thresholds=iou_thresholds)
     target = torch.device(device) if device is not None else None
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_wsol)
-    writer = ScoremapWriter(scoremap_root) if scoremap_root is not None else None
-    try:
+    # the score maps are written as a unit: committed once every map is in, removed on any exception
+    with ScoremapWriter(scoremap_root) if scoremap_root is not None else contextlib.nullcontext() as writer:
         for batch in loader:
             maps = prepare_scoremap(_maps_of(map_fn, batch, target), size=scoremap_size)
             if writer is not None:
@@ -178,10 +179,4 @@ def evaluate_model(
                 ]
                 metric.update(maps, gt)
         result = metric.compute()
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    if writer is not None:
-        writer.commit()
     return result

@@ -170,9 +170,9 @@ def run(
             "acc_generator": coarse["acc_generator"],
             "stage1_map_mean": coarse["map_mean"],
             "stage1_map_saturated": coarse["map_saturated"],
-            # the region erasing may drop (logged as erased_* before the pipeline split the two)
-            "erased_area": fine.get("erasing_region", fine["erased_area"]),
-            "erased_mass": fine.get("erasing_region_mass", fine["erased_mass"]),
+            # the region erasing may drop (the pipeline's erasing_region*), not the pixels it dropped
+            "erased_area": fine["erasing_region"],
+            "erased_mass": fine["erasing_region_mass"],
             "evaluator_top1": metrics["fine"]["classification_top1"],
             "cam_top1": metrics["cam"]["classification_top1"],
             "cam_native_top1": metrics["cam_s32"]["classification_top1"],

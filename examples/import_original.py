@@ -56,7 +56,7 @@ from typing import Any
 
 import torch
 from ornet import checkpoint, recipe
-from ornet.config import Config, add_override_arguments, load_config, overrides_from, to_dict
+from ornet.config import Config, ConfigError, add_override_arguments, load_config, overrides_from, to_dict
 from ornet.models import CoarseNet, FineNet, build_classifier
 from torch import nn
 
@@ -428,7 +428,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Import the files; returns 0, or 2 with the reason on stderr."""
     args = parse_args(argv)
-    cfg = load_config(args.config, overrides_from(args))
+    try:
+        cfg = load_config(args.config, overrides_from(args))
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
     try:
         written = import_original(cfg, args.evaluator, args.coarse, args.fine, overwrite=args.overwrite)
     except (ImportFailed, FileNotFoundError) as error:

@@ -536,6 +536,15 @@ def test_missing_file_and_existing_outputs(
     assert (imported / "coarse.pt").stat().st_mtime_ns == before
 
 
+def test_a_bad_override_is_a_config_error_with_status_2(
+    files: AuthorsFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert import_original.main(files.argv(tmp_path / "out", "--data.crop", "abc")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config error:") and "data.crop" in err and "'abc'" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_stage1_file_with_the_authors_1000_way_fc_imports_and_loads_in_stage_2(tmp_path: Path) -> None:
     """Off 200 classes the authors' ``CoarseModel`` keeps torchvision's 1000-way ``fc``: the file imports
     at that size, and stage 2 / eval (:func:`ornet.stages.load_fine_parts`) rebuild and load it."""

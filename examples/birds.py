@@ -31,7 +31,6 @@ deterministic and an image does not depend on the others.
 Usage::
 
     python examples/birds.py --out data/birds --classes 4 --train-per-class 150 --test-per-class 50
-    python examples/synthetic.py --kind birds --out data/birds     # the same, from the synthetic CLI
 """
 
 from __future__ import annotations
@@ -339,38 +338,9 @@ def spec_from_args(spec_type: type[_Spec], args: argparse.Namespace, **overrides
     return spec_type(**{**values, **overrides})
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The bird-only options (shared ones — classes, splits, clutter, seed — come from the caller)."""
-    defaults = BirdSpec()
-    parser.add_argument("--size", type=int, default=defaults.size, help="image side in pixels (birds)")
-    parser.add_argument("--head", type=float, default=defaults.head, help="head radius / bird length (birds)")
-    parser.add_argument(
-        "--background-cue",
-        type=float,
-        default=defaults.background_cue,
-        help="probability that the background hue is the class's (birds; 0 = neutral)",
-    )
-    parser.add_argument(
-        "--body-cue",
-        type=float,
-        default=defaults.body_cue,
-        help="probability that the body's hue is the class's (birds; 0 = every body an earth tone)",
-    )
-
-
-def write_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Build the :class:`BirdSpec` of parsed command-line arguments (a bad value is ``parser.error``, exit
-    status 2), write the data set to ``args.out`` and say so; shared by this script and ``synthetic.py``."""
-    try:
-        spec = spec_from_args(BirdSpec, args)
-    except ValueError as error:
-        parser.error(str(error))
-    count = write_birds(args.out, spec)
-    print(f"wrote {count} bird images ({spec.classes} classes) in CUB format to {args.out}")
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry point."""
+    """Command-line entry point: the options are :class:`BirdSpec`'s fields (a bad value is
+    ``parser.error``, exit status 2)."""
     defaults = BirdSpec()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -381,9 +351,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--test-per-class", type=int, default=defaults.test_per_class)
     parser.add_argument("--clutter", type=int, default=defaults.clutter)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    add_arguments(parser)
+    parser.add_argument("--size", type=int, default=defaults.size, help="image side in pixels")
+    parser.add_argument("--head", type=float, default=defaults.head, help="head radius / bird length")
+    parser.add_argument(
+        "--background-cue",
+        type=float,
+        default=defaults.background_cue,
+        help="probability that the background hue is the class's (0 = neutral)",
+    )
+    parser.add_argument(
+        "--body-cue",
+        type=float,
+        default=defaults.body_cue,
+        help="probability that the body's hue is the class's (0 = every body an earth tone)",
+    )
     args = parser.parse_args(argv)
-    write_from_args(args, parser)
+    try:
+        spec = spec_from_args(BirdSpec, args)
+    except ValueError as error:
+        parser.error(str(error))
+    count = write_birds(args.out, spec)
+    print(f"wrote {count} bird images ({spec.classes} classes) in CUB format to {args.out}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from birds import spec_from_args
 from PIL import Image, ImageDraw
 
 #: Shapes, as polygon or ellipse makers on a unit square; the class index picks one.
@@ -248,25 +249,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-size", type=_int_at_least(8), default=defaults.max_size)
     parser.add_argument("--clutter", type=_int_at_least(0), default=defaults.clutter)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument(
-        "--kind",
-        choices=("shapes", "birds"),
-        default="shapes",
-        help="shapes: the class is the whole object (this module); birds: the class is the head of a bird "
-        "(examples/birds.py, the WSOL problem; --min-size/--max-size are ignored, --size sets the side)",
-    )
-    import birds
-
-    birds.add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.kind == "birds":
-        birds.write_from_args(args, parser)
-        return
     if args.classes > len(SHAPES):
         parser.error(f"--classes must be at most {len(SHAPES)}, got {args.classes}")
     if args.max_size < args.min_size:
         parser.error(f"--max-size ({args.max_size}) must be at least --min-size ({args.min_size})")
-    spec = birds.spec_from_args(SyntheticSpec, args)
+    spec = spec_from_args(SyntheticSpec, args)
     count = write_dataset(args.out, spec)
     print(f"wrote {count} images ({spec.classes} classes) in CUB format to {args.out}")
 

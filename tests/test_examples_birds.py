@@ -12,7 +12,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import birds
-import synthetic
 from ornet.data import read_cub
 from PIL import Image
 
@@ -107,9 +106,9 @@ def test_bad_spec_is_named() -> None:
         birds.render_bird(3, SPEC, np.random.default_rng(0))
 
 
-def test_synthetic_cli_writes_birds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    synthetic.main(
-        ["--kind", "birds", "--out", str(tmp_path), "--classes", "2", "--train-per-class", "1",
+def test_cli_writes_birds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    birds.main(
+        ["--out", str(tmp_path), "--classes", "2", "--train-per-class", "1",
          "--test-per-class", "1", "--size", "64"]
     )  # fmt: skip
     assert "wrote 4 bird images" in capsys.readouterr().out

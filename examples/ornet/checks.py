@@ -26,7 +26,9 @@ from ornet.config import (
     run_only_keys,
 )
 from ornet.distributed import parse_device
-from ornet.models import known_architecture, output_strides
+from ornet.models import is_torchvision, output_strides
+from ornet.pretrained import timm_has_model
+from ornet.stages import is_cam_stage
 
 MAP_SOURCES = ("coarse", "fine", "cam")
 
@@ -90,7 +92,7 @@ def config_problems(cfg: Config, num_classes: int | None = None) -> list[str]:
     for key in ("backbone", "evaluator"):
         arch = getattr(cfg.model, key)
         need(
-            known_architecture(arch),
+            is_torchvision(arch) or timm_has_model(arch),
             f"model.{key}",
             arch,
             "a torchvision classifier (resnet50, vgg16, ...) or a timm model (timm: the examples extra)",
@@ -175,9 +177,7 @@ def config_problems(cfg: Config, num_classes: int | None = None) -> list[str]:
 def _sections(stage: str) -> tuple[str, ...] | None:
     if stage in STAGE_SECTIONS:
         return STAGE_SECTIONS[stage]
-    if stage.startswith("cam_s") and stage[5:].isdigit():
-        return STAGE_SECTIONS["cam"]
-    return None
+    return STAGE_SECTIONS["cam"] if is_cam_stage(stage) else None
 
 
 def config_changes(stage: str, saved: dict[str, Any], current: Config) -> list[str]:

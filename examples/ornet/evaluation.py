@@ -204,21 +204,14 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     # the processes: a collective); then all take rank 0's numbers
     results: dict[str, Any] = {}
     for k, name in enumerate(sources):
-        computed = {}
-        for key, acc in (
-            ("ornet", ornet_acc[name]),
-            ("maxboxacc", v1_acc[name]),
-            ("maxboxacc_v2", v2_acc[name]),
-        ):
-            computed[key] = acc.compute().to_dict()
+        accs = {"ornet": ornet_acc[name], "maxboxacc": v1_acc[name], "maxboxacc_v2": v2_acc[name]}
+        computed = {key: acc.compute().to_dict() for key, acc in accs.items()}  # in this order on every rank
         top1 = 100.0 * correct[k].item() / max(correct[-1].item(), 1.0)
         seen = sizes[k, 2].item()
         map_size = [round(sizes[k, 0].item() / seen), round(sizes[k, 1].item() / seen)] if seen else None
         results[name] = {
             "classification_top1": top1,
             **computed,
-            # the "wsoleval" family's metrics, grouped (the same values as the top-level keys above)
-            "wsoleval": {"maxboxacc": computed["maxboxacc"], "maxboxacc_v2": computed["maxboxacc_v2"]},
             "map_size": map_size,
             **({"output_stride": strides[name]} if name in strides else {}),
         }

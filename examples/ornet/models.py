@@ -121,12 +121,6 @@ def is_torchvision(arch: str) -> bool:
     return arch in torchvision.models.list_models(module=torchvision.models)
 
 
-def known_architecture(arch: str) -> bool:
-    """Whether ``arch`` names a torchvision classifier or, with timm installed, a timm model (what
-    :func:`build_classifier` can build)."""
-    return is_torchvision(arch) or pretrained.timm_has_model(arch)
-
-
 def build_classifier(
     arch: str, num_classes: int, weights: str | None = None, *, output_stride: int = 32
 ) -> nn.Module:

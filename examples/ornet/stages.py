@@ -177,16 +177,18 @@ def cam_output_stride(cfg: Config, num_classes: int, stage: str) -> int:
 
 
 def trained_cam_output_stride(ctx: Context, stage: str) -> int:
-    """The output stride the CAM checkpoint of ``stage`` was trained at (from the config saved in it; the
-    current config's when the checkpoint has none, e.g. an imported one).
+    """The output stride the CAM checkpoint of ``stage`` was trained at, from the config saved in it (every
+    checkpoint the pipeline writes holds its config).
 
     Raises:
-        CheckpointError: the saved config does not read.
+        CheckpointError: the checkpoint holds no config, or its config does not read.
     """
     path = checkpoint_path(ctx, stage)
     saved = checkpoint.load(path).get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: holds no saved config (not a checkpoint of this pipeline)")
     try:
-        cfg = from_dict(saved) if isinstance(saved, dict) else ctx.cfg
+        cfg = from_dict(saved)
     except ConfigError as error:
         raise CheckpointError(f"{path}: the config saved in it does not read ({error})") from None
     return cam_output_stride(cfg, ctx.num_classes, stage)

@@ -69,6 +69,9 @@ def write_validation_split(source: Path, target: Path, fraction: float = VAL_FRA
             "bounding_boxes.txt": lambda i: f"{i} {' '.join(boxes[i])}",
         }[name]
         (target / name).write_text("".join(rows(i) + "\n" for i in train_ids))
+    if (source / "head_boxes.txt").is_file():  # the birds' heads (examples/birds.py), for map diagnostics
+        heads = {row[0]: row[1:] for row in read_table(source / "head_boxes.txt")}
+        (target / "head_boxes.txt").write_text("".join(f"{i} {' '.join(heads[i])}\n" for i in train_ids))
     shutil.copyfile(source / "classes.txt", target / "classes.txt")
     for i in train_ids:
         src, dst = source / "images" / images[i], target / "images" / images[i]

@@ -4,7 +4,10 @@ Loads ``<run>/coarse.pt`` of ``examples/train_ornet.py`` (with the run's own ``c
 stage-1 map of the first ``--images`` evaluation images of ``--data`` (the reference test transform), and
 prints the share of each map's ``--top`` highest pixels that lie in its ``--ring``-pixel border, against
 the border's share of the map (what a map indifferent to the border would give), the mean value on and
-inside the border, and the spread within an image against the spread of the image means.
+inside the border, and the spread within an image against the spread of the image means. On a set of
+``examples/birds.py`` (it has ``head_boxes.txt``) it also prints, for the map ``p`` and for the generator's
+class map of the true class ``f_y``, the share of the top pixels on the head, on the rest of the bird and
+on the background, against the areas of the head and the rest of the bird.
 
 Usage::
 
@@ -14,9 +17,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -30,7 +35,7 @@ from ornet.data import WSOLDataset, collate, read_cub  # noqa: E402
 from ornet.models import FineNet  # noqa: E402
 from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD, ornet_test_transform  # noqa: E402
 
-__all__ = ["border_statistics", "main"]
+__all__ = ["border_statistics", "box_masks", "main", "part_statistics"]
 
 
 def border_statistics(maps: torch.Tensor, ring: int = 2, top: int = 20) -> dict[str, float]:
@@ -52,6 +57,53 @@ def border_statistics(maps: torch.Tensor, ring: int = 2, top: int = 20) -> dict[
     }
 
 
+def box_masks(boxes: torch.Tensor, size: int, stride: float) -> torch.Tensor:
+    """``(B, size, size)`` masks of the map pixels whose centres lie in ``(B, 4)`` boxes ``(x0, y0, x1, y1)``
+    given in image pixels (a map pixel is ``stride`` image pixels)."""
+    centres = (torch.arange(size, dtype=torch.float64) + 0.5) * stride
+    x0, y0, x1, y1 = (boxes[:, k, None].to(torch.float64) for k in range(4))
+    inside_x = (centres >= x0) & (centres <= x1)  # (B, size)
+    inside_y = (centres >= y0) & (centres <= y1)
+    return inside_y[:, :, None] & inside_x[:, None, :]
+
+
+def part_statistics(
+    maps: torch.Tensor, head: torch.Tensor, bird: torch.Tensor, top: int = 20
+) -> dict[str, float]:
+    """Where the ``top`` highest pixels of each ``(B, H, W)`` map lie: ``top_head``, ``top_body`` (the bird
+    but its head), ``top_background``, each a share averaged over the images, and ``head_area`` and
+    ``body_area`` (the shares a map indifferent to the bird would give); ``head`` and ``bird`` are the
+    boolean masks of :func:`box_masks`."""
+    body = bird & ~head
+    flat = maps.flatten(1)
+    highest = flat.topk(min(top, flat.shape[1]), dim=1).indices
+    on_head = head.flatten(1).gather(1, highest).double().mean().item()
+    on_body = body.flatten(1).gather(1, highest).double().mean().item()
+    return {
+        "top_head": on_head,
+        "top_body": on_body,
+        "top_background": 1.0 - on_head - on_body,
+        "head_area": head.double().mean().item(),
+        "body_area": body.double().mean().item(),
+    }
+
+
+def _with_head_boxes(data: Path, samples: list[Any]) -> list[Any]:
+    """``samples`` with their head box (``head_boxes.txt`` of ``examples/birds.py``) as their one box."""
+    paths = dict(line.split() for line in (data / "images.txt").read_text().splitlines() if line.strip())
+    heads = {}
+    for line in (data / "head_boxes.txt").read_text().splitlines():
+        if line.strip():
+            image, x, y, w, h = line.split()
+            if image not in paths:  # a validation split lists only some of the images
+                continue
+            heads[paths[image]] = (float(x), float(y), float(x) + float(w), float(y) + float(h))
+    return [
+        dataclasses.replace(s, boxes=(heads[s.path.relative_to(data / "images").as_posix()],))
+        for s in samples
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -69,11 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     net = recipe.coarse_net(cfg, classes, head=recipe.saved_coarse_head(weights, classes))
     net.load_state_dict(weights)
     transform = ornet_test_transform(cfg.data.resize, cfg.data.crop, IMAGENET_MEAN, IMAGENET_STD)
-    loader = DataLoader(
-        WSOLDataset(split.samples[: args.images], transform), batch_size=args.images, collate_fn=collate
-    )
+    samples = split.samples[: args.images]
+    loader = DataLoader(WSOLDataset(samples, transform), batch_size=args.images, collate_fn=collate)
+    images, labels, boxes, _ = next(iter(loader))
     with torch.no_grad():
-        maps = FineNet(net).eval()(next(iter(loader))[0]).activation[:, 0]
+        out = FineNet(net).eval()(images)
+    maps = out.activation[:, 0]
     stats = border_statistics(maps, args.ring, args.top)
     print(
         f"{args.run}: {stats['top_on_border']:.2f} of each map's top-{args.top} pixels in the {args.ring}-pixel "
@@ -81,6 +134,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{stats['interior_mean']:.3f} inside; std within an image {stats['std_within']:.3f}, "
         f"between image means {stats['std_between']:.3f} ({len(maps)} images)"
     )
+    if (args.data / "head_boxes.txt").is_file():
+        heads = WSOLDataset(_with_head_boxes(args.data, samples), transform)
+        _, _, head_boxes, _ = next(iter(DataLoader(heads, batch_size=args.images, collate_fn=collate)))
+        size, stride = maps.shape[-1], cfg.data.crop / maps.shape[-1]
+        head = box_masks(torch.stack([b[0] for b in head_boxes]), size, stride)
+        bird = box_masks(torch.stack([b[0] for b in boxes]), size, stride)
+        class_map = out.class_maps[torch.arange(len(labels)), labels]
+        spread = border_statistics(class_map, args.ring, args.top)
+        for name, values in (("p", maps), ("f_y", class_map)):
+            s = part_statistics(values, head, bird, args.top)
+            print(
+                f"{name}: top-{args.top} pixels {s['top_head']:.2f} on the head ({s['head_area']:.2f} of the map), "
+                f"{s['top_body']:.2f} on the rest of the bird ({s['body_area']:.2f}), "
+                f"{s['top_background']:.2f} on the background"
+            )
+        print(
+            f"f_y: std within an image {spread['std_within']:.3f}, between image means "
+            f"{spread['std_between']:.3f}; generator accuracy "
+            f"{(out.logits.argmax(1) == labels).double().mean().item():.2f}"
+        )
     return 0
 
 

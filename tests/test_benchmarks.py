@@ -204,3 +204,39 @@ def test_map_border_statistics_find_a_frame() -> None:
     assert inside["top_on_border"] == 0.0 and inside["border_mean"] < inside["interior_mean"]
     assert inside["std_within"] == pytest.approx(blob[0].flatten().std().item())
     assert inside["std_between"] == pytest.approx(torch.tensor([4 / 64, 4 / 64 + 0.5]).std().item())
+
+
+def test_map_parts_count_top_pixels_on_the_head_the_body_and_the_background() -> None:
+    """``map_border.py`` on the birds: box masks take the map pixels whose centres are in the box; a map that
+    peaks on the head puts its top pixels there, one that peaks outside the bird on the background."""
+    from benchmarks.map_border import box_masks, part_statistics
+
+    # 8 × 8 map, 4 image pixels a map pixel: the bird covers map pixels 1..5, its head pixels 1..2
+    bird = box_masks(torch.tensor([[4.0, 4.0, 24.0, 24.0]] * 2), 8, 4.0)
+    head = box_masks(torch.tensor([[4.0, 4.0, 12.0, 12.0]] * 2), 8, 4.0)
+    assert bird[0].sum() == 25 and head[0].sum() == 4 and bool((head <= bird).all())
+    maps = torch.zeros(2, 8, 8)
+    maps[0, 1:3, 1:3] = 1.0  # on the head
+    maps[1, 7, 4:8] = 1.0  # below the bird
+    stats = part_statistics(maps[:1], head[:1], bird[:1], top=4)
+    assert (stats["top_head"], stats["top_body"], stats["top_background"]) == (1.0, 0.0, 0.0)
+    assert stats["head_area"] == 4 / 64 and stats["body_area"] == 21 / 64
+    outside = part_statistics(maps[1:], head[1:], bird[1:], top=4)
+    assert outside["top_background"] == 1.0
+
+
+def test_validation_split_of_the_birds_keeps_their_head_boxes(tmp_path: Path) -> None:
+    pytest.importorskip("PIL")
+    _bench_localization()  # puts examples/ on the path
+    from birds import BirdSpec, write_birds
+
+    from benchmarks._runs import write_validation_split
+
+    write_birds(tmp_path / "data", BirdSpec(classes=2, train_per_class=4, test_per_class=1, size=48, seed=3))
+    write_validation_split(tmp_path / "data", tmp_path / "val", fraction=0.25)
+    heads = dict(
+        line.split(" ", 1) for line in (tmp_path / "data" / "head_boxes.txt").read_text().splitlines()
+    )
+    kept = [line.split(" ", 1) for line in (tmp_path / "val" / "head_boxes.txt").read_text().splitlines()]
+    split = (tmp_path / "val" / "train_test_split.txt").read_text().split()[::2]
+    assert [i for i, _ in kept] == split and all(heads[i] == box for i, box in kept)

@@ -151,13 +151,11 @@ def _run(args: argparse.Namespace, cfg: Config, info: DistInfo, found: list[str]
                     "later one start afresh)"
                 )
         # every artefact a requested stage reads is compared with the config it was trained with
+        readers = {"evaluator": ("fine", "eval"), "coarse": ("fine", "eval")}  # the others: eval only
         read = [
             upstream
             for upstream in ("evaluator", "coarse", "fine", *cam_stages(cfg))
-            if upstream not in stages
-            and any(
-                s in stages for s in (("fine", "eval") if upstream in ("evaluator", "coarse") else ("eval",))
-            )
+            if upstream not in stages and any(s in stages for s in readers.get(upstream, ("eval",)))
         ]
         for upstream, changes in resume_conflicts(out, read, cfg).items():
             path = checkpoint_path(ctx, upstream)

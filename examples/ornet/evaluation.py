@@ -95,9 +95,10 @@ def map_sources(ctx: Context, strides: dict[str, int] | None = None) -> dict[str
 
 def _open_writer(root: str, ctx: Context) -> metrics.ScoremapWriter | contextlib.nullcontext[None]:
     """The writer of ``eval.scoremap_root`` on rank 0 (a context that gives ``None`` elsewhere), opened
-    before anything is evaluated; leaving it commits the maps, an exception removes them. A root that is a file or holds other files is a :class:`~ornet.files.WriteError` naming it
-    (exit status 2) on every process, decided together: the others would otherwise meet a dead peer in
-    the next collective (a connection error with gloo, a wait until its timeout with NCCL)."""
+    before anything is evaluated; leaving it commits the maps, an exception removes them. A root that is a
+    file or holds other files is a :class:`~ornet.files.WriteError` naming it (exit status 2) on every
+    process, decided together: the others would otherwise meet a dead peer in the next collective (a
+    connection error with gloo, a wait until its timeout with NCCL)."""
     writer, failure = None, None
     if ctx.info.is_main:
         try:

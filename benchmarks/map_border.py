@@ -4,7 +4,8 @@ Loads ``<run>/coarse.pt`` of ``examples/train_ornet.py`` (with the run's own ``c
 stage-1 map of the first ``--images`` evaluation images of ``--data`` (the reference test transform), and
 prints the share of each map's ``--top`` highest pixels that lie in its ``--ring``-pixel border, against
 the border's share of the map (what a map indifferent to the border would give), the mean value on and
-inside the border, and the spread within an image against the spread of the image means. On a set of
+inside the border, the spread within an image against the spread of the image means, and the generator's
+accuracy and map mean in eval mode (what the evaluation uses) and in train mode. On a set of
 ``examples/birds.py`` (it has ``head_boxes.txt``) it also prints, for the map ``p`` and for the generator's
 class map of the true class ``f_y``, the share of the top pixels on the head, on the rest of the bird and
 on the background, against the areas of the head and the rest of the bird.
@@ -17,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import sys
 from collections.abc import Sequence
@@ -134,6 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{stats['interior_mean']:.3f} inside; std within an image {stats['std_within']:.3f}, "
         f"between image means {stats['std_between']:.3f} ({len(maps)} images)"
     )
+    with torch.no_grad():  # a copy: a forward pass in train mode moves the running statistics
+        batch_stats = FineNet(copy.deepcopy(net)).train()(images)
+    for mode, result in (
+        ("eval mode (running statistics)", out),
+        ("train mode (batch statistics)", batch_stats),
+    ):
+        accuracy = (result.logits.argmax(1) == labels).double().mean().item()
+        print(f"generator in {mode}: accuracy {accuracy:.2f}, map mean {result.activation.mean().item():.3f}")
     if (args.data / "head_boxes.txt").is_file():
         heads = WSOLDataset(_with_head_boxes(args.data, samples), transform)
         _, _, head_boxes, _ = next(iter(DataLoader(heads, batch_size=args.images, collate_fn=collate)))
@@ -150,9 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{s['top_background']:.2f} on the background"
             )
         print(
-            f"f_y: std within an image {spread['std_within']:.3f}, between image means "
-            f"{spread['std_between']:.3f}; generator accuracy "
-            f"{(out.logits.argmax(1) == labels).double().mean().item():.2f}"
+            f"f_y: std within an image {spread['std_within']:.3f}, between image means {spread['std_between']:.3f}"
         )
     return 0
 

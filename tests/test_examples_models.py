@@ -98,6 +98,44 @@ def test_split_resnet_and_stage_networks() -> None:
     assert fine.stem in recipe.fine_frozen_modules(fine)
 
 
+def test_recalibrate_batchnorm_averages_batch_statistics_of_the_trained_generator_layers() -> None:
+    """PreciseBN: each generator BatchNorm in training mode ends with the mean over the batches of its
+    input's batch mean and unbiased variance; frozen (eval-mode) layers, the backbone's BatchNorm, the
+    modes and the momenta are left as they were."""
+    torch.manual_seed(0)
+    coarse = CoarseNet(build_classifier("resnet18", 4), 4, base_width=4)
+    coarse.train()
+    for _ in range(2):  # running statistics away from their initial values
+        coarse(torch.randn(3, 3, 32, 32))
+    fine = FineNet(coarse)
+    recipe.freeze_for_fine(fine)
+    for module in recipe.fine_frozen_modules(fine):
+        module.eval()  # stage 2 without quirks.follow_parent_mode
+    bns = [m for m in fine.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    trained = [m for m in bns if m.training]
+    assert 0 < len(trained) < len(bns)
+    before = {name: b.clone() for name, b in coarse.state_dict().items() if "running" in name}
+    momenta = [m.momentum for m in trained]  # 0.01 in the blocks, torch's 0.1 in the map head
+    seen: dict[torch.nn.Module, list[torch.Tensor]] = {m: [] for m in trained}
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen[m].append(args[0].detach())) for m in trained]
+    batches = [torch.randn(3, 3, 32, 32), torch.randn(5, 3, 32, 32)]
+    assert recipe.recalibrate_batchnorm(fine, batches) == len(trained)
+    for hook in hooks:
+        hook.remove()
+    for m in trained:
+        means = torch.stack([x.mean(dim=(0, 2, 3)) for x in seen[m]])
+        variances = torch.stack([x.var(dim=(0, 2, 3), unbiased=True) for x in seen[m]])
+        torch.testing.assert_close(m.running_mean, means.mean(0))
+        torch.testing.assert_close(m.running_var, variances.mean(0))
+        assert m.training
+    assert [m.momentum for m in trained] == momenta and 0.01 in momenta
+    trained_names = {n for n, m in coarse.named_modules() if m in trained}
+    for name, value in coarse.state_dict().items():
+        if "running" in name and name.rsplit(".", 1)[0] not in trained_names:
+            assert torch.equal(value, before[name]), name  # frozen generator layers and the backbone
+    assert fine.stem.training is False and fine.generator.up3.training is True
+
+
 def test_cam_net_maps_average_to_logits() -> None:
     torch.manual_seed(0)
     net = CamNet(build_classifier("resnet18", 3)).eval()

@@ -194,6 +194,22 @@ def test_eval_compares_fine_pt_with_the_config_it_was_trained_with(
     assert "coarse.pt was trained" not in printed and "evaluator.pt was trained" not in printed
 
 
+def test_recalibrate_bn_changes_only_the_generators_running_statistics(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``coarse.recalibrate_bn``: the same stage 1 (same weights, bit for bit), then the generator's
+    BatchNorm running statistics recomputed; nothing else in the checkpoint moves."""
+    out = copy_run(trained, tmp_path / "run")
+    args = tiny_args(tiny_data, out, "--stage", "coarse", "--coarse.recalibrate_bn", "true")
+    assert train_ornet.main(args) == 0
+    assert (
+        "[coarse] running statistics of 13 generator BatchNorm layers recalibrated" in capsys.readouterr().out
+    )
+    old, new = checkpoint.load(trained / "coarse.pt")["model"], checkpoint.load(out / "coarse.pt")["model"]
+    moved = {k for k in old if not torch.equal(old[k], new[k])}
+    assert moved and all(k.startswith("generator.") and ".running_" in k for k in moved)
+
+
 def test_a_cam_checkpoint_without_its_config_is_refused(
     trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

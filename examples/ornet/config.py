@@ -145,13 +145,15 @@ class CoarseLossWeights:
 class CoarseStage:
     """Stage 1: backbone + generator trained on CE(generator) + CE(main). The reference code does not
     ship this stage: 70 epochs at lr 1e-3 follow its config, the seed is the reference config's ``SEED``
-    (assumptions). ``loss_weights`` weighs the two cross-entropies (reference 1 and 1)."""
+    (assumptions). ``loss_weights`` weighs the two cross-entropies (reference 1 and 1). ``recalibrate_bn``:
+    see :func:`ornet.recipe.recalibrate_batchnorm` (reference ``false``)."""
 
     epochs: int = 70
     batch_size: int = 16
     seed: int = 1
     optim: OptimConfig = field(default_factory=_sgd)
     loss_weights: CoarseLossWeights = field(default_factory=CoarseLossWeights)
+    recalibrate_bn: bool = False
 
 
 @dataclass
@@ -164,7 +166,8 @@ class LossWeights:
 
 @dataclass
 class FineStage:
-    """Stage 2: refine the generator's last two decoder blocks and map head against the evaluator."""
+    """Stage 2: refine the generator's last two decoder blocks and map head against the evaluator.
+    ``recalibrate_bn``: see :func:`ornet.recipe.recalibrate_batchnorm` (reference ``false``)."""
 
     epochs: int = 30
     batch_size: int = 16
@@ -174,6 +177,7 @@ class FineStage:
     entropy: lowcam.EntropyParams = field(default_factory=lowcam.EntropyParams)
     erasing: lowcam.ErasingParams = field(default_factory=lowcam.ErasingParams)
     loss_weights: LossWeights = field(default_factory=LossWeights)
+    recalibrate_bn: bool = False
 
 
 @dataclass

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import torch
@@ -151,6 +151,37 @@ def set_fine_modes(net: FineNet, evaluator: nn.Module, parts: FineParts, cfg: Co
     if not cfg.quirks.follow_parent_mode:
         for module in fine_frozen_modules(net):
             module.eval()
+
+
+def recalibrate_batchnorm(net: CoarseNet | FineNet, batches: Iterable[torch.Tensor]) -> int:
+    """PreciseBN for the generator, after a stage (``coarse.recalibrate_bn``, ``fine.recalibrate_bn``;
+    the reference does not): the running statistics of the generator's BatchNorm layers that are in
+    training mode (the modes the stage trained in) are replaced by the average of their batch statistics
+    over ``batches`` (torch's cumulative average, ``momentum=None``), every other module in eval mode;
+    modes and momenta are restored. Returns the number of layers.
+
+    Why: the generator's BatchNorm has the reference's momentum 0.01, so its running statistics need
+    thousands of steps to follow the weights (the paper trains stage 1 for about 26,000); after a few
+    hundred they still lag, and the map the evaluation computes in eval mode is not the one training saw.
+    """
+    layers = [
+        m for m in net.generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+    ]
+    modes = {m: m.training for m in net.modules()}
+    momenta = [m.momentum for m in layers]
+    net.eval()
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    with torch.no_grad():
+        for images in batches:
+            net.generator(net.stem(images))
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+    for m, training in modes.items():
+        m.train(training)
+    return len(layers)
 
 
 def _classification(logits: torch.Tensor, labels: torch.Tensor) -> Losses:

@@ -21,7 +21,17 @@ from ornet.config import Config, ConfigError, OptimConfig, from_dict
 from ornet.data import Sample
 from ornet.distributed import all_reduce_sum
 from ornet.models import CamNet, CoarseNet, FineNet, build_classifier, matching_output_stride
-from ornet.runtime import Batch, Context, autocast, batches, eval_loader, holdout_split, prepare, to_device
+from ornet.runtime import (
+    Batch,
+    Context,
+    autocast,
+    batches,
+    eval_loader,
+    holdout_split,
+    prepare,
+    to_device,
+    train_loader,
+)
 from ornet.training import checkpoint_path, load_model, load_strict, load_weights, train_epochs
 
 STAGES = ("evaluator", "coarse", "fine", "cam", "eval")
@@ -101,6 +111,23 @@ def _train(
     )
 
 
+def _recalibrate(
+    ctx: Context, stage: str, net: CoarseNet | FineNet, section: Any
+) -> Callable[[], None] | None:
+    """With ``<stage>.recalibrate_bn``, what ends the stage: :func:`ornet.recipe.recalibrate_batchnorm` over
+    one pass of the training split (the training transform, the stage's batch size)."""
+    if not section.recalibrate_bn:
+        return None
+
+    def finish() -> None:
+        loader = train_loader(ctx, ctx.train.samples, section.batch_size, section.epochs, section.seed)
+        with autocast(ctx):
+            layers = recipe.recalibrate_batchnorm(net, (to_device(ctx, batch[0]) for batch in loader))
+        ctx.print(f"[{stage}] running statistics of {layers} generator BatchNorm layers recalibrated")
+
+    return finish
+
+
 def stage_evaluator(ctx: Context) -> None:
     """Stage 0: fine-tune the evaluator classifier; keep the epoch ``evaluator.select`` chooses."""
     s = ctx.cfg.evaluator
@@ -124,7 +151,9 @@ def stage_coarse(ctx: Context) -> None:
     def loss(runner: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> recipe.Losses:
         return recipe.coarse_loss(runner, images, labels, weights)
 
-    _train(ctx, "coarse", model, ctx.cfg.coarse, loss)
+    _train(
+        ctx, "coarse", model, ctx.cfg.coarse, loss, finish=_recalibrate(ctx, "coarse", model, ctx.cfg.coarse)
+    )
 
 
 def load_fine_parts(ctx: Context, stage: str) -> tuple[FineNet, lowcam.Evaluator]:
@@ -151,7 +180,16 @@ def stage_fine(ctx: Context) -> None:
         return recipe.fine_loss(runner, evaluator, parts, images, labels)
 
     set_modes = lambda: recipe.set_fine_modes(model, evaluator, parts, ctx.cfg)  # noqa: E731
-    _train(ctx, "fine", model, s, loss, trainable, set_modes=set_modes)
+    _train(
+        ctx,
+        "fine",
+        model,
+        s,
+        loss,
+        trainable,
+        set_modes=set_modes,
+        finish=_recalibrate(ctx, "fine", model, s),
+    )
 
 
 def cam_stages(cfg: Config) -> list[str]:

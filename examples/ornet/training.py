@@ -144,6 +144,7 @@ def train_epochs(
     samples: list[Sample] | None = None,
     set_modes: Callable[[], None] = lambda: None,
     select: Callable[[], float] | None = None,
+    finish: Callable[[], None] | None = None,
 ) -> None:
     """Train ``model`` (through ``runner``, its DDP/compiled form) for ``epochs`` epochs on ``samples``
     (default: the training split).
@@ -151,7 +152,8 @@ def train_epochs(
     ``step(batch)`` returns a dict of losses whose ``"loss"`` entry is minimised. After each epoch the
     main process writes ``<stage>.pt`` atomically, then logs the epoch (so a kill between the two never
     logs an epoch twice). With ``select``, called after each epoch on every process, the epoch with the
-    highest score (the first on ties) is kept as ``selected_model``. With ``ctx.resume`` an incomplete
+    highest score (the first on ties) is kept as ``selected_model``. ``finish``, when given, runs after the
+    last epoch's steps, before that epoch is scored and saved. With ``ctx.resume`` an incomplete
     checkpoint is continued from its epoch with its RNG states, giving the result of an unbroken run.
     """
     path = checkpoint_path(ctx, stage)
@@ -213,6 +215,8 @@ def train_epochs(
         bar = batches(loader, ctx, f"{stage} {epoch + 1}/{epochs}")
         sums, count = run_epoch(bar, autocast_step, optimizer, scheduler)
         means = _mean_over_ranks(ctx, sums, count)
+        if finish is not None and epoch + 1 == epochs:
+            finish()
         if select is not None:
             score = select()
             means["select_score"] = score

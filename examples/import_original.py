@@ -416,11 +416,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     }
     for flag, help_text in models.items():
         parser.add_argument(flag, type=Path, required=flag != "--fine", default=None, help=help_text)
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace checkpoints already in the output folder (and remove a stale fine.pt)",
-    )
+    overwrite = "replace checkpoints already in the output folder (and remove a stale fine.pt)"
+    parser.add_argument("--overwrite", action="store_true", help=overwrite)
     add_override_arguments(parser)
     return parser.parse_args(argv)
 
@@ -430,13 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, overrides_from(args))
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
-        return 2
-    try:
         written = import_original(cfg, args.evaluator, args.coarse, args.fine, overwrite=args.overwrite)
-    except (ImportFailed, FileNotFoundError) as error:
-        print(f"import error: {error}", file=sys.stderr)
+    except (ConfigError, ImportFailed, FileNotFoundError) as error:
+        print(f"{'config' if isinstance(error, ConfigError) else 'import'} error: {error}", file=sys.stderr)
         return 2
     for stage, path in written.items():
         print(f"[{stage}] {path}")

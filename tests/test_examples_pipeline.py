@@ -61,6 +61,7 @@ def test_all_stages_write_checkpoints_metrics_and_pictures(
     assert {"evaluator/epoch", "coarse/epoch", "fine/epoch", "cam/epoch", "cam_s32/epoch", "eval"} <= set(
         events
     )
+    assert events.count("coarse/eval_mode") == 1  # the generator's accuracy on the running statistics
     assert (trained / "config.yaml").is_file()
 
 
@@ -208,6 +209,10 @@ def test_recalibrate_bn_changes_only_the_generators_running_statistics(
     old, new = checkpoint.load(trained / "coarse.pt")["model"], checkpoint.load(out / "coarse.pt")["model"]
     moved = {k for k in old if not torch.equal(old[k], new[k])}
     assert moved and all(k.startswith("generator.") and ".running_" in k for k in moved)
+    assert train_ornet.main([*args, "--resume"]) == 0  # finished: not trained or recalibrated again
+    assert torch.equal(checkpoint.load(out / "coarse.pt")["model"][sorted(moved)[0]], new[sorted(moved)[0]])
+    events = [json.loads(line)["event"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert events.count("coarse/eval_mode") == 1 and events.count("coarse/epoch") == 1
 
 
 def test_a_cam_checkpoint_without_its_config_is_refused(

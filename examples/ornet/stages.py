@@ -143,8 +143,22 @@ def stage_evaluator(ctx: Context) -> None:
     _train(ctx, "evaluator", model, s, recipe.evaluator_loss, samples=samples, select=select)
 
 
+class _GeneratorLogits(nn.Module):
+    """The generator of a stage-1 network as a classifier (its own logits)."""
+
+    def __init__(self, net: CoarseNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.net.generator(self.net.stem(images)).logits
+        return logits
+
+
 def stage_coarse(ctx: Context) -> None:
-    """Stage 1: backbone split after its stem + generator, CE(generator logits) + CE(main logits)."""
+    """Stage 1: backbone split after its stem + generator, CE(generator logits) + CE(main logits). Then
+    the generator's accuracy on the training images in eval mode (the running statistics the evaluation
+    uses; the epoch records use batch statistics) is logged as ``coarse/eval_mode``."""
     model = build_coarse(ctx, ctx.cfg.model.backbone_weights)
     weights = ctx.cfg.coarse.loss_weights
 
@@ -153,6 +167,13 @@ def stage_coarse(ctx: Context) -> None:
 
     _train(
         ctx, "coarse", model, ctx.cfg.coarse, loss, finish=_recalibrate(ctx, "coarse", model, ctx.cfg.coarse)
+    )
+    accuracy = top1(ctx, _GeneratorLogits(model), ctx.train.samples) / 100.0
+    epochs = ctx.cfg.coarse.epochs
+    ctx.log.prune("coarse/eval_mode", after_step=epochs - 1)  # once, also when a finished stage resumes
+    ctx.log.write("coarse/eval_mode", epochs, acc_generator=accuracy)
+    ctx.print(
+        f"[coarse] generator accuracy in eval mode (running statistics) on the training images: {accuracy:.2f}"
     )
 
 

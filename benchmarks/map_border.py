@@ -37,7 +37,7 @@ from ornet.data import WSOLDataset, collate, read_cub  # noqa: E402
 from ornet.models import FineNet  # noqa: E402
 from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD, ornet_test_transform  # noqa: E402
 
-__all__ = ["border_statistics", "box_masks", "main", "part_statistics"]
+__all__ = ["border_statistics", "box_masks", "main", "measure", "part_statistics"]
 
 
 def border_statistics(maps: torch.Tensor, ring: int = 2, top: int = 20) -> dict[str, float]:
@@ -106,6 +106,47 @@ def _with_head_boxes(data: Path, samples: list[Any]) -> list[Any]:
     ]
 
 
+def measure(run: Path, data: Path, images: int = 40, ring: int = 2, top: int = 20) -> dict[str, Any]:
+    """Every statistic ``main`` prints, of the stage-1 network in ``run`` on the first ``images`` evaluation
+    images of ``data``: :func:`border_statistics` of the map (eval mode), ``images``, the generator's
+    ``accuracy_eval``/``accuracy_train`` and ``map_mean_eval``/``map_mean_train`` (a forward pass in train
+    mode, on a copy, uses batch statistics), and with ``head_boxes.txt`` ``p`` and ``f_y`` (the true
+    class's class map): :func:`part_statistics`, ``f_y`` also its spread (``std_within``, ``std_between``)."""
+    cfg = load_config(run / "config.yaml", {"data.root": str(data)})
+    weights = checkpoint.load(run / "coarse.pt")["model"]
+    split = read_cub(data, "test")
+    classes = len(split.classes)
+    net = recipe.coarse_net(cfg, classes, head=recipe.saved_coarse_head(weights, classes))
+    net.load_state_dict(weights)
+    transform = ornet_test_transform(cfg.data.resize, cfg.data.crop, IMAGENET_MEAN, IMAGENET_STD)
+    samples = split.samples[:images]
+    loader = DataLoader(WSOLDataset(samples, transform), batch_size=images, collate_fn=collate)
+    x, labels, boxes, _ = next(iter(loader))
+    with torch.no_grad():
+        out = FineNet(net).eval()(x)
+        batch_stats = FineNet(copy.deepcopy(net)).train()(x)  # a copy: train mode moves running statistics
+    maps = out.activation[:, 0]
+    result: dict[str, Any] = {**border_statistics(maps, ring, top), "images": len(maps)}
+    for key, o in (("eval", out), ("train", batch_stats)):
+        result[f"accuracy_{key}"] = (o.logits.argmax(1) == labels).double().mean().item()
+        result[f"map_mean_{key}"] = o.activation.mean().item()
+    if (data / "head_boxes.txt").is_file():
+        heads = WSOLDataset(_with_head_boxes(data, samples), transform)
+        _, _, head_boxes, _ = next(iter(DataLoader(heads, batch_size=images, collate_fn=collate)))
+        size, stride = maps.shape[-1], cfg.data.crop / maps.shape[-1]
+        head = box_masks(torch.stack([b[0] for b in head_boxes]), size, stride)
+        bird = box_masks(torch.stack([b[0] for b in boxes]), size, stride)
+        class_map = out.class_maps[torch.arange(len(labels)), labels]
+        spread = border_statistics(class_map, ring, top)
+        result["p"] = part_statistics(maps, head, bird, top)
+        result["f_y"] = {
+            **part_statistics(class_map, head, bird, top),
+            "std_within": spread["std_within"],
+            "std_between": spread["std_between"],
+        }
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -116,51 +157,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ring", type=int, default=2, help="border width in map pixels")
     parser.add_argument("--top", type=int, default=20, help="highest pixels per map")
     args = parser.parse_args(argv)
-    cfg = load_config(args.run / "config.yaml", {"data.root": str(args.data)})
-    weights = checkpoint.load(args.run / "coarse.pt")["model"]
-    split = read_cub(args.data, "test")
-    classes = len(split.classes)
-    net = recipe.coarse_net(cfg, classes, head=recipe.saved_coarse_head(weights, classes))
-    net.load_state_dict(weights)
-    transform = ornet_test_transform(cfg.data.resize, cfg.data.crop, IMAGENET_MEAN, IMAGENET_STD)
-    samples = split.samples[: args.images]
-    loader = DataLoader(WSOLDataset(samples, transform), batch_size=args.images, collate_fn=collate)
-    images, labels, boxes, _ = next(iter(loader))
-    with torch.no_grad():
-        out = FineNet(net).eval()(images)
-    maps = out.activation[:, 0]
-    stats = border_statistics(maps, args.ring, args.top)
+    m = measure(args.run, args.data, args.images, args.ring, args.top)
     print(
-        f"{args.run}: {stats['top_on_border']:.2f} of each map's top-{args.top} pixels in the {args.ring}-pixel "
-        f"border ({stats['border_area']:.2f} of the map); mean {stats['border_mean']:.3f} on the border, "
-        f"{stats['interior_mean']:.3f} inside; std within an image {stats['std_within']:.3f}, "
-        f"between image means {stats['std_between']:.3f} ({len(maps)} images)"
+        f"{args.run}: {m['top_on_border']:.2f} of each map's top-{args.top} pixels in the {args.ring}-pixel "
+        f"border ({m['border_area']:.2f} of the map); mean {m['border_mean']:.3f} on the border, "
+        f"{m['interior_mean']:.3f} inside; std within an image {m['std_within']:.3f}, "
+        f"between image means {m['std_between']:.3f} ({m['images']} images)"
     )
-    with torch.no_grad():  # a copy: a forward pass in train mode moves the running statistics
-        batch_stats = FineNet(copy.deepcopy(net)).train()(images)
-    for mode, result in (
-        ("eval mode (running statistics)", out),
-        ("train mode (batch statistics)", batch_stats),
-    ):
-        accuracy = (result.logits.argmax(1) == labels).double().mean().item()
-        print(f"generator in {mode}: accuracy {accuracy:.2f}, map mean {result.activation.mean().item():.3f}")
-    if (args.data / "head_boxes.txt").is_file():
-        heads = WSOLDataset(_with_head_boxes(args.data, samples), transform)
-        _, _, head_boxes, _ = next(iter(DataLoader(heads, batch_size=args.images, collate_fn=collate)))
-        size, stride = maps.shape[-1], cfg.data.crop / maps.shape[-1]
-        head = box_masks(torch.stack([b[0] for b in head_boxes]), size, stride)
-        bird = box_masks(torch.stack([b[0] for b in boxes]), size, stride)
-        class_map = out.class_maps[torch.arange(len(labels)), labels]
-        spread = border_statistics(class_map, args.ring, args.top)
-        for name, values in (("p", maps), ("f_y", class_map)):
-            s = part_statistics(values, head, bird, args.top)
+    for mode, key in (("eval mode (running statistics)", "eval"), ("train mode (batch statistics)", "train")):
+        print(
+            f"generator in {mode}: accuracy {m[f'accuracy_{key}']:.2f}, map mean {m[f'map_mean_{key}']:.3f}"
+        )
+    for name in ("p", "f_y"):
+        if name in m:
+            s = m[name]
             print(
                 f"{name}: top-{args.top} pixels {s['top_head']:.2f} on the head ({s['head_area']:.2f} of the map), "
                 f"{s['top_body']:.2f} on the rest of the bird ({s['body_area']:.2f}), "
                 f"{s['top_background']:.2f} on the background"
             )
+    if "f_y" in m:
         print(
-            f"f_y: std within an image {spread['std_within']:.3f}, between image means {spread['std_between']:.3f}"
+            f"f_y: std within an image {m['f_y']['std_within']:.3f}, between image means "
+            f"{m['f_y']['std_between']:.3f}"
         )
     return 0
 

@@ -240,3 +240,65 @@ def test_validation_split_of_the_birds_keeps_their_head_boxes(tmp_path: Path) ->
     kept = [line.split(" ", 1) for line in (tmp_path / "val" / "head_boxes.txt").read_text().splitlines()]
     split = (tmp_path / "val" / "train_test_split.txt").read_text().split()[::2]
     assert [i for i, _ in kept] == split and all(heads[i] == box for i, box in kept)
+
+
+def test_map_border_main_reports_every_statistic(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``map_border.py`` end to end on a pipeline run: the border line, the generator in both modes and,
+    with ``head_boxes.txt`` (here each object's own box), the parts of ``p`` and ``f_y``."""
+    import shutil
+
+    from benchmarks.map_border import main
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    shutil.copy(data / "bounding_boxes.txt", data / "head_boxes.txt")
+    weights = (trained / "coarse.pt").read_bytes()
+    assert main(["--run", str(trained), "--data", str(data), "--images", "4", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "of each map's top-3 pixels in the 2-pixel border" in out and "(4 images)" in out
+    assert "generator in eval mode (running statistics): accuracy" in out
+    assert "generator in train mode (batch statistics): accuracy" in out
+    for name in ("p", "f_y"):
+        assert f"{name}: top-3 pixels" in out
+    assert "0.00 on the rest of the bird" in out  # the head box is the whole object here
+    assert (trained / "coarse.pt").read_bytes() == weights
+
+
+def test_stage1_trials_table_has_a_row_per_setting_with_means_over_seeds() -> None:
+    from benchmarks.stage1_trials import markdown
+
+    def run(setting: str, seed: int, v2: float, acc: float) -> dict[str, Any]:
+        parts = {
+            "top_head": 0.1,
+            "top_body": 0.3,
+            "top_background": 0.6,
+            "head_area": 0.05,
+            "body_area": 0.25,
+        }
+        row = {"maxboxacc_v2": v2, "gt_known": v2 / 2}
+        generator = {"accuracy_eval": acc, "accuracy_train": 0.8, "p": parts, "f_y": parts}
+        return {"setting": setting, "seed": seed, "stage1": row, "stage2": row, "generator": generator}
+
+    payload = {
+        "environment": {"device": "CPU", "torch": "2", "commit": "abc", "date": "today"},
+        "seeds": [0, 1],
+        "runs": [
+            run("reference", 0, 10.0, 0.25),
+            run("reference", 1, 20.0, 0.25),
+            run("coarse", 0, 30.0, 0.8),
+        ],
+        "command": "python benchmarks/stage1_trials.py --work W",
+    }
+    text = markdown(payload)
+    assert (
+        "| `reference` | 15.0 ± 7.1 | 7.5 ± 3.5 | 15.0 ± 7.1 | 7.5 ± 3.5 | 0.25 ± 0.00 | 0.80 ± 0.00 |"
+        in text
+    )
+    assert (
+        "| `coarse` | 30.0 ± 0.0 | 15.0 ± 0.0 | 30.0 ± 0.0 | 15.0 ± 0.0 | 0.80 ± 0.00 | 0.80 ± 0.00 | 10 ± 0 / 30 ± 0 / 60 ± 0 |"
+        in text
+    )
+    assert "`both`" not in text.split("\n\n")[2]  # no runs, no row
+    assert text.endswith("`python benchmarks/stage1_trials.py --work W` wrote this file.")

@@ -119,7 +119,10 @@ def test_recalibrate_batchnorm_averages_batch_statistics_of_the_trained_generato
     seen: dict[torch.nn.Module, list[torch.Tensor]] = {m: [] for m in trained}
     hooks = [m.register_forward_pre_hook(lambda m, args: seen[m].append(args[0].detach())) for m in trained]
     batches = [torch.randn(3, 3, 32, 32), torch.randn(5, 3, 32, 32)]
-    assert recipe.recalibrate_batchnorm(fine, batches) == len(trained)
+    steps = [m.num_batches_tracked.clone() for m in trained]
+    layers, count = recipe.recalibrate_batchnorm(fine, batches)
+    assert layers == trained and count == 2
+    assert all(torch.equal(m.num_batches_tracked, s) for m, s in zip(trained, steps))  # step counts kept
     for hook in hooks:
         hook.remove()
     for m in trained:
@@ -134,6 +137,11 @@ def test_recalibrate_batchnorm_averages_batch_statistics_of_the_trained_generato
         if "running" in name and name.rsplit(".", 1)[0] not in trained_names:
             assert torch.equal(value, before[name]), name  # frozen generator layers and the backbone
     assert fine.stem.training is False and fine.generator.up3.training is True
+    kept = {name: b.clone() for name, b in coarse.state_dict().items()}
+    with pytest.raises(ValueError, match="batches is empty"):
+        recipe.recalibrate_batchnorm(fine, [])
+    assert all(torch.equal(b, kept[name]) for name, b in coarse.state_dict().items())  # left as they were
+    assert [m.momentum for m in trained] == momenta and fine.generator.up3.training is True
 
 
 def test_cam_net_maps_average_to_logits() -> None:

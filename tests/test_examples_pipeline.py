@@ -66,14 +66,15 @@ def test_all_stages_write_checkpoints_metrics_and_pictures(
 
 
 def test_eval_stage_prints_the_table(
-    trained: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str]
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = json.loads((trained / "metrics.json").read_text())
-    assert train_ornet.main(tiny_args(tiny_data, trained, "--stage", "eval", *EXTRA_CAM)) == 0
+    out = copy_run(trained, tmp_path / "run")  # the session's run stays as trained
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval", *EXTRA_CAM)) == 0
     printed = capsys.readouterr().out
     assert "GT-known Loc" in printed and "stage 2 map (ORNet, 8×8)" in printed
     assert "CAM baseline (stride 4, 8×8)" in printed and "CAM baseline (stride 32, 1×1)" in printed
-    assert json.loads((trained / "metrics.json").read_text()) == before  # evaluation is deterministic
+    before = json.loads((trained / "metrics.json").read_text())
+    assert json.loads((out / "metrics.json").read_text()) == before  # evaluation is deterministic
 
 
 def _copy_prefix(trained: Path, target: Path) -> Path:
@@ -142,12 +143,16 @@ def test_torchrun_two_gloo_processes_match_one_process(
 ) -> None:
     out = _copy_prefix(trained, tmp_path / "ddp")
     shutil.copy(trained / "cam.pt", out / "cam.pt")
-    returncode, output = torchrun(tiny_args(tiny_data, out, "--stage", "all", "--resume"), timeout=240)
+    recalibrate = ("--fine.recalibrate_bn", "true")  # its statistics averaged over the two processes
+    returncode, output = torchrun(
+        tiny_args(tiny_data, out, "--stage", "all", "--resume", *recalibrate), timeout=240
+    )
     assert returncode == 0, output[-3000:]
+    assert "[fine] running statistics of 5 generator BatchNorm layers recalibrated" in output
     state = checkpoint.load(out / "fine.pt")  # stage 2 trained by DistributedDataParallel over 2 processes
     assert state["complete"] and len(state["rng"]) == 2
     distributed = json.loads((out / "metrics.json").read_text())
-    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval")) == 0
+    assert train_ornet.main(tiny_args(tiny_data, out, "--stage", "eval", *recalibrate)) == 0
     single = json.loads((out / "metrics.json").read_text())
     assert distributed == single
 
@@ -195,24 +200,40 @@ def test_eval_compares_fine_pt_with_the_config_it_was_trained_with(
     assert "coarse.pt was trained" not in printed and "evaluator.pt was trained" not in printed
 
 
+@pytest.mark.parametrize(("stage", "layers"), [("coarse", 13), ("fine", 5)])
 def test_recalibrate_bn_changes_only_the_generators_running_statistics(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained: Path,
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    stage: str,
+    layers: int,
 ) -> None:
-    """``coarse.recalibrate_bn``: the same stage 1 (same weights, bit for bit), then the generator's
-    BatchNorm running statistics recomputed; nothing else in the checkpoint moves."""
-    out = copy_run(trained, tmp_path / "run")
-    args = tiny_args(tiny_data, out, "--stage", "coarse", "--coarse.recalibrate_bn", "true")
+    """``<stage>.recalibrate_bn``: the same training (same weights, bit for bit), then the running mean and
+    variance of the generator's BatchNorm layers in train mode (stage 2 without ``follow_parent_mode``: the
+    map head, ``up2`` and ``up3``) recomputed; nothing else in the checkpoint moves."""
+    plain, out = tmp_path / "plain", tmp_path / "recalibrated"
+    copy_run(trained, plain)
+    copy_run(trained, out)
+    common = ["--stage", stage, f"--{stage}.epochs", "2", "--quirks.follow_parent_mode", "false"]
+    assert train_ornet.main(tiny_args(tiny_data, plain, *common)) == 0
+    args = tiny_args(tiny_data, out, *common, f"--{stage}.recalibrate_bn", "true")
     assert train_ornet.main(args) == 0
-    assert (
-        "[coarse] running statistics of 13 generator BatchNorm layers recalibrated" in capsys.readouterr().out
-    )
-    old, new = checkpoint.load(trained / "coarse.pt")["model"], checkpoint.load(out / "coarse.pt")["model"]
+    printed = capsys.readouterr().out
+    assert f"[{stage}] running statistics of {layers} generator BatchNorm layers recalibrated" in printed
+    old, new = checkpoint.load(plain / f"{stage}.pt")["model"], checkpoint.load(out / f"{stage}.pt")["model"]
     moved = {k for k in old if not torch.equal(old[k], new[k])}
-    assert moved and all(k.startswith("generator.") and ".running_" in k for k in moved)
+    assert {k.rsplit(".", 1)[0] for k in moved} == {
+        k.rsplit(".", 1)[0] for k in old if k.startswith("generator.") and k.endswith("running_var")
+    } - ({"generator.down1.1", "generator.down1.4", "generator.down2.1", "generator.down2.4",
+          "generator.down3.1", "generator.down3.4", "generator.up1.block.1", "generator.up1.block.4"}
+         if stage == "fine" else set())  # fmt: skip
+    assert all(k.endswith(("running_mean", "running_var")) for k in moved)
     assert train_ornet.main([*args, "--resume"]) == 0  # finished: not trained or recalibrated again
-    assert torch.equal(checkpoint.load(out / "coarse.pt")["model"][sorted(moved)[0]], new[sorted(moved)[0]])
+    again = checkpoint.load(out / f"{stage}.pt")["model"]
+    assert all(torch.equal(again[k], new[k]) for k in new)
     events = [json.loads(line)["event"] for line in (out / "log.jsonl").read_text().splitlines()]
-    assert events.count("coarse/eval_mode") == 1 and events.count("coarse/epoch") == 1
+    assert events.count(f"{stage}/epoch") == 2 and events.count("coarse/eval_mode") == 1
 
 
 def test_a_cam_checkpoint_without_its_config_is_refused(

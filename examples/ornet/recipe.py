@@ -153,35 +153,56 @@ def set_fine_modes(net: FineNet, evaluator: nn.Module, parts: FineParts, cfg: Co
             module.eval()
 
 
-def recalibrate_batchnorm(net: CoarseNet | FineNet, batches: Iterable[torch.Tensor]) -> int:
+def recalibrate_batchnorm(
+    net: CoarseNet | FineNet, batches: Iterable[torch.Tensor]
+) -> tuple[list[nn.modules.batchnorm._BatchNorm], int]:
     """PreciseBN for the generator, after a stage (``coarse.recalibrate_bn``, ``fine.recalibrate_bn``;
     the reference does not): the running statistics of the generator's BatchNorm layers that are in
     training mode (the modes the stage trained in) are replaced by the average of their batch statistics
     over ``batches`` (torch's cumulative average, ``momentum=None``), every other module in eval mode;
-    modes and momenta are restored. Returns the number of layers.
+    modes, momenta and the layers' step counts (``num_batches_tracked``) are restored, also on an error.
+    Returns the layers and the number of batches.
 
     Why: the generator's BatchNorm has the reference's momentum 0.01, so its running statistics need
     thousands of steps to follow the weights (the paper trains stage 1 for about 26,000); after a few
     hundred they still lag, and the map the evaluation computes in eval mode is not the one training saw.
+
+    Raises:
+        ValueError: ``batches`` is empty (the statistics are left as they were).
     """
     layers = [
         m for m in net.generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
     ]
     modes = {m: m.training for m in net.modules()}
-    momenta = [m.momentum for m in layers]
-    net.eval()
-    for m in layers:
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
-    with torch.no_grad():
-        for images in batches:
-            net.generator(net.stem(images))
-    for m, momentum in zip(layers, momenta):
-        m.momentum = momentum
-    for m, training in modes.items():
-        m.train(training)
-    return len(layers)
+    saved = [
+        (m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+        for m in layers
+    ]  # type: ignore[union-attr]
+    count = 0
+    try:
+        net.eval()
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        with torch.no_grad():
+            for images in batches:
+                net.generator(net.stem(images))
+                count += 1
+        if count == 0:
+            raise ValueError("recalibrate_batchnorm: batches is empty, expected at least one batch")
+    except BaseException:
+        for m, (_, mean, var, _) in zip(layers, saved):
+            m.running_mean.copy_(mean)  # type: ignore[union-attr]
+            m.running_var.copy_(var)  # type: ignore[union-attr]
+        raise
+    finally:
+        for m, (momentum, _, _, steps) in zip(layers, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(steps)  # type: ignore[union-attr]
+        for m, training in modes.items():
+            m.train(training)
+    return layers, count
 
 
 def _classification(logits: torch.Tensor, labels: torch.Tensor) -> Losses:

@@ -122,8 +122,18 @@ def _recalibrate(
     def finish() -> None:
         loader = train_loader(ctx, ctx.train.samples, section.batch_size, section.epochs, section.seed)
         with autocast(ctx):
-            layers = recipe.recalibrate_batchnorm(net, (to_device(ctx, batch[0]) for batch in loader))
-        ctx.print(f"[{stage}] running statistics of {layers} generator BatchNorm layers recalibrated")
+            layers, count = recipe.recalibrate_batchnorm(net, (to_device(ctx, batch[0]) for batch in loader))
+        if ctx.info.world_size > 1:  # each process saw its shard: the average over all, by batch count
+            local = [torch.cat([m.running_mean, m.running_var]) * count for m in layers]  # type: ignore[list-item]
+            packed = torch.cat([*local, torch.tensor([float(count)], device=local[0].device)])
+            packed = all_reduce_sum(packed.to("cpu", torch.float64), ctx.info)
+            total, start = packed[-1].item(), 0
+            for m in layers:
+                width = m.num_features
+                m.running_mean.copy_(packed[start : start + width] / total)  # type: ignore[union-attr]
+                m.running_var.copy_(packed[start + width : start + 2 * width] / total)  # type: ignore[union-attr]
+                start += 2 * width
+        ctx.print(f"[{stage}] running statistics of {len(layers)} generator BatchNorm layers recalibrated")
 
     return finish
 
@@ -170,7 +180,7 @@ def stage_coarse(ctx: Context) -> None:
     )
     accuracy = top1(ctx, _GeneratorLogits(model), ctx.train.samples) / 100.0
     epochs = ctx.cfg.coarse.epochs
-    ctx.log.prune("coarse/eval_mode", after_step=epochs - 1)  # once, also when a finished stage resumes
+    ctx.log.prune("coarse/eval_mode", after_step=-1)  # one record: a rerun or a resumed stage replaces it
     ctx.log.write("coarse/eval_mode", epochs, acc_generator=accuracy)
     ctx.print(
         f"[coarse] generator accuracy in eval mode (running statistics) on the training images: {accuracy:.2f}"

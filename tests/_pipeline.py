@@ -15,7 +15,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
-__all__ = ["EXAMPLES", "EXTRA_CAM", "copy_run", "free_port", "tiny_args", "torchrun"]
+__all__ = ["EXAMPLES", "EXTRA_CAM", "copy_run", "free_port", "tiny_args", "tiny_dataset", "torchrun"]
 
 
 #: one extra CAM row (the usual stride-32 CAM) next to the like-for-like one
@@ -67,3 +67,14 @@ def torchrun(args: list[str], timeout: float = 120) -> tuple[int, str]:
 def copy_run(trained: Path, target: Path) -> Path:
     shutil.copytree(trained, target)
     return target
+
+
+def tiny_dataset(root: Path, *, min_size: int = 36, max_size: int = 48) -> Path:
+    """A tiny synthetic CUB-format set in ``root``: 3 classes, 6 training and 4 test images each (seed 1)."""
+    import synthetic
+
+    spec = synthetic.SyntheticSpec(
+        classes=3, train_per_class=6, test_per_class=4, min_size=min_size, max_size=max_size, seed=1
+    )
+    synthetic.write_dataset(root, spec)
+    return root

@@ -20,15 +20,9 @@ def device(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic CUB-format set (3 classes, 6 + 4 images each) for the pipeline's tests."""
-    import _pipeline  # noqa: F401  (puts examples/ on the path)
-    import synthetic
+    import _pipeline
 
-    root = tmp_path_factory.mktemp("synthetic")
-    spec = synthetic.SyntheticSpec(
-        classes=3, train_per_class=6, test_per_class=4, min_size=36, max_size=48, seed=1
-    )
-    synthetic.write_dataset(root, spec)
-    return root
+    return _pipeline.tiny_dataset(tmp_path_factory.mktemp("synthetic"))
 
 
 @pytest.fixture(scope="session")

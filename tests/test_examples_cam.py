@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from _pipeline import tiny_dataset
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
 import cam_with_lowcam  # noqa: E402
-import synthetic  # noqa: E402
 
 from benchmarks import plugin_arms  # noqa: E402
 
@@ -31,12 +31,7 @@ SMALL += ["--backbone", "resnet18", "--scratch"]  # the from-scratch ResNet (the
 
 @pytest.fixture(scope="module")
 def cam_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic")
-    spec = synthetic.SyntheticSpec(
-        classes=3, train_per_class=6, test_per_class=4, min_size=40, max_size=56, seed=1
-    )
-    synthetic.write_dataset(root, spec)
-    return root
+    return tiny_dataset(tmp_path_factory.mktemp("synthetic"), min_size=40, max_size=56)
 
 
 def test_results_json_schema_and_means(cam_data: Path, tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ def markdown(payload: dict[str, Any]) -> str:
     ]
     header = [
         "setting", "stage 1 MaxBoxAccV2", "stage 1 GT-known Loc", "stage 2 MaxBoxAccV2", "stage 2 GT-known Loc",
-        "generator acc. (eval mode)", "generator acc. (train mode)", "p top-20 on head / bird / background",
+        "generator acc. (eval mode)", "generator acc. (train mode)", "p top-20 pixels on head / rest of bird / background (%)",
     ]  # fmt: skip
     rows = []
     for setting in SETTINGS:

@@ -7,8 +7,8 @@ on the validation split of ``bench_pretrained.py``'s ``base`` variant (seed for 
 learning rate 0.01, the one the validation of ``pretrained.json`` chose; ``fine.area.topk`` 4; no CAM), then
 reads the stage-1 and stage-2 rows of ``metrics.json`` and measures the stage-1 network with
 :func:`benchmarks.map_border.measure` (the generator's accuracy in eval and in train mode, where the maps'
-highest pixels lie). Nothing here looks at a test split. A run whose folder already holds ``metrics.json``
-is measured, not trained again; each run's record is kept in ``<work>/<setting>-seed<k>.json``.
+highest pixels lie). Nothing here looks at a test split. Each run's record is cached in
+``<work>/<setting>-seed<k>.json`` (a killed benchmark resumes).
 
 Writes ``<out>/stage1_trials.{json,md}``.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -31,10 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from ornet.files import atomic_write_text  # noqa: E402
 
 from benchmarks._localization_summary import cell  # noqa: E402
-from benchmarks._runs import ornet_row, parallel, run_script  # noqa: E402
+from benchmarks._runs import cached, ornet_row, parallel, run_script  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 from benchmarks.bench_pretrained import VARIANTS, _data  # noqa: E402
 from benchmarks.map_border import measure  # noqa: E402
@@ -50,14 +48,9 @@ SETTINGS: dict[str, tuple[str, ...]] = {
 
 
 def trial(val: Path, out: Path, setting: str, seed: int, threads: int) -> dict[str, Any]:
-    """One run (trained unless ``out`` already holds its ``metrics.json``) and its measurements."""
-    record = out.with_suffix(".json")
-    if record.exists():
-        loaded: dict[str, Any] = json.loads(record.read_text())
-        return loaded
-    if not (out / "metrics.json").exists():
-        if out.exists():
-            shutil.rmtree(out)
+    """One run and its measurements, computed once (:func:`benchmarks._runs.cached`: ``<out>.json``)."""
+
+    def produce() -> dict[str, Any]:
         args = [
             "examples/train_ornet.py", "--config", "examples/configs/pretrained.yaml", "--data.root", str(val),
             "--output_dir", str(out), "--stage", "all", "--evaluator.seed", str(seed), "--coarse.seed", str(seed),
@@ -66,16 +59,16 @@ def trial(val: Path, out: Path, setting: str, seed: int, threads: int) -> dict[s
             *SETTINGS[setting],
         ]  # fmt: skip
         run_script(args, out / "bench.log", threads)
-    metrics = json.loads((out / "metrics.json").read_text())
-    result = {
-        "setting": setting,
-        "seed": seed,
-        "stage1": ornet_row(metrics, "coarse"),
-        "stage2": ornet_row(metrics, "fine"),
-        "generator": measure(out, val),
-    }
-    atomic_write_text(record, json.dumps(result))
-    return result
+        metrics = json.loads((out / "metrics.json").read_text())
+        return {
+            "setting": setting,
+            "seed": seed,
+            "stage1": ornet_row(metrics, "coarse"),
+            "stage2": ornet_row(metrics, "fine"),
+            "generator": measure(out, val),
+        }
+
+    return cached(out.with_suffix(".json"), out, produce)
 
 
 def markdown(payload: dict[str, Any]) -> str:

@@ -95,9 +95,13 @@ LABELS = {
 }
 
 
-def _last(log: Path, event: str) -> dict[str, Any]:
+def _entries(log: Path, event: str) -> list[dict[str, Any]]:
     entries = [json.loads(line) for line in log.read_text().splitlines()]
-    return [e for e in entries if e["event"] == event][-1]
+    return [e for e in entries if e["event"] == event]
+
+
+def _last(log: Path, event: str) -> dict[str, Any]:
+    return _entries(log, event)[-1]
 
 
 def _args(data: Path, out: Path, seed: int, classes: int, threads: int, quick: bool) -> list[str]:
@@ -174,6 +178,10 @@ def run(
             # the region erasing may drop (the pipeline's erasing_region*), not the pixels it dropped
             "erased_area": fine["erasing_region"],
             "erased_mass": fine["erasing_region_mass"],
+            # did stage 2 learn: the evaluator's cross-entropy on the erased map, first and last epoch
+            "fine_ce_first": _entries(out / "log.jsonl", "fine/epoch")[0]["ce"],
+            "fine_ce": fine["ce"],
+            "stage2_map_saturated": fine["map_saturated"],
             "evaluator_top1": metrics["fine"]["classification_top1"],
             "cam_top1": metrics["cam"]["classification_top1"],
             "cam_native_top1": metrics["cam_s32"]["classification_top1"],
@@ -253,7 +261,9 @@ def markdown(payload: dict[str, Any]) -> str:
         ("acc_generator", "stage 1 generator acc. (train mode)", 2),
         ("acc_generator_eval", "stage 1 generator acc. (eval mode)", 2), ("stage1_map_mean", "stage 1 map mean", 3),
         ("stage1_map_saturated", "stage 1 map saturated", 3), ("erased_area", "stage 2 erasing region (pixels)", 3),
-        ("erased_mass", "stage 2 erasing region (activation)", 3), ("evaluator_top1", "evaluator top-1 (%)", 1),
+        ("erased_mass", "stage 2 erasing region (activation)", 3),
+        ("fine_ce_first", "stage 2 evaluator CE, first epoch", 3), ("fine_ce", "stage 2 evaluator CE", 3),
+        ("stage2_map_saturated", "stage 2 map saturated", 3), ("evaluator_top1", "evaluator top-1 (%)", 1),
         ("cam_top1", "CAM s8 top-1 (%)", 1), ("cam_native_top1", "CAM s32 top-1 (%)", 1),
     ]  # fmt: skip
     # the eval-mode accuracy (the running statistics the evaluation uses) is in the runs measured since the

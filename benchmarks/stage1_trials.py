@@ -3,8 +3,9 @@ PreciseBN at the end of a stage help?
 
 For each seed and setting — ``reference``; ``coarse`` (``--coarse.recalibrate_bn true``); ``both`` (and
 ``--fine.recalibrate_bn true``) — runs ``examples/train_ornet.py --config examples/configs/pretrained.yaml``
-on the validation split of ``bench_pretrained.py``'s ``base`` variant (seed for every stage; stage 2's
-learning rate 0.01, the one the validation of ``pretrained.json`` chose; ``fine.area.topk`` 4; no CAM), then
+on the validation split of ``bench_pretrained.py``'s ``base`` variant (seed for every stage; stage 1 for 15
+epochs, the config's length when these trials ran; stage 2's learning rate 0.01, the one the validation of
+``pretrained.json`` chose then; ``fine.area.topk`` 4; no CAM), then
 reads the stage-1 and stage-2 rows of ``metrics.json`` and measures the stage-1 network with
 :func:`benchmarks.map_border.measure` (the generator's accuracy in eval and in train mode, where the maps'
 highest pixels lie). Nothing here looks at a test split. Each run's record is cached in
@@ -54,7 +55,8 @@ def trial(val: Path, out: Path, setting: str, seed: int, threads: int) -> dict[s
         args = [
             "examples/train_ornet.py", "--config", "examples/configs/pretrained.yaml", "--data.root", str(val),
             "--output_dir", str(out), "--stage", "all", "--evaluator.seed", str(seed), "--coarse.seed", str(seed),
-            "--fine.seed", str(seed), "--fine.area.topk", "4", "--fine.optim.lr", "0.01", "--cam.enabled", "false",
+            "--fine.seed", str(seed), "--coarse.epochs", "15", "--fine.area.topk", "4", "--fine.optim.lr", "0.01",
+            "--cam.enabled", "false",
             "--eval.pictures", "0", "--runtime.progress", "false", "--runtime.num_threads", str(threads),
             *SETTINGS[setting],
         ]  # fmt: skip

@@ -302,3 +302,22 @@ def test_stage1_trials_table_has_a_row_per_setting_with_means_over_seeds() -> No
     )
     assert "`both`" not in text.split("\n\n")[2]  # no runs, no row
     assert text.endswith("`python benchmarks/stage1_trials.py --work W` wrote this file.")
+
+
+def test_stage1_trials_pin_the_stage_1_length_they_measured(tmp_path: Path, monkeypatch: Any) -> None:
+    """The trials ran with a 15-epoch stage 1; the shipped config may change its length since, so the
+    command pins it (re-running ``stage1_trials.py`` must reproduce its committed results)."""
+    from benchmarks import stage1_trials
+
+    seen: list[list[str]] = []
+
+    def fake_run(args: list[str], log: Path, threads: int) -> float:
+        seen.append(args)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(stage1_trials, "run_script", fake_run)
+    with pytest.raises(RuntimeError, match="stop here"):
+        stage1_trials.trial(tmp_path / "val", tmp_path / "run", "coarse", 1, 1)
+    (args,) = seen
+    assert args[args.index("--coarse.epochs") + 1] == "15"
+    assert args[args.index("--coarse.seed") + 1] == "1" and args[-2:] == ["--coarse.recalibrate_bn", "true"]

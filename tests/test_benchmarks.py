@@ -321,3 +321,50 @@ def test_stage1_trials_pin_the_stage_1_length_they_measured(tmp_path: Path, monk
     (args,) = seen
     assert args[args.index("--coarse.epochs") + 1] == "15"
     assert args[args.index("--coarse.seed") + 1] == "1" and args[-2:] == ["--coarse.recalibrate_bn", "true"]
+
+
+def test_stage2_objective_scores_fixed_maps(trained: Path, tmp_path: Path) -> None:
+    """``stage2_objective.py``: the birds' silhouettes are redrawn from their seeds (a wrong spec is refused),
+    every candidate and the run's own maps are scored, and the objective is the sum of its terms."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import birds
+
+    from benchmarks import stage2_objective as s2
+
+    spec = birds.BirdSpec(classes=3, train_per_class=4, test_per_class=1, size=48, seed=5)
+    birds.write_birds(tmp_path / "birds", spec)
+    data = tmp_path / "birds"
+    paths = [data / "images" / line.split()[1] for line in (data / "images.txt").read_text().splitlines()[:3]]
+    bird, head = s2.bird_masks(data, spec, paths)
+    assert bird.shape == (3, 48, 48) and bool((head <= bird).all()) and 0 < head.sum() < bird.sum()
+    with pytest.raises(ValueError, match="spec: image 1 redraws with box"):
+        s2.bird_masks(data, birds.BirdSpec(classes=3, train_per_class=4, test_per_class=1, size=48, seed=6), paths)
+
+    m = s2.measure(trained, data, spec, images=6, draws=2)
+    maps = m["maps"]
+    assert list(maps) == [*s2.CANDIDATES, "stage 1 map", "stage 2 map"] and m["images"] == 6
+    w_area, w_entropy = m["weights"]
+    for s in maps.values():
+        assert s["objective"] == pytest.approx(s["ce_erased"] + w_area * s["area"] + w_entropy * s["entropy"])
+        assert 0 <= s["acc"] <= 1 and 0 <= s["acc_erased"] <= 1
+    assert maps["whole image"]["area"] == 1.0 and abs(maps["whole image"]["entropy"]) < 1e-5
+    assert maps["bird"]["area"] + maps["background"]["area"] == pytest.approx(1.0)
+    assert maps["head"]["area"] < maps["bird"]["area"] <= maps["bird box"]["area"]
+
+    from ornet import checkpoint
+
+    checkpoint.atomic_save({"model": {}, "epoch": 2, "complete": False}, tmp_path / "evaluator.pt")
+    with pytest.raises(ValueError, match=r"evaluator.pt is not finished \(epoch 2\)"):
+        s2._finished(tmp_path / "evaluator.pt")  # a stage still training is refused, not measured
+
+    run = {"variant": "base", "seed": 0, **m}
+    payload = {
+        "environment": {"device": "CPU", "torch": "2", "commit": "abc", "date": "today"},
+        "command": "python benchmarks/stage2_objective.py --work W",
+        "work": "W",
+        "runs": [run, run],
+    }
+    text = s2.markdown(payload)
+    assert "| whole image | " in text and "| stage 2 map | " in text
+    best = min(maps, key=lambda n: maps[n]["objective"])
+    assert f"The map with the lowest objective, per run: {best} (2)." in text

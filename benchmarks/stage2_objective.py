@@ -1,0 +1,305 @@
+"""Which map does ORNet's stage-2 objective reward, on the birds?
+
+Stage 2 trains the map ``p`` to minimise ``CE(evaluator(x · erase(p))) + w_area · AreaLoss + w_entropy ·
+WeightedEntropyLoss(p)`` with the evaluator frozen. This script scores fixed candidate maps under that
+objective, with the trained evaluator of a run of ``examples/train_ornet.py`` on an ``examples/birds.py``
+data set: the whole image, the bird's silhouette, its box, the head alone, the bird without its head, the
+background, the centre Gaussian, and the run's own stage-1 and stage-2 maps. Silhouettes are redrawn from
+the birds' seeds (:func:`birds.render_bird_masks`; each one's tight box is checked against
+``bounding_boxes.txt``), taken through the evaluation transform and averaged onto the map's grid.
+
+Per candidate: the evaluator's cross-entropy and accuracy on ``x · p`` (no erasing) and, averaged over
+``--draws`` seeded draws, on ``x · erase(p)`` (attentive erasing in training mode, as stage 2 sees it), the
+map's term of the area loss (``mean p``; the class-map terms do not depend on ``p``), the weighted
+entropy, and the objective ``CE(erased) + w_area · mean p + w_entropy · entropy`` with the run's weights.
+The lowest objective is the map stage 2 is pushed towards; if that is not the bird, stage 2 cannot grow a
+map into an object map on this data, whatever its schedule.
+
+Usage (one run, printed; or every finished run of a ``bench_pretrained.py --work`` folder, written to
+``<out>/stage2_objective.{json,md}``)::
+
+    python benchmarks/stage2_objective.py --run RUN --data DATA --variant base
+    python benchmarks/stage2_objective.py --work /tmp/lowcam-pre --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+
+from birds import BirdSpec, render_bird_masks  # noqa: E402
+from ornet import checkpoint, recipe  # noqa: E402
+from ornet.config import Config, load_config  # noqa: E402
+from ornet.data import WSOLDataset, collate, read_cub  # noqa: E402
+from ornet.models import FineNet, build_classifier  # noqa: E402
+from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD, ornet_test_transform  # noqa: E402
+
+import lowcam  # noqa: E402
+from benchmarks._localization_summary import cell  # noqa: E402
+from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
+from benchmarks.bench_pretrained import VARIANTS  # noqa: E402
+
+__all__ = ["CANDIDATES", "bird_masks", "main", "markdown", "measure", "score"]
+
+#: the candidate maps, in the order of the table
+CANDIDATES = ("whole image", "bird", "bird box", "head", "bird without head", "background", "centre Gaussian")
+
+
+def bird_masks(data: Path, spec: BirdSpec, paths: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(bird, head)`` boolean ``(N, size, size)`` masks of the birds at ``paths`` (images of ``data``),
+    redrawn from ``spec`` and each image's id; raises ``ValueError`` when a redrawn bird's tight box is
+    not the one ``bounding_boxes.txt`` lists (the spec is not the data's)."""
+    ids = {p: i for i, p in (line.split() for line in (data / "images.txt").read_text().splitlines() if line)}
+    labels = dict(line.split() for line in (data / "image_class_labels.txt").read_text().splitlines() if line)
+    boxes = {
+        r[0]: r[1:] for r in (line.split() for line in (data / "bounding_boxes.txt").read_text().splitlines())
+    }
+    birds, heads = [], []
+    for path in paths:
+        image_id = ids[path.relative_to(data / "images").as_posix()]
+        rng = np.random.default_rng([spec.seed, int(image_id)])
+        _, bird, head = render_bird_masks(int(labels[image_id]) - 1, spec, rng)
+        ys, xs = np.nonzero(bird)
+        drawn = [
+            float(xs.min()),
+            float(ys.min()),
+            float(xs.max() - xs.min() + 1),
+            float(ys.max() - ys.min() + 1),
+        ]
+        if drawn != [float(v) for v in boxes[image_id]]:
+            raise ValueError(
+                f"spec: image {image_id} redraws with box {drawn}, bounding_boxes.txt has {boxes[image_id]}"
+            )
+        birds.append(torch.from_numpy(bird.copy()))
+        heads.append(torch.from_numpy(head.copy()))
+    return torch.stack(birds), torch.stack(heads)
+
+
+def _to_map(masks: torch.Tensor, cfg: Config, size: int) -> torch.Tensor:
+    """Masks in image pixels → ``(N, 1, size, size)`` in [0, 1]: the evaluation transform's resize and
+    centre crop, then each map pixel's covered fraction."""
+    x = F.interpolate(masks[:, None].float(), size=(cfg.data.resize, cfg.data.resize), mode="bilinear")
+    top = (cfg.data.resize - cfg.data.crop) // 2
+    x = x[..., top : top + cfg.data.crop, top : top + cfg.data.crop]
+    return F.adaptive_avg_pool2d(x, size).clamp(0, 1)
+
+
+def score(
+    evaluator: torch.nn.Module,
+    parts: recipe.FineParts,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    p: torch.Tensor,
+    draws: int,
+) -> dict[str, float]:
+    """One candidate map ``p`` (``(N, 1, h, w)``) under stage 2's objective (see the module's text)."""
+    with torch.no_grad():
+        plain = evaluator(images, p).float()
+        ce_erased, acc_erased = [], []
+        parts.erasing.train()
+        for k in range(draws):
+            torch.manual_seed(k)
+            erased, _ = parts.erasing(p)
+            logits = evaluator(images, erased).float()
+            ce_erased.append(F.cross_entropy(logits, labels).item())
+            acc_erased.append((logits.argmax(1) == labels).double().mean().item())
+        area = p.mean().item()
+        entropy = parts.entropy(p).item()
+    ce = float(np.mean(ce_erased))
+    return {
+        "ce": F.cross_entropy(plain, labels).item(),
+        "acc": (plain.argmax(1) == labels).double().mean().item(),
+        "ce_erased": ce,
+        "acc_erased": float(np.mean(acc_erased)),
+        "area": area,
+        "entropy": entropy,
+        "objective": ce + parts.weights.area * area + parts.weights.entropy * entropy,
+    }
+
+
+def _finished(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``; ``ValueError`` while its stage is still training."""
+    state: dict[str, Any] = checkpoint.load(path)
+    if not state.get("complete", False):
+        raise ValueError(f"run: {path} is not finished (epoch {state.get('epoch')})")
+    return state
+
+
+def measure(run: Path, data: Path, spec: BirdSpec, images: int = 48, draws: int = 4) -> dict[str, Any]:
+    """Every candidate's :func:`score` on the first ``images`` training images of ``data``, with the
+    evaluator (and the stage-1/stage-2 networks, where present) of ``run``."""
+    cfg = load_config(run / "config.yaml", {"data.root": str(data)})
+    split = read_cub(data, "train")
+    classes = len(split.classes)
+    state = _finished(run / "evaluator.pt")
+    classifier = build_classifier(cfg.model.evaluator, classes)
+    classifier.load_state_dict(state.get("selected_model", state["model"]))
+    evaluator = recipe.frozen_evaluator(classifier, cfg).eval()
+    parts = recipe.fine_parts(cfg)
+    transform = ornet_test_transform(cfg.data.resize, cfg.data.crop, IMAGENET_MEAN, IMAGENET_STD)
+    samples = split.samples[:images]
+    x, labels, _, _ = next(
+        iter(DataLoader(WSOLDataset(samples, transform), batch_size=images, collate_fn=collate))
+    )
+    size = cfg.data.crop // 4  # the generator's map: the stride-4 feature
+    bird, head = bird_masks(data, spec, [s.path for s in samples])
+    bird_map, head_map = _to_map(bird, cfg, size), _to_map(head, cfg, size)
+    box = torch.zeros_like(bird)
+    for k, m in enumerate(bird):
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        box[k, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
+    maps = {
+        "whole image": torch.ones_like(bird_map),
+        "bird": bird_map,
+        "bird box": _to_map(box, cfg, size),
+        "head": head_map,
+        "bird without head": (bird_map - head_map).clamp(0, 1),
+        "background": 1 - bird_map,
+        "centre Gaussian": lowcam.metrics.center_gaussian(len(x), size, size)[:, None],
+    }
+    for stage in ("coarse", "fine"):
+        if (run / f"{stage}.pt").is_file():
+            weights = _finished(run / f"{stage}.pt")["model"]
+            if stage == "coarse":
+                coarse = recipe.coarse_net(cfg, classes, head=recipe.saved_coarse_head(weights, classes))
+                coarse.load_state_dict(weights)
+                net = FineNet(coarse)
+            else:
+                net = FineNet(recipe.coarse_net(cfg, classes))
+                net.load_state_dict(weights)
+            with torch.no_grad():
+                maps[f"stage {1 if stage == 'coarse' else 2} map"] = net.eval()(x).activation.float()
+    result = {name: score(evaluator, parts, x, labels, p, draws) for name, p in maps.items()}
+    return {
+        "images": len(x),
+        "draws": draws,
+        "weights": [parts.weights.area, parts.weights.entropy],
+        "maps": result,
+    }
+
+
+#: (key, column title, decimals) of the results table; accuracies in percent
+_COLUMNS = (
+    ("ce", "CE", 2), ("acc", "top-1 (%)", 0), ("ce_erased", "CE, erased", 2),
+    ("acc_erased", "top-1, erased (%)", 0), ("area", "mean p", 2), ("entropy", "weighted entropy", 3),
+    ("objective", "objective", 2),
+)  # fmt: skip
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    """The results as a Markdown page: one row per map, mean ± sample std over the runs."""
+    env, runs = payload["environment"], payload["runs"]
+    w_area, w_entropy = runs[0]["weights"]
+    lines = [
+        "# Which map does stage 2's objective reward? Fixed maps under the trained evaluator",
+        "",
+        f"{env['device']}; torch {env['torch']}, commit {env['commit']}, {env['date']}; the runs of "
+        f"`{payload['work']}` ({len(runs)} runs: {', '.join(sorted({r['variant'] for r in runs}))}); per run the "
+        f"first {runs[0]['images']} training images, {runs[0]['draws']} erasing draws; mean ± sample std over runs. "
+        f"Objective = CE(evaluator(x · erase(p))) + {w_area} · mean p + {w_entropy} · weighted entropy(p) "
+        "(the class-map terms of the area loss do not depend on p).",
+        "",
+    ]
+    names = [n for n in runs[0]["maps"] if all(n in r["maps"] for r in runs)]
+    rows = []
+    for name in names:
+        values = [r["maps"][name] for r in runs]
+        rows.append(
+            [
+                name,
+                *(
+                    cell([v[k] * (100 if k.startswith("acc") else 1) for v in values], d)
+                    for k, _, d in _COLUMNS
+                ),
+            ]
+        )
+    best = [min(r["maps"], key=lambda n, r=r: r["maps"][n]["objective"]) for r in runs]
+    lines += [markdown_table(["map p", *(title for _, title, _ in _COLUMNS)], rows), ""]
+    lines.append(
+        "The map with the lowest objective, per run: "
+        + ", ".join(f"{n} ({best.count(n)})" for n in dict.fromkeys(best))
+        + "."
+    )
+    lines += ["", f"`{payload['command']}` wrote this file."]
+    return "\n".join(lines)
+
+
+def _runs_of(work: Path) -> list[tuple[str, int, Path]]:
+    """``(variant, seed, run)`` of every finished run of ``bench_pretrained.py`` under ``work``."""
+    found = []
+    for name, _, _ in VARIANTS:
+        for run in sorted((work / name).glob("*-seed*")):
+            if run.is_dir() and (run / "metrics.json").is_file():
+                found.append((name, int(run.name.rsplit("-seed", 1)[1]), run))
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--run", type=Path, help="an output_dir of train_ornet.py (print its table)")
+    parser.add_argument("--data", type=Path, help="the birds data set the run trained on")
+    parser.add_argument("--variant", default="base", choices=[name for name, _, _ in VARIANTS])
+    parser.add_argument("--work", type=Path, help="a bench_pretrained.py --work folder: every finished run")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="with --work")
+    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--draws", type=int, default=4, help="erasing draws per candidate")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    if (args.run is None) == (args.work is None) or (args.run is not None and args.data is None):
+        parser.error("give either --run and --data, or --work")
+    torch.set_num_threads(args.threads)
+    specs = {name: spec for name, _, spec in VARIANTS}
+    if args.work is not None:
+        runs = [
+            {
+                "variant": v,
+                "seed": k,
+                **measure(run, args.work / v / "data", specs[v], args.images, args.draws),
+            }
+            for v, k, run in _runs_of(args.work)
+        ]
+        if not runs:
+            parser.error(f"--work: no finished run under {args.work}")
+        payload = {
+            "environment": environment("cpu"),
+            "command": "python benchmarks/stage2_objective.py "
+            + " ".join(argv if argv is not None else sys.argv[1:]),
+            "work": str(args.work),
+            "runs": runs,
+        }
+        text = markdown(payload)
+        write_results(args.out / "stage2_objective", payload, text)
+        print(text)
+        return 0
+    m = measure(args.run, args.data, specs[args.variant], args.images, args.draws)
+    w_area, w_entropy = m["weights"]
+    print(
+        f"{args.run}: {m['images']} training images, {m['draws']} erasing draws; objective = CE(erased) + "
+        f"{w_area} · mean p + {w_entropy} · entropy"
+    )
+    print(
+        f"{'map':<20} {'CE':>6} {'acc':>5} {'CE er.':>7} {'acc er.':>7} {'mean p':>7} {'entropy':>8} {'objective':>9}"
+    )
+    for name, sc in m["maps"].items():
+        print(
+            f"{name:<20} {sc['ce']:6.3f} {sc['acc']:5.2f} {sc['ce_erased']:7.3f} {sc['acc_erased']:7.2f} "
+            f"{sc['area']:7.3f} {sc['entropy']:8.3f} {sc['objective']:9.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

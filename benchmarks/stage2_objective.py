@@ -50,7 +50,7 @@ from benchmarks._localization_summary import cell  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 from benchmarks.bench_pretrained import VARIANTS  # noqa: E402
 
-__all__ = ["CANDIDATES", "bird_masks", "main", "markdown", "measure", "score"]
+__all__ = ["CANDIDATES", "bird_masks", "bird_window", "main", "markdown", "measure", "score"]
 
 #: the candidate maps, in the order of the table
 CANDIDATES = ("whole image", "bird", "bird box", "head", "bird without head", "background", "centre Gaussian")
@@ -125,6 +125,7 @@ def score(
         "area": area,
         "entropy": entropy,
         "objective": ce + parts.weights.area * area + parts.weights.entropy * entropy,
+        "area_weight": parts.weights.area,
     }
 
 
@@ -189,6 +190,28 @@ def measure(run: Path, data: Path, spec: BirdSpec, images: int = 48, draws: int 
     }
 
 
+def bird_window(maps: dict[str, dict[str, float]], name: str = "bird") -> tuple[float, float] | None:
+    """The area weights ``w >= 0`` at which map ``name`` has the lowest objective of the fixed maps
+    (``CANDIDATES``), each objective taken as ``ce_erased + w_entropy · entropy + w · mean p`` (linear in
+    ``w``): ``(low, high)``, or ``None`` when no weight makes it the lowest."""
+    fixed = {n: maps[n] for n in CANDIDATES if n in maps}
+    intercept = {n: m["objective"] - m["area_weight"] * m["area"] for n, m in fixed.items()}
+    low, high = 0.0, float("inf")
+    for other, m in fixed.items():
+        if other == name:
+            continue
+        # name beats other  <=>  intercept[name] + w a[name] < intercept[other] + w a[other]
+        gain, slope = intercept[other] - intercept[name], fixed[name]["area"] - m["area"]
+        if slope == 0:
+            if gain <= 0:
+                return None
+        elif slope > 0:
+            high = min(high, gain / slope)
+        else:
+            low = max(low, gain / slope)
+    return (low, high) if low < high else None
+
+
 #: (key, column title, decimals) of the results table; accuracies in percent
 _COLUMNS = (
     ("ce", "CE", 2), ("acc", "top-1 (%)", 0), ("ce_erased", "CE, erased", 2),
@@ -231,6 +254,15 @@ def markdown(payload: dict[str, Any]) -> str:
         + ", ".join(f"{n} ({best.count(n)})" for n in dict.fromkeys(best))
         + "."
     )
+    windows = [bird_window(r["maps"]) for r in runs]
+    found = [w for w in windows if w is not None]
+    lines += [
+        "",
+        "Area weights at which the bird's silhouette would beat every other fixed map (the objective is linear "
+        f"in the area weight; other terms as they are): found in {len(found)} of {len(runs)} runs"
+        + (": " + ", ".join(f"{lo:.2f}–{hi:.2f}" for lo, hi in found) if found else "")
+        + ".",
+    ]
     lines += ["", f"`{payload['command']}` wrote this file."]
     return "\n".join(lines)
 

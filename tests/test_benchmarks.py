@@ -338,7 +338,9 @@ def test_stage2_objective_scores_fixed_maps(trained: Path, tmp_path: Path) -> No
     bird, head = s2.bird_masks(data, spec, paths)
     assert bird.shape == (3, 48, 48) and bool((head <= bird).all()) and 0 < head.sum() < bird.sum()
     with pytest.raises(ValueError, match="spec: image 1 redraws with box"):
-        s2.bird_masks(data, birds.BirdSpec(classes=3, train_per_class=4, test_per_class=1, size=48, seed=6), paths)
+        s2.bird_masks(
+            data, birds.BirdSpec(classes=3, train_per_class=4, test_per_class=1, size=48, seed=6), paths
+        )
 
     m = s2.measure(trained, data, spec, images=6, draws=2)
     maps = m["maps"]
@@ -357,6 +359,14 @@ def test_stage2_objective_scores_fixed_maps(trained: Path, tmp_path: Path) -> No
     with pytest.raises(ValueError, match=r"evaluator.pt is not finished \(epoch 2\)"):
         s2._finished(tmp_path / "evaluator.pt")  # a stage still training is refused, not measured
 
+    def fixed(ce: float, area: float) -> dict[str, float]:
+        return {"objective": ce + 0.5 * area, "area_weight": 0.5, "area": area}
+
+    # the bird beats the whole image once w > (2 - 1) / (1 - 0.2) = 1.25 and the head while w < (3 - 2) / (0.2 - 0.1) = 10
+    toy = {"whole image": fixed(1.0, 1.0), "bird": fixed(2.0, 0.2), "head": fixed(3.0, 0.1)}
+    low, high = s2.bird_window(toy)  # type: ignore[misc]
+    assert low == pytest.approx(1.25) and high == pytest.approx(10.0)
+    assert s2.bird_window({**toy, "head": fixed(1.5, 0.1)}) is None  # the head is better and smaller
     run = {"variant": "base", "seed": 0, **m}
     payload = {
         "environment": {"device": "CPU", "torch": "2", "commit": "abc", "date": "today"},
@@ -368,3 +378,4 @@ def test_stage2_objective_scores_fixed_maps(trained: Path, tmp_path: Path) -> No
     assert "| whole image | " in text and "| stage 2 map | " in text
     best = min(maps, key=lambda n: maps[n]["objective"])
     assert f"The map with the lowest objective, per run: {best} (2)." in text
+    assert "would beat every other fixed map" in text and "of 2 runs" in text

@@ -48,7 +48,7 @@ from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD, ornet_test_transform  
 import lowcam  # noqa: E402
 from benchmarks._localization_summary import cell  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
-from benchmarks.bench_pretrained import VARIANTS  # noqa: E402
+from benchmarks.bench_pretrained import DEFAULT_VARIANTS, VARIANTS  # noqa: E402
 
 __all__ = ["CANDIDATES", "bird_masks", "bird_window", "main", "markdown", "measure", "score"]
 
@@ -220,50 +220,64 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+def _rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    names = [n for n in runs[0]["maps"] if all(n in r["maps"] for r in runs)]
+    return [
+        [
+            n,
+            *(
+                cell([r["maps"][n][k] * (100 if k.startswith("acc") else 1) for r in runs], d)
+                for k, _, d in _COLUMNS
+            ),
+        ]
+        for n in names
+    ]
+
+
 def markdown(payload: dict[str, Any]) -> str:
-    """The results as a Markdown page: one row per map, mean ± sample std over the runs."""
+    """The results as a Markdown page: every term per map over the lead variants' runs (mean ± sample std),
+    the objective per variant, and per variant the map with the lowest objective and :func:`bird_window`."""
     env, runs = payload["environment"], payload["runs"]
     w_area, w_entropy = runs[0]["weights"]
+    variants = list(dict.fromkeys(r["variant"] for r in runs))
+    lead = [r for r in runs if r["variant"] in DEFAULT_VARIANTS] or runs
     lines = [
         "# Which map does stage 2's objective reward? Fixed maps under the trained evaluator",
         "",
-        f"{env['device']}; torch {env['torch']}, commit {env['commit']}, {env['date']}; the runs of "
-        f"`{payload['work']}` ({len(runs)} runs: {', '.join(sorted({r['variant'] for r in runs}))}); per run the "
-        f"first {runs[0]['images']} training images, {runs[0]['draws']} erasing draws; mean ± sample std over runs. "
-        f"Objective = CE(evaluator(x · erase(p))) + {w_area} · mean p + {w_entropy} · weighted entropy(p) "
-        "(the class-map terms of the area loss do not depend on p).",
+        f"{env['device']}; torch {env['torch']}, commit {env['commit']}, {env['date']}; every finished run of "
+        f"`{payload['work']}` ({len(runs)} runs); per run its first {runs[0]['images']} training images, "
+        f"erasing drawn {runs[0]['draws']} times per map. Objective = CE(evaluator(x · erase(p))) + {w_area} · mean p + "
+        f"{w_entropy} · weighted entropy(p) (the class-map terms of the area loss do not depend on p).",
+        "",
+        f"Every term, mean ± sample std over the {len(lead)} runs of {', '.join(f'`{v}`' for v in dict.fromkeys(r['variant'] for r in lead))}:",
+        "",
+        markdown_table(["map p", *(title for _, title, _ in _COLUMNS)], _rows(lead)),
+        "",
+        "The objective per variant (mean ± sample std over its seeds):",
         "",
     ]
+    groups = {v: [r for r in runs if r["variant"] == v] for v in variants}
     names = [n for n in runs[0]["maps"] if all(n in r["maps"] for r in runs)]
-    rows = []
-    for name in names:
-        values = [r["maps"][name] for r in runs]
-        rows.append(
-            [
-                name,
-                *(
-                    cell([v[k] * (100 if k.startswith("acc") else 1) for v in values], d)
-                    for k, _, d in _COLUMNS
-                ),
-            ]
+    table = [[n, *(cell([r["maps"][n]["objective"] for r in g], 2) for g in groups.values())] for n in names]
+    lines += [markdown_table(["map p", *(f"`{v}`" for v in variants)], table), ""]
+    for v, group in groups.items():
+        best = [min(r["maps"], key=lambda n, r=r: r["maps"][n]["objective"]) for r in group]
+        found = [w for w in (bird_window(r["maps"]) for r in group) if w is not None]
+        lines.append(
+            f"- `{v}`: lowest objective "
+            + ", ".join(f"{n} ({best.count(n)} of {len(group)})" for n in dict.fromkeys(best))
+            + f"; an area weight at which the bird's silhouette would beat every other fixed map in {len(found)} of "
+            f"{len(group)} runs"
+            + (" (" + ", ".join(f"{lo:.2f}–{hi:.2f}" for lo, hi in found) + ")" if found else "")
+            + "."
         )
-    best = [min(r["maps"], key=lambda n, r=r: r["maps"][n]["objective"]) for r in runs]
-    lines += [markdown_table(["map p", *(title for _, title, _ in _COLUMNS)], rows), ""]
-    lines.append(
-        "The map with the lowest objective, per run: "
-        + ", ".join(f"{n} ({best.count(n)})" for n in dict.fromkeys(best))
-        + "."
-    )
-    windows = [bird_window(r["maps"]) for r in runs]
-    found = [w for w in windows if w is not None]
     lines += [
         "",
-        "Area weights at which the bird's silhouette would beat every other fixed map (the objective is linear "
-        f"in the area weight; other terms as they are): found in {len(found)} of {len(runs)} runs"
-        + (": " + ", ".join(f"{lo:.2f}–{hi:.2f}" for lo, hi in found) if found else "")
-        + ".",
+        "The objective is linear in the area weight (the other terms as they are), so `bird_window` gives the "
+        "weights, if any, at which the bird's silhouette has the lowest objective of the fixed maps.",
+        "",
+        f"`{payload['command']}` wrote this file.",
     ]
-    lines += ["", f"`{payload['command']}` wrote this file."]
     return "\n".join(lines)
 
 

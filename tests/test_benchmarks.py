@@ -377,5 +377,5 @@ def test_stage2_objective_scores_fixed_maps(trained: Path, tmp_path: Path) -> No
     text = s2.markdown(payload)
     assert "| whole image | " in text and "| stage 2 map | " in text
     best = min(maps, key=lambda n: maps[n]["objective"])
-    assert f"The map with the lowest objective, per run: {best} (2)." in text
-    assert "would beat every other fixed map" in text and "of 2 runs" in text
+    assert f"- `base`: lowest objective {best} (2 of 2); an area weight at which" in text
+    assert "would beat every other fixed map in " in text and " of 2 runs" in text

@@ -25,6 +25,7 @@ Usage (one run, printed; or every finished run of a ``bench_pretrained.py --work
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,7 +51,16 @@ from benchmarks._localization_summary import cell  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 from benchmarks.bench_pretrained import DEFAULT_VARIANTS, VARIANTS  # noqa: E402
 
-__all__ = ["CANDIDATES", "bird_masks", "bird_window", "main", "markdown", "measure", "score"]
+__all__ = [
+    "CANDIDATES",
+    "bird_masks",
+    "bird_window",
+    "main",
+    "markdown",
+    "masked_evaluator",
+    "measure",
+    "score",
+]
 
 #: the candidate maps, in the order of the table
 CANDIDATES = ("whole image", "bird", "bird box", "head", "bird without head", "background", "centre Gaussian")
@@ -137,9 +147,57 @@ def _finished(path: Path) -> dict[str, Any]:
     return state
 
 
-def measure(run: Path, data: Path, spec: BirdSpec, images: int = 48, draws: int = 4) -> dict[str, Any]:
+def masked_evaluator(
+    classifier: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: Config,
+    size: int,
+    epochs: int,
+    seed: int = 0,
+) -> lowcam.Evaluator:
+    """A copy of ``classifier`` fine-tuned to classify masked images, frozen as stage 2's evaluator: for
+    ``epochs`` passes over ``images`` (batches of 16, Adam 1e-4), each image is kept whole with probability
+    one half and otherwise multiplied by a random box (each side 20–100 % of the ``size`` × ``size`` map,
+    anywhere in it) upsampled as the evaluator upsamples maps. Not part of ORNet: a probe of what the
+    objective would reward if the evaluator could classify the masked images stage 2 shows it."""
+    net = copy.deepcopy(classifier).train()
+    for parameter in net.parameters():
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=generator)
+        for batch in order.split(16):
+            b = len(batch)
+            sides = (torch.rand(b, 2, generator=generator) * 0.8 + 0.2) * size
+            corner = torch.rand(b, 2, generator=generator) * (size - sides)
+            grid = torch.arange(size, dtype=torch.float32) + 0.5
+            inside_y = (grid >= corner[:, :1]) & (grid <= corner[:, :1] + sides[:, :1])
+            inside_x = (grid >= corner[:, 1:]) & (grid <= corner[:, 1:] + sides[:, 1:])
+            box = (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
+            whole = torch.rand(b, generator=generator) < 0.5
+            maps = torch.where(whole[:, None, None, None], torch.ones_like(box), box)
+            smooth = cfg.quirks.upsample in ("bilinear", "bicubic")
+            up = F.interpolate(
+                maps,
+                size=images.shape[-2:],
+                mode=cfg.quirks.upsample,
+                align_corners=False if smooth else None,
+            )
+            loss = F.cross_entropy(net(images[batch] * up), labels[batch])
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+    return recipe.frozen_evaluator(net, cfg).eval()
+
+
+def measure(
+    run: Path, data: Path, spec: BirdSpec, images: int = 48, draws: int = 4, masked_epochs: int = 0
+) -> dict[str, Any]:
     """Every candidate's :func:`score` on the first ``images`` training images of ``data``, with the
-    evaluator (and the stage-1/stage-2 networks, where present) of ``run``."""
+    evaluator (and the stage-1/stage-2 networks, where present) of ``run``; with ``masked_epochs`` also
+    under :func:`masked_evaluator` (fine-tuned on every training image of ``data``), as ``maps_masked``."""
     cfg = load_config(run / "config.yaml", {"data.root": str(data)})
     split = read_cub(data, "train")
     classes = len(split.classes)
@@ -181,13 +239,21 @@ def measure(run: Path, data: Path, spec: BirdSpec, images: int = 48, draws: int 
                 net.load_state_dict(weights)
             with torch.no_grad():
                 maps[f"stage {1 if stage == 'coarse' else 2} map"] = net.eval()(x).activation.float()
-    result = {name: score(evaluator, parts, x, labels, p, draws) for name, p in maps.items()}
-    return {
+    result: dict[str, Any] = {
         "images": len(x),
         "draws": draws,
         "weights": [parts.weights.area, parts.weights.entropy],
-        "maps": result,
+        "maps": {name: score(evaluator, parts, x, labels, p, draws) for name, p in maps.items()},
     }
+    if masked_epochs > 0:
+        loader = DataLoader(
+            WSOLDataset(split.samples, transform), batch_size=len(split.samples), collate_fn=collate
+        )
+        every, every_labels, _, _ = next(iter(loader))
+        probe = masked_evaluator(classifier, every, every_labels, cfg, size, masked_epochs)
+        result["masked_epochs"] = masked_epochs
+        result["maps_masked"] = {name: score(probe, parts, x, labels, p, draws) for name, p in maps.items()}
+    return result
 
 
 def bird_window(maps: dict[str, dict[str, float]], name: str = "bird") -> tuple[float, float] | None:
@@ -234,6 +300,27 @@ def _rows(runs: list[dict[str, Any]]) -> list[list[str]]:
     ]
 
 
+def _per_variant(groups: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
+    """The objective of each map per variant under the evaluator of ``key`` (``maps``/``maps_masked``), then
+    per variant the lowest map and :func:`bird_window`."""
+    runs = [r for group in groups.values() for r in group]
+    names = [n for n in runs[0][key] if all(n in r[key] for r in runs)]
+    table = [[n, *(cell([r[key][n]["objective"] for r in g], 2) for g in groups.values())] for n in names]
+    lines = [markdown_table(["map p", *(f"`{v}`" for v in groups)], table), ""]
+    for v, group in groups.items():
+        best = [min(r[key], key=lambda n, r=r: r[key][n]["objective"]) for r in group]
+        found = [w for w in (bird_window(r[key]) for r in group) if w is not None]
+        lines.append(
+            f"- `{v}`: lowest objective "
+            + ", ".join(f"{n} ({best.count(n)} of {len(group)})" for n in dict.fromkeys(best))
+            + f"; an area weight at which the bird's silhouette would beat every other fixed map in {len(found)} of "
+            f"{len(group)} runs"
+            + (" (" + ", ".join(f"{lo:.2f}–{hi:.2f}" for lo, hi in found) + ")" if found else "")
+            + "."
+        )
+    return lines
+
+
 def markdown(payload: dict[str, Any]) -> str:
     """The results as a Markdown page: every term per map over the lead variants' runs (mean ± sample std),
     the objective per variant, and per variant the map with the lowest objective and :func:`bird_window`."""
@@ -257,20 +344,16 @@ def markdown(payload: dict[str, Any]) -> str:
         "",
     ]
     groups = {v: [r for r in runs if r["variant"] == v] for v in variants}
-    names = [n for n in runs[0]["maps"] if all(n in r["maps"] for r in runs)]
-    table = [[n, *(cell([r["maps"][n]["objective"] for r in g], 2) for g in groups.values())] for n in names]
-    lines += [markdown_table(["map p", *(f"`{v}`" for v in variants)], table), ""]
-    for v, group in groups.items():
-        best = [min(r["maps"], key=lambda n, r=r: r["maps"][n]["objective"]) for r in group]
-        found = [w for w in (bird_window(r["maps"]) for r in group) if w is not None]
-        lines.append(
-            f"- `{v}`: lowest objective "
-            + ", ".join(f"{n} ({best.count(n)} of {len(group)})" for n in dict.fromkeys(best))
-            + f"; an area weight at which the bird's silhouette would beat every other fixed map in {len(found)} of "
-            f"{len(group)} runs"
-            + (" (" + ", ".join(f"{lo:.2f}–{hi:.2f}" for lo, hi in found) + ")" if found else "")
-            + "."
-        )
+    lines += _per_variant(groups, "maps")
+    if all("maps_masked" in r for r in runs):
+        lines += [
+            "",
+            f"With the evaluator fine-tuned for {runs[0]['masked_epochs']} epochs on masked training images "
+            "(`masked_evaluator`: each image whole or multiplied by a random box; a probe, not ORNet), the "
+            "objective per variant:",
+            "",
+            *_per_variant(groups, "maps_masked"),
+        ]
     lines += [
         "",
         "The objective is linear in the area weight (the other terms as they are), so `bird_window` gives the "
@@ -302,6 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="with --work")
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--draws", type=int, default=4, help="erasing draws per candidate")
+    parser.add_argument(
+        "--masked-epochs",
+        type=int,
+        default=0,
+        help="also score under masked_evaluator trained this long (0: no)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if (args.run is None) == (args.work is None) or (args.run is not None and args.data is None):
@@ -313,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "variant": v,
                 "seed": k,
-                **measure(run, args.work / v / "data", specs[v], args.images, args.draws),
+                **measure(run, args.work / v / "data", specs[v], args.images, args.draws, args.masked_epochs),
             }
             for v, k, run in _runs_of(args.work)
         ]
@@ -330,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_results(args.out / "stage2_objective", payload, text)
         print(text)
         return 0
-    m = measure(args.run, args.data, specs[args.variant], args.images, args.draws)
+    m = measure(args.run, args.data, specs[args.variant], args.images, args.draws, args.masked_epochs)
     w_area, w_entropy = m["weights"]
     print(
         f"{args.run}: {m['images']} training images, {m['draws']} erasing draws; objective = CE(erased) + "
@@ -339,10 +428,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{'map':<20} {'CE':>6} {'acc':>5} {'CE er.':>7} {'acc er.':>7} {'mean p':>7} {'entropy':>8} {'objective':>9}"
     )
-    for name, sc in m["maps"].items():
+    for key, title in (
+        ("maps", "the run's evaluator"),
+        ("maps_masked", "the evaluator fine-tuned on masked images"),
+    ):
+        if key not in m:
+            continue
+        print(f"under {title}:")
+        for name, sc in m[key].items():
+            print(
+                f"{name:<20} {sc['ce']:6.3f} {sc['acc']:5.2f} {sc['ce_erased']:7.3f} {sc['acc_erased']:7.2f} "
+                f"{sc['area']:7.3f} {sc['entropy']:8.3f} {sc['objective']:9.3f}"
+            )
+        window = bird_window(m[key])
         print(
-            f"{name:<20} {sc['ce']:6.3f} {sc['acc']:5.2f} {sc['ce_erased']:7.3f} {sc['acc_erased']:7.2f} "
-            f"{sc['area']:7.3f} {sc['entropy']:8.3f} {sc['objective']:9.3f}"
+            "the bird's silhouette wins at no area weight"
+            if window is None
+            else f"the bird's silhouette wins at area weights {window[0]:.2f}–{window[1]:.2f}"
         )
     return 0
 

@@ -342,9 +342,15 @@ def test_stage2_objective_scores_fixed_maps(trained: Path, tmp_path: Path) -> No
             data, birds.BirdSpec(classes=3, train_per_class=4, test_per_class=1, size=48, seed=6), paths
         )
 
-    m = s2.measure(trained, data, spec, images=6, draws=2)
+    m = s2.measure(trained, data, spec, images=6, draws=2, masked_epochs=1)
     maps = m["maps"]
     assert list(maps) == [*s2.CANDIDATES, "stage 1 map", "stage 2 map"] and m["images"] == 6
+    # the probe: a fine-tuned copy, so the same maps get other cross-entropies, and the run's evaluator is
+    # left as it was (scored again, it gives the same numbers)
+    assert list(m["maps_masked"]) == list(maps) and m["masked_epochs"] == 1
+    assert m["maps_masked"]["head"]["ce"] != maps["head"]["ce"]
+    again = s2.measure(trained, data, spec, images=6, draws=2)["maps"]
+    assert again["head"]["ce"] == pytest.approx(maps["head"]["ce"])
     w_area, w_entropy = m["weights"]
     for s in maps.values():
         assert s["objective"] == pytest.approx(s["ce_erased"] + w_area * s["area"] + w_entropy * s["entropy"])
@@ -379,3 +385,4 @@ def test_stage2_objective_scores_fixed_maps(trained: Path, tmp_path: Path) -> No
     best = min(maps, key=lambda n: maps[n]["objective"])
     assert f"- `base`: lowest objective {best} (2 of 2); an area weight at which" in text
     assert "would beat every other fixed map in " in text and " of 2 runs" in text
+    assert "With the evaluator fine-tuned for 1 epochs on masked training images" in text

@@ -100,7 +100,7 @@ def _to_map(masks: torch.Tensor, cfg: Config, size: int) -> torch.Tensor:
     """Masks in image pixels → ``(N, 1, size, size)`` in [0, 1]: the evaluation transform's resize and
     centre crop, then each map pixel's covered fraction."""
     x = F.interpolate(masks[:, None].float(), size=(cfg.data.resize, cfg.data.resize), mode="bilinear")
-    top = (cfg.data.resize - cfg.data.crop) // 2
+    top = round((cfg.data.resize - cfg.data.crop) / 2)  # the transform's CenterCrop offset (torchvision's)
     x = x[..., top : top + cfg.data.crop, top : top + cfg.data.crop]
     return F.adaptive_avg_pool2d(x, size).clamp(0, 1)
 
@@ -114,7 +114,7 @@ def score(
     draws: int,
 ) -> dict[str, float]:
     """One candidate map ``p`` (``(N, 1, h, w)``) under stage 2's objective (see the module's text)."""
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng():  # seeded draws, the caller's RNG left as it was
         plain = evaluator(images, p).float()
         ce_erased, acc_erased = [], []
         parts.erasing.train()
@@ -166,6 +166,22 @@ def masked_evaluator(
         parameter.requires_grad_(True)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():  # dropout draws from the global RNG: seeded here, restored after
+        torch.manual_seed(seed)
+        _fit_masked(net, optimizer, generator, images, labels, cfg, size, epochs)
+    return recipe.frozen_evaluator(net, cfg).eval()
+
+
+def _fit_masked(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: Config,
+    size: int,
+    epochs: int,
+) -> None:
     for _ in range(epochs):
         order = torch.randperm(len(images), generator=generator)
         for batch in order.split(16):
@@ -189,7 +205,6 @@ def masked_evaluator(
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
-    return recipe.frozen_evaluator(net, cfg).eval()
 
 
 def measure(

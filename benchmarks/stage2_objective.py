@@ -10,7 +10,8 @@ the birds' seeds (:func:`birds.render_bird_masks`; each one's tight box is check
 
 Per candidate: the evaluator's cross-entropy and accuracy on ``x · p`` (no erasing) and, averaged over
 ``--draws`` seeded draws, on ``x · erase(p)`` (attentive erasing in training mode, as stage 2 sees it), the
-map's term of the area loss (``mean p``; the class-map terms do not depend on ``p``), the weighted
+map's term of the area loss (``mean p``; its class-map terms are left out: they depend on ``p`` only
+through the ranking of the evaluator's logits on the erased image), the weighted
 entropy, and the objective ``CE(erased) + w_area · mean p + w_entropy · entropy`` with the run's weights.
 The lowest objective is the map stage 2 is pushed towards; if that is not the bird, stage 2 cannot grow a
 map into an object map on this data, whatever its schedule.
@@ -301,8 +302,14 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+def _order(names: list[str]) -> list[str]:
+    """The table's row order: :data:`CANDIDATES`, then the run's own maps (a JSON file sorts its keys)."""
+    rank = {n: k for k, n in enumerate((*CANDIDATES, "stage 1 map", "stage 2 map"))}
+    return sorted(names, key=lambda n: rank.get(n, len(rank)))
+
+
 def _rows(runs: list[dict[str, Any]]) -> list[list[str]]:
-    names = [n for n in runs[0]["maps"] if all(n in r["maps"] for r in runs)]
+    names = _order([n for n in runs[0]["maps"] if all(n in r["maps"] for r in runs)])
     return [
         [
             n,
@@ -319,7 +326,7 @@ def _per_variant(groups: dict[str, list[dict[str, Any]]], key: str) -> list[str]
     """The objective of each map per variant under the evaluator of ``key`` (``maps``/``maps_masked``), then
     per variant the lowest map and :func:`bird_window`."""
     runs = [r for group in groups.values() for r in group]
-    names = [n for n in runs[0][key] if all(n in r[key] for r in runs)]
+    names = _order([n for n in runs[0][key] if all(n in r[key] for r in runs)])
     table = [[n, *(cell([r[key][n]["objective"] for r in g], 2) for g in groups.values())] for n in names]
     lines = [markdown_table(["map p", *(f"`{v}`" for v in groups)], table), ""]
     for v, group in groups.items():
@@ -349,7 +356,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"{env['device']}; torch {env['torch']}, commit {env['commit']}, {env['date']}; every finished run of "
         f"`{payload['work']}` ({len(runs)} runs); per run its first {runs[0]['images']} training images, "
         f"erasing drawn {runs[0]['draws']} times per map. Objective = CE(evaluator(x · erase(p))) + {w_area} · mean p + "
-        f"{w_entropy} · weighted entropy(p) (the class-map terms of the area loss do not depend on p).",
+        f"{w_entropy} · weighted entropy(p) (the area loss's class-map terms are left out: they depend on p "
+        "only through the ranking of the evaluator's logits).",
         "",
         f"Every term, mean ± sample std over the {len(lead)} runs of {', '.join(f'`{v}`' for v in dict.fromkeys(r['variant'] for r in lead))}:",
         "",

@@ -21,12 +21,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
+import torch  # noqa: E402
+from ornet.config import load_config  # noqa: E402
+from ornet.distributed import DistInfo  # noqa: E402
 from ornet.files import atomic_write_text  # noqa: E402
-from ornet.runtime import holdout_split  # noqa: E402
+from ornet.logs import RunLog  # noqa: E402
+from ornet.runtime import Context, holdout_split, load_data  # noqa: E402
 
 __all__ = [
     "ROOT", "SEEDS", "SELECTION_SEED", "VAL_FRACTION", "Settings", "cached", "flat", "ornet_row", "parallel",
-    "parse_runs", "plugin_run", "read_table", "run_key", "run_script", "runs_parser", "write_validation_split",
+    "parse_runs", "plugin_run", "read_table", "run_context", "run_key", "run_script", "runs_parser",
+    "write_validation_split",
 ]  # fmt: skip
 
 VAL_FRACTION = 0.25
@@ -45,6 +50,15 @@ class Settings:
 
 def read_table(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_context(run: Path, data: Path) -> Context:
+    """A one-process CPU :class:`~ornet.runtime.Context` of a finished ``examples/train_ornet.py`` run: its own
+    ``config.yaml``, its folder, ``data`` as its data root, nothing logged; for reading the run's checkpoints
+    with the pipeline's loaders (``ornet.stages.load_coarse``, ``load_fine_parts``: complete, strict)."""
+    cfg = load_config(run / "config.yaml", {"data.root": str(data), "output_dir": str(run)})
+    train, test = load_data(cfg)
+    return Context(cfg, DistInfo(0, 1, 0, torch.device("cpu")), train, test, RunLog(run, enabled=False))
 
 
 def write_validation_split(source: Path, target: Path, fraction: float = VAL_FRACTION) -> tuple[int, int]:

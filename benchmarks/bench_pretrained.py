@@ -95,13 +95,13 @@ LABELS = {
 }
 
 
-def _entries(log: Path, event: str) -> list[dict[str, Any]]:
-    entries = [json.loads(line) for line in log.read_text().splitlines()]
-    return [e for e in entries if e["event"] == event]
-
-
-def _last(log: Path, event: str) -> dict[str, Any]:
-    return _entries(log, event)[-1]
+def _events(log: Path) -> dict[str, list[dict[str, Any]]]:
+    """The records of ``log.jsonl`` by event, in order."""
+    events: dict[str, list[dict[str, Any]]] = {}
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        events.setdefault(entry["event"], []).append(entry)
+    return events
 
 
 def _args(data: Path, out: Path, seed: int, classes: int, threads: int, quick: bool) -> list[str]:
@@ -167,19 +167,20 @@ def run(
         args = _args(data, out, seed, spec.classes, threads, quick) + flat(overrides)
         seconds = run_script(args, out / "bench.log", threads)
         metrics = json.loads((out / "metrics.json").read_text())
-        coarse, fine = _last(out / "log.jsonl", "coarse/epoch"), _last(out / "log.jsonl", "fine/epoch")
+        events = _events(out / "log.jsonl")
+        coarse, fine = events["coarse/epoch"][-1], events["fine/epoch"][-1]
         learning = {
             "ce_generator": coarse["ce_generator"],
             "ce_chance": coarse["ce_chance"],
             "acc_generator": coarse["acc_generator"],
-            "acc_generator_eval": _last(out / "log.jsonl", "coarse/eval_mode")["acc_generator"],
+            "acc_generator_eval": events["coarse/eval_mode"][-1]["acc_generator"],
             "stage1_map_mean": coarse["map_mean"],
             "stage1_map_saturated": coarse["map_saturated"],
             # the region erasing may drop (the pipeline's erasing_region*), not the pixels it dropped
             "erased_area": fine["erasing_region"],
             "erased_mass": fine["erasing_region_mass"],
             # did stage 2 learn: the evaluator's cross-entropy on the erased map, first and last epoch
-            "fine_ce_first": _entries(out / "log.jsonl", "fine/epoch")[0]["ce"],
+            "fine_ce_first": events["fine/epoch"][0]["ce"],
             "fine_ce": fine["ce"],
             "stage2_map_saturated": fine["map_saturated"],
             "evaluator_top1": metrics["fine"]["classification_top1"],

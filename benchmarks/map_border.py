@@ -31,11 +31,12 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from ornet import checkpoint, recipe  # noqa: E402
-from ornet.config import load_config  # noqa: E402
 from ornet.data import WSOLDataset, collate, read_cub  # noqa: E402
 from ornet.models import FineNet  # noqa: E402
+from ornet.stages import load_coarse  # noqa: E402
 from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD, ornet_test_transform  # noqa: E402
+
+from benchmarks._runs import run_context  # noqa: E402
 
 __all__ = ["border_statistics", "box_masks", "main", "measure", "part_statistics"]
 
@@ -112,12 +113,9 @@ def measure(run: Path, data: Path, images: int = 40, ring: int = 2, top: int = 2
     ``accuracy_eval``/``accuracy_train`` and ``map_mean_eval``/``map_mean_train`` (a forward pass in train
     mode, on a copy, uses batch statistics), and with ``head_boxes.txt`` ``p`` and ``f_y`` (the true
     class's class map): :func:`part_statistics`, ``f_y`` also its spread (``std_within``, ``std_between``)."""
-    cfg = load_config(run / "config.yaml", {"data.root": str(data)})
-    weights = checkpoint.load(run / "coarse.pt")["model"]
-    split = read_cub(data, "test")
-    classes = len(split.classes)
-    net = recipe.coarse_net(cfg, classes, head=recipe.saved_coarse_head(weights, classes))
-    net.load_state_dict(weights)
+    ctx = run_context(run, data)
+    cfg, split = ctx.cfg, read_cub(data, "test")
+    net = load_coarse(ctx)
     transform = ornet_test_transform(cfg.data.resize, cfg.data.crop, IMAGENET_MEAN, IMAGENET_STD)
     samples = split.samples[:images]
     loader = DataLoader(WSOLDataset(samples, transform), batch_size=images, collate_fn=collate)

@@ -40,15 +40,17 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from birds import BirdSpec, render_bird_masks  # noqa: E402
-from ornet import checkpoint, recipe  # noqa: E402
-from ornet.config import Config, load_config  # noqa: E402
-from ornet.data import WSOLDataset, collate, read_cub  # noqa: E402
-from ornet.models import FineNet, build_classifier  # noqa: E402
+from birds import BirdSpec, render_bird_masks, tight_box  # noqa: E402
+from ornet import recipe  # noqa: E402
+from ornet.config import Config  # noqa: E402
+from ornet.data import WSOLDataset, collate  # noqa: E402
+from ornet.stages import build_evaluator, load_fine_parts  # noqa: E402
+from ornet.training import checkpoint_path, load_model  # noqa: E402
 from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD, ornet_test_transform  # noqa: E402
 
 import lowcam  # noqa: E402
 from benchmarks._localization_summary import cell  # noqa: E402
+from benchmarks._runs import read_table, run_context  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 from benchmarks.bench_pretrained import DEFAULT_VARIANTS, VARIANTS  # noqa: E402
 
@@ -71,30 +73,27 @@ def bird_masks(data: Path, spec: BirdSpec, paths: Sequence[Path]) -> tuple[torch
     """``(bird, head)`` boolean ``(N, size, size)`` masks of the birds at ``paths`` (images of ``data``),
     redrawn from ``spec`` and each image's id; raises ``ValueError`` when a redrawn bird's tight box is
     not the one ``bounding_boxes.txt`` lists (the spec is not the data's)."""
-    ids = {p: i for i, p in (line.split() for line in (data / "images.txt").read_text().splitlines() if line)}
-    labels = dict(line.split() for line in (data / "image_class_labels.txt").read_text().splitlines() if line)
-    boxes = {
-        r[0]: r[1:] for r in (line.split() for line in (data / "bounding_boxes.txt").read_text().splitlines())
-    }
+    ids = {path: i for i, path in read_table(data / "images.txt")}
+    labels = {i: c for i, c in read_table(data / "image_class_labels.txt")}
+    boxes = {row[0]: tuple(float(v) for v in row[1:]) for row in read_table(data / "bounding_boxes.txt")}
     birds, heads = [], []
     for path in paths:
         image_id = ids[path.relative_to(data / "images").as_posix()]
         rng = np.random.default_rng([spec.seed, int(image_id)])
         _, bird, head = render_bird_masks(int(labels[image_id]) - 1, spec, rng)
-        ys, xs = np.nonzero(bird)
-        drawn = [
-            float(xs.min()),
-            float(ys.min()),
-            float(xs.max() - xs.min() + 1),
-            float(ys.max() - ys.min() + 1),
-        ]
-        if drawn != [float(v) for v in boxes[image_id]]:
+        if tight_box(bird) != boxes[image_id]:
             raise ValueError(
-                f"spec: image {image_id} redraws with box {drawn}, bounding_boxes.txt has {boxes[image_id]}"
+                f"spec: image {image_id} redraws with box {tight_box(bird)}, bounding_boxes.txt has "
+                f"{boxes[image_id]}"
             )
         birds.append(torch.from_numpy(bird.copy()))
         heads.append(torch.from_numpy(head.copy()))
     return torch.stack(birds), torch.stack(heads)
+
+
+def _span(inside: torch.Tensor) -> torch.Tensor:
+    """``(N, L)`` booleans → ``True`` from each row's first ``True`` to its last (a box's extent)."""
+    return (inside.cumsum(1) > 0) & (inside.flip(1).cumsum(1).flip(1) > 0)
 
 
 def _to_map(masks: torch.Tensor, cfg: Config, size: int) -> torch.Tensor:
@@ -138,14 +137,6 @@ def score(
         "objective": ce + parts.weights.area * area + parts.weights.entropy * entropy,
         "area_weight": parts.weights.area,
     }
-
-
-def _finished(path: Path) -> dict[str, Any]:
-    """The checkpoint at ``path``; ``ValueError`` while its stage is still training."""
-    state: dict[str, Any] = checkpoint.load(path)
-    if not state.get("complete", False):
-        raise ValueError(f"run: {path} is not finished (epoch {state.get('epoch')})")
-    return state
 
 
 def masked_evaluator(
@@ -214,13 +205,9 @@ def measure(
     """Every candidate's :func:`score` on the first ``images`` training images of ``data``, with the
     evaluator (and the stage-1/stage-2 networks, where present) of ``run``; with ``masked_epochs`` also
     under :func:`masked_evaluator` (fine-tuned on every training image of ``data``), as ``maps_masked``."""
-    cfg = load_config(run / "config.yaml", {"data.root": str(data)})
-    split = read_cub(data, "train")
-    classes = len(split.classes)
-    state = _finished(run / "evaluator.pt")
-    classifier = build_classifier(cfg.model.evaluator, classes)
-    classifier.load_state_dict(state.get("selected_model", state["model"]))
-    evaluator = recipe.frozen_evaluator(classifier, cfg).eval()
+    ctx = run_context(run, data)
+    cfg, split = ctx.cfg, ctx.train
+    evaluator = recipe.frozen_evaluator(load_model(ctx, "evaluator", build_evaluator(ctx)), cfg).eval()
     parts = recipe.fine_parts(cfg)
     transform = ornet_test_transform(cfg.data.resize, cfg.data.crop, IMAGENET_MEAN, IMAGENET_STD)
     samples = split.samples[:images]
@@ -230,31 +217,20 @@ def measure(
     size = cfg.data.crop // 4  # the generator's map: the stride-4 feature
     bird, head = bird_masks(data, spec, [s.path for s in samples])
     bird_map, head_map = _to_map(bird, cfg, size), _to_map(head, cfg, size)
-    box = torch.zeros_like(bird)
-    for k, m in enumerate(bird):
-        ys, xs = torch.nonzero(m, as_tuple=True)
-        box[k, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
     maps = {
         "whole image": torch.ones_like(bird_map),
         "bird": bird_map,
-        "bird box": _to_map(box, cfg, size),
+        "bird box": _to_map(_span(bird.any(2))[:, :, None] & _span(bird.any(1))[:, None, :], cfg, size),
         "head": head_map,
         "bird without head": (bird_map - head_map).clamp(0, 1),
         "background": 1 - bird_map,
         "centre Gaussian": lowcam.metrics.center_gaussian(len(x), size, size)[:, None],
     }
-    for stage in ("coarse", "fine"):
-        if (run / f"{stage}.pt").is_file():
-            weights = _finished(run / f"{stage}.pt")["model"]
-            if stage == "coarse":
-                coarse = recipe.coarse_net(cfg, classes, head=recipe.saved_coarse_head(weights, classes))
-                coarse.load_state_dict(weights)
-                net = FineNet(coarse)
-            else:
-                net = FineNet(recipe.coarse_net(cfg, classes))
-                net.load_state_dict(weights)
+    for stage, name in (("coarse", "stage 1 map"), ("fine", "stage 2 map")):
+        if checkpoint_path(ctx, stage).is_file():  # the pipeline's loader: complete checkpoints only, strict
+            net, _ = load_fine_parts(ctx, stage)
             with torch.no_grad():
-                maps[f"stage {1 if stage == 'coarse' else 2} map"] = net.eval()(x).activation.float()
+                maps[name] = net.eval()(x).activation.float()
     result: dict[str, Any] = {
         "images": len(x),
         "draws": draws,
@@ -266,7 +242,7 @@ def measure(
             WSOLDataset(split.samples, transform), batch_size=len(split.samples), collate_fn=collate
         )
         every, every_labels, _, _ = next(iter(loader))
-        probe = masked_evaluator(classifier, every, every_labels, cfg, size, masked_epochs)
+        probe = masked_evaluator(evaluator.classifier, every, every_labels, cfg, size, masked_epochs)
         result["masked_epochs"] = masked_epochs
         result["maps_masked"] = {name: score(probe, parts, x, labels, p, draws) for name, p in maps.items()}
     return result
@@ -302,6 +278,11 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+def _value(scores: dict[str, float], key: str) -> float:
+    """A table's value of ``key``: accuracies in percent."""
+    return scores[key] * (100 if key.startswith("acc") else 1)
+
+
 def _order(names: list[str]) -> list[str]:
     """The table's row order: :data:`CANDIDATES`, then the run's own maps (a JSON file sorts its keys)."""
     rank = {n: k for k, n in enumerate((*CANDIDATES, "stage 1 map", "stage 2 map"))}
@@ -313,10 +294,7 @@ def _rows(runs: list[dict[str, Any]]) -> list[list[str]]:
     return [
         [
             n,
-            *(
-                cell([r["maps"][n][k] * (100 if k.startswith("acc") else 1) for r in runs], d)
-                for k, _, d in _COLUMNS
-            ),
+            *(cell([_value(r["maps"][n], k) for r in runs], d) for k, _, d in _COLUMNS),
         ]
         for n in names
     ]
@@ -448,9 +426,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.run}: {m['images']} training images, {m['draws']} erasing draws; objective = CE(erased) + "
         f"{w_area} · mean p + {w_entropy} · entropy"
     )
-    print(
-        f"{'map':<20} {'CE':>6} {'acc':>5} {'CE er.':>7} {'acc er.':>7} {'mean p':>7} {'entropy':>8} {'objective':>9}"
-    )
     for key, title in (
         ("maps", "the run's evaluator"),
         ("maps_masked", "the evaluator fine-tuned on masked images"),
@@ -458,11 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if key not in m:
             continue
         print(f"under {title}:")
-        for name, sc in m[key].items():
-            print(
-                f"{name:<20} {sc['ce']:6.3f} {sc['acc']:5.2f} {sc['ce_erased']:7.3f} {sc['acc_erased']:7.2f} "
-                f"{sc['area']:7.3f} {sc['entropy']:8.3f} {sc['objective']:9.3f}"
-            )
+        rows = [[n, *(f"{_value(sc, k):.{d}f}" for k, _, d in _COLUMNS)] for n, sc in m[key].items()]
+        print(markdown_table(["map p", *(t for _, t, _ in _COLUMNS)], rows))
         window = bird_window(m[key])
         print(
             "the bird's silhouette wins at no area weight"

@@ -47,7 +47,8 @@ from ornet.files import atomic_write_text
 from PIL import Image, ImageDraw
 
 __all__ = [
-    "HEAD_PATTERNS", "BirdSpec", "class_names", "render_bird", "render_bird_masks", "spec_from_args", "write_birds",
+    "HEAD_PATTERNS", "BirdSpec", "class_names", "render_bird", "render_bird_masks", "spec_from_args", "tight_box",
+    "write_birds",
 ]  # fmt: skip
 
 #: Head patterns; class ``k`` has pattern ``HEAD_PATTERNS[k % 4]`` and hue ``k / classes``.
@@ -178,7 +179,7 @@ def render_bird(label: int, spec: BirdSpec, rng: np.random.Generator) -> tuple[I
     the background's hue; with ``body_cue``, the body's and wing's hue) change with the class.
     """
     image, bird, head = render_bird_masks(label, spec, rng)
-    return image, _tight_box(bird), _tight_box(head)
+    return image, tight_box(bird), tight_box(head)
 
 
 def render_bird_masks(
@@ -274,7 +275,8 @@ def render_bird_masks(
     return background, alpha, head_mask_array
 
 
-def _tight_box(mask: np.ndarray) -> Box:
+def tight_box(mask: np.ndarray) -> Box:
+    """``(x, y, w, h)`` of the smallest box holding every ``True`` pixel of a boolean ``(H, W)`` mask."""
     ys, xs = np.nonzero(mask)
     return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 

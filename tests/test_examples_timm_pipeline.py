@@ -29,7 +29,6 @@ from ornet.models import (  # noqa: E402
     map_sides,
     matching_output_stride,
     output_strides,
-    split_classifier,
 )
 
 LITE = "efficientnet_lite0"
@@ -45,14 +44,14 @@ def test_torchvision_and_timm_names() -> None:
         build_classifier("no_such_net", 3)
 
 
-def test_split_classifier_reproduces_the_timm_logits() -> None:
+def test_coarse_net_body_reproduces_the_timm_logits() -> None:
     torch.manual_seed(0)
     model = build_classifier(LITE, 5).eval()
-    stem, body, channels = split_classifier(model)
+    net = CoarseNet(model, 5, 4).eval()
     x = torch.randn(2, 3, 64, 64)
-    low = stem(x)
-    assert low.shape == (2, channels, 16, 16)  # stride 4
-    torch.testing.assert_close(body(low), model(x), atol=1e-5, rtol=1e-4)
+    low = net.stem(x)
+    assert low.shape == (2, 24, 16, 16)  # stride 4
+    torch.testing.assert_close(net.body(low), model(x), atol=1e-5, rtol=1e-4)
 
 
 def test_coarse_net_on_timm_and_saved_head() -> None:

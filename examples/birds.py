@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,7 +48,7 @@ from PIL import Image, ImageDraw
 
 __all__ = [
     "HEAD_PATTERNS", "BirdSpec", "class_names", "render_bird", "render_bird_masks", "spec_from_args", "tight_box",
-    "write_birds",
+    "write_birds", "write_cub",
 ]  # fmt: skip
 
 #: Head patterns; class ``k`` has pattern ``HEAD_PATTERNS[k % 4]`` and hue ``k / classes``.
@@ -290,47 +290,54 @@ def class_names(classes: int) -> list[str]:
     return names
 
 
-def write_birds(out: Path, spec: BirdSpec) -> int:
-    """Write the bird data set under ``out`` in CUB's file format; returns the number of images.
+def write_cub(
+    out: Path,
+    names: Sequence[str],
+    train_per_class: int,
+    test_per_class: int,
+    render: Callable[[int, int], tuple[Image.Image, Box, dict[str, Box]]],
+) -> int:
+    """The one writer of a synthetic data set in CUB's file format under ``out``; returns the number of images.
 
-    Image ids are 1-based and interleave the classes; the first ``train_per_class`` images of each class
-    are the training split. The index files are written last (atomically), after every image.
+    ``render(label, image_id)`` draws one image of class ``label`` (0-based): ``(image, box, extra)``, boxes
+    ``(x, y, w, h)``, ``extra`` one more box per file name (``{"head_boxes.txt": head}``), written like
+    ``bounding_boxes.txt``. Image ids are 1-based and interleave the classes (``render`` is called in id
+    order); the first ``train_per_class`` images of each class are the training split. The index files are
+    written last (atomically), after every image.
     """
     out.mkdir(parents=True, exist_ok=True)
-    names = class_names(spec.classes)
-    lines: dict[str, list[str]] = {
-        name: []
-        for name in (
-            "images.txt",
-            "image_class_labels.txt",
-            "train_test_split.txt",
-            "bounding_boxes.txt",
-            "head_boxes.txt",
-        )
-    }
+    files = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
+    lines: dict[str, list[str]] = {name: [] for name in files}
     image_id = 0
-    for index in range(spec.train_per_class + spec.test_per_class):
+    for index in range(train_per_class + test_per_class):
         for label, name in enumerate(names):
             image_id += 1
-            rng = np.random.default_rng([spec.seed, image_id])
-            image, bird, head = render_bird(label, spec, rng)
+            image, box, extra = render(label, image_id)
             relative = f"{name}/{name.split('.', 1)[1]}_{index:04d}.jpg"
             path = out / "images" / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             image.save(path, quality=95)
             lines["images.txt"].append(f"{image_id} {relative}")
             lines["image_class_labels.txt"].append(f"{image_id} {label + 1}")
-            lines["train_test_split.txt"].append(f"{image_id} {1 if index < spec.train_per_class else 0}")
-            lines["bounding_boxes.txt"].append(
-                f"{image_id} {bird[0]:.1f} {bird[1]:.1f} {bird[2]:.1f} {bird[3]:.1f}"
-            )
-            lines["head_boxes.txt"].append(
-                f"{image_id} {head[0]:.1f} {head[1]:.1f} {head[2]:.1f} {head[3]:.1f}"
-            )
+            lines["train_test_split.txt"].append(f"{image_id} {1 if index < train_per_class else 0}")
+            for filename, (x, y, w, h) in {"bounding_boxes.txt": box, **extra}.items():
+                lines.setdefault(filename, []).append(f"{image_id} {x:.1f} {y:.1f} {w:.1f} {h:.1f}")
     for filename, content in lines.items():
         atomic_write_text(out / filename, "\n".join(content) + "\n")
     atomic_write_text(out / "classes.txt", "".join(f"{k + 1} {name}\n" for k, name in enumerate(names)))
     return image_id
+
+
+def write_birds(out: Path, spec: BirdSpec) -> int:
+    """Write the bird data set under ``out`` in CUB's file format (:func:`write_cub`, with
+    ``head_boxes.txt``); returns the number of images. Image ``i`` is drawn from its own generator, seeded
+    with ``(spec.seed, i)``."""
+
+    def render(label: int, image_id: int) -> tuple[Image.Image, Box, dict[str, Box]]:
+        image, bird, head = render_bird(label, spec, np.random.default_rng([spec.seed, image_id]))
+        return image, bird, {"head_boxes.txt": head}
+
+    return write_cub(out, class_names(spec.classes), spec.train_per_class, spec.test_per_class, render)
 
 
 def spec_from_args(spec_type: type[_Spec], args: argparse.Namespace, **overrides: Any) -> _Spec:

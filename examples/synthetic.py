@@ -25,9 +25,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from birds import spec_from_args
+from birds import spec_from_args, write_cub
 from PIL import Image, ImageDraw
 
 #: Shapes, as polygon or ellipse makers on a unit square; the class index picks one.
@@ -178,10 +179,8 @@ def render_sample(
 
 
 def write_dataset(out: Path, spec: SyntheticSpec) -> int:
-    """Write the data set under ``out`` in CUB's file format; returns the number of images.
-
-    Image ids are 1-based and interleave classes; the train/test split is fixed per class.
-    """
+    """Write the data set under ``out`` in CUB's file format (:func:`birds.write_cub`); returns the number
+    of images. One generator seeded with ``spec.seed`` draws the images in id order."""
     if not 1 <= spec.classes <= len(SHAPES):
         raise ValueError(f"classes must be in [1, {len(SHAPES)}], got {spec.classes}")
     if spec.train_per_class < 1 or spec.test_per_class < 1:
@@ -189,36 +188,13 @@ def write_dataset(out: Path, spec: SyntheticSpec) -> int:
             f"train_per_class and test_per_class must be >= 1, got {spec.train_per_class}, {spec.test_per_class}"
         )
     rng = np.random.default_rng(spec.seed)
-    out.mkdir(parents=True, exist_ok=True)
     names = [f"{k + 1:03d}.{SHAPES[k]}_{TEXTURES[(k + 1) % len(TEXTURES)]}" for k in range(spec.classes)]
-    per_class = spec.train_per_class + spec.test_per_class
-    images: list[str] = []
-    labels: list[str] = []
-    split: list[str] = []
-    boxes: list[str] = []
-    image_id = 0
-    for index in range(per_class):
-        for label, name in enumerate(names):
-            image_id += 1
-            image, (bx, by, bw, bh) = render_sample(label, spec, rng)
-            relative = f"{name}/{name.split('.', 1)[1]}_{index:04d}.jpg"
-            path = out / "images" / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            image.save(path, quality=95)
-            images.append(f"{image_id} {relative}")
-            labels.append(f"{image_id} {label + 1}")
-            split.append(f"{image_id} {1 if index < spec.train_per_class else 0}")
-            boxes.append(f"{image_id} {bx:.1f} {by:.1f} {bw:.1f} {bh:.1f}")
-    files = {
-        "images.txt": images,
-        "image_class_labels.txt": labels,
-        "train_test_split.txt": split,
-        "bounding_boxes.txt": boxes,
-        "classes.txt": [f"{k + 1} {name}" for k, name in enumerate(names)],
-    }
-    for filename, lines in files.items():
-        (out / filename).write_text("\n".join(lines) + "\n")
-    return image_id
+
+    def render(label: int, _image_id: int) -> tuple[Image.Image, tuple[int, int, int, int], dict[str, Any]]:
+        image, box = render_sample(label, spec, rng)
+        return image, box, {}
+
+    return write_cub(out, names, spec.train_per_class, spec.test_per_class, render)
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:

@@ -101,11 +101,13 @@ def test_no_dilation_and_only_the_first_blocks_unstrided() -> None:
 def test_training_leaves_the_evaluator_frozen_and_erases(cam_data: Path, tmp_path: Path) -> None:
     parser = plugin_arms.build_parser()
     args = plugin_arms.parse_args(parser, ["--data", str(cam_data), "--out", str(tmp_path), *SMALL])
-    from ornet.data import WSOLDataset, collate, read_cub
-    from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
+    from ornet.data import SampleDataset, collate, read_cub
+    from ornet.transforms import train_transform
+
+    from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD
 
     split = read_cub(cam_data, "train")
-    dataset = WSOLDataset(split.samples, train_transform(54, 48, True, IMAGENET_MEAN, IMAGENET_STD))
+    dataset = SampleDataset(split.samples, train_transform(54, 48, True, IMAGENET_MEAN, IMAGENET_STD))
     loader = torch.utils.data.DataLoader(dataset, batch_size=6, shuffle=True, collate_fn=collate)
     torch.manual_seed(0)
     evaluator_net = cam_with_lowcam.cam_network("resnet18", 3)

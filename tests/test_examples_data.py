@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 from ornet.data import (
     DataError,
-    WSOLDataset,
+    SampleDataset,
     read_cub,
     read_wsol_metadata,
 )
@@ -329,7 +329,7 @@ def test_flip_mirrors_boxes_and_crop_never_clips() -> None:
 def test_dataset_wsol_boxes_are_truncated_to_the_score_frame(tmp_path: Path) -> None:
     root = write_cub(tmp_path)
     split = read_cub(root, "train")
-    dataset = WSOLDataset(split.samples, Compose([Resize(32)]), wsol_score_size=224)
+    dataset = SampleDataset(split.samples, Compose([Resize(32)]), wsol_score_size=224)
     image, label, boxes, index = dataset[1]
     assert image.shape == (3, 32, 32) and (label, index) == (1, 1)
     # (5.5, 6.5, 12.5, 14.5) in a 40×30 image -> int(x·224/40), int(y·224/30)
@@ -362,7 +362,7 @@ def test_decompression_bomb_is_a_data_error(tmp_path: Path, monkeypatch: pytest.
     assert caught.value.path == root / "images.txt" and caught.value.line == 1
     train = read_cub(root, "train", "none")
     with pytest.raises(DataError, match="too large"):
-        WSOLDataset(train.samples, ornet_test_transform(36, 32, (0.5,) * 3, (0.5,) * 3))[0]
+        SampleDataset(train.samples, ornet_test_transform(36, 32, (0.5,) * 3, (0.5,) * 3))[0]
 
 
 @pytest.mark.parametrize("relative", ["../outside.jpg", "/etc/passwd", "001.Albatross/../../x.jpg"])

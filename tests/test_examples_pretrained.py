@@ -19,7 +19,8 @@ from ornet.pretrained import (  # noqa: E402
     efficientnet_lite_state_dict,
     map_efficientnet_lite_keys,
 )
-from ornet.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
+from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 
 def _wheel() -> dict[str, torch.Tensor]:

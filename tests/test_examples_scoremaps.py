@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 def test_scoremaps_on_disk_in_the_wsoleval_layout(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
     import numpy as np
-    from ornet.data import WSOLDataset, collate, read_cub
+    from ornet.data import SampleDataset, collate, read_cub
     from ornet.transforms import wsol_test_transform
 
     from lowcam import metrics
@@ -41,7 +41,7 @@ def test_scoremaps_on_disk_in_the_wsoleval_layout(trained: Path, tiny_data: Path
         assert array.min() >= 0 and array.max() <= 1
         maps.append(torch.from_numpy(array))
     # the files alone reproduce the pipeline's MaxBoxAccV2 of the stage-2 map
-    dataset = WSOLDataset(test.samples, wsol_test_transform(32, (0.5,) * 3, (0.5,) * 3), wsol_score_size=32)
+    dataset = SampleDataset(test.samples, wsol_test_transform(32, (0.5,) * 3, (0.5,) * 3), wsol_score_size=32)
     _, _, boxes, _ = collate([dataset[k] for k in range(len(dataset))])
     v2 = metrics.BoxAccuracy("maxboxacc_v2")
     v2.update(torch.stack(maps).double(), boxes)

@@ -342,8 +342,9 @@ def read_wsol_metadata(
 Transform = Callable[[Image.Image, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-class WSOLDataset(Dataset[tuple[torch.Tensor, int, torch.Tensor, int]]):
-    """Images, labels and boxes through a box-aware transform.
+class SampleDataset(Dataset[tuple[torch.Tensor, int, torch.Tensor, int]]):
+    """Images, labels and boxes of :class:`Sample` records through a box-aware transform (the training
+    loops' dataset; :class:`lowcam.metrics.WSOLDataset` is the evaluation's, over wsolevaluation metadata).
 
     Items are ``(image (3, H, W), label, boxes (K, 4) float32, index)``. With ``wsol_score_size`` set the
     boxes are not transformed but rescaled as wsolevaluation does (:func:`lowcam.metrics.wsoleval_gt_boxes`:

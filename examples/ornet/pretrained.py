@@ -9,7 +9,7 @@
   classifier) and the same parameter, with the same shape; the first pair that does not match is named in
   the error. ``ornet.models.build_classifier(name, num_classes, "imagenet", output_stride=s)`` builds the
   model with these weights (the classifier left initialised for another number of classes); they expect
-  RGB images in [0, 1] normalised with ``ornet.transforms.IMAGENET_MEAN`` / ``IMAGENET_STD``.
+  RGB images in [0, 1] normalised with ``lowcam.metrics.IMAGENET_MEAN`` / ``IMAGENET_STD``.
 - :func:`create_timm`: a timm classifier by name, randomly initialised (nothing downloaded), at timm's
   ``output_stride`` 32, 16 or 8. :func:`lowcam.split_backbone` cuts it at its stride-4 feature for the
   generator; ``ornet.models.CamNet`` is the CAM network on it.

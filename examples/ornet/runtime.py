@@ -26,7 +26,7 @@ from ornet.data import (
     DataError,
     DataSplit,
     Sample,
-    WSOLDataset,
+    SampleDataset,
     collate,
     read_cub,
     read_wsol_metadata,
@@ -187,7 +187,7 @@ def train_loader(
     shuffle depends only on the stage's ``seed`` and the epoch, and a loader generator seeded the same
     way. ``data.drop_last`` drops the last, incomplete batch (the reference keeps it)."""
     d = ctx.cfg.data
-    dataset = WSOLDataset(samples, train_transform(d.resize, d.crop, d.flip, d.mean, d.std))
+    dataset = SampleDataset(samples, train_transform(d.resize, d.crop, d.flip, d.mean, d.std))
     sampler: DistributedSampler[Any] = DistributedSampler(
         dataset, num_replicas=ctx.info.world_size, rank=ctx.info.rank, shuffle=True, seed=seed
     )
@@ -213,9 +213,9 @@ def eval_loader(ctx: Context, protocol: str, samples: list[Sample] | None = None
     d = ctx.cfg.data
     chosen = ctx.test.samples if samples is None else samples
     if protocol == "ornet":
-        dataset = WSOLDataset(chosen, ornet_test_transform(d.resize, d.crop, d.mean, d.std))
+        dataset = SampleDataset(chosen, ornet_test_transform(d.resize, d.crop, d.mean, d.std))
     else:
-        dataset = WSOLDataset(chosen, wsol_test_transform(d.crop, d.mean, d.std), d.score_size)
+        dataset = SampleDataset(chosen, wsol_test_transform(d.crop, d.mean, d.std), d.score_size)
     subset = Subset(dataset, shard(range(len(dataset)), ctx.info))
     return DataLoader(
         subset,

@@ -15,9 +15,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-#: ImageNet mean and standard deviation (torchvision's pretrained models expect them).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD
 
 
 class BoxTransform(Protocol):

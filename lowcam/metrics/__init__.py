@@ -34,7 +34,14 @@ from lowcam.metrics.accuracy import BoxAccuracy, BoxProtocol
 from lowcam.metrics.base import CountingMetric
 from lowcam.metrics.baselines import center_gaussian
 from lowcam.metrics.contours import ContourBoxes, contour_boxes
-from lowcam.metrics.dataset import WSOLBatch, WSOLDataset, WSOLSample, collate_wsol
+from lowcam.metrics.dataset import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WSOLBatch,
+    WSOLDataset,
+    WSOLSample,
+    collate_wsol,
+)
 from lowcam.metrics.frames import ornet_gt_boxes, wsoleval_gt_boxes
 from lowcam.metrics.iou import box_iou
 from lowcam.metrics.localization import LocalizationAccuracy, localization_accuracy
@@ -50,6 +57,8 @@ from lowcam.metrics.scoremap_writer import ScoremapWriter, write_scoremaps
 from lowcam.metrics.single import BoxFamily, box_from_map
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "BoxAccuracy",
     "BoxAccuracyResult",
     "BoxFamily",

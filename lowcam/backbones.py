@@ -1,4 +1,8 @@
-"""A classifier cut at its low-level feature, where ORNet's generator goes: :func:`lowcam.split_backbone`.
+"""Classifiers cut where WSOL needs them: :func:`lowcam.split_backbone` and :class:`lowcam.CamNet`.
+
+:func:`split_backbone` cuts a classifier at its low-level feature, where ORNet's generator goes;
+:class:`CamNet` turns it into a CAM network at a chosen output stride (the CAM baseline, and the model of a
+CAM method trained with lowcam's losses).
 
 ORNet's :class:`~lowcam.LowLevelActivationGenerator` reads a backbone's *stem* feature (stride 4: a
 ResNet after its max pooling), and its stage 1 classifies ``body(stem(x) · p)`` with the rest of the
@@ -20,12 +24,14 @@ Depends on torch only: torchvision and timm are recognised by their attributes, 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-__all__ = ["BackboneSplit", "split_backbone"]
+from lowcam.maps import cam_class_maps
+
+__all__ = ["BackboneSplit", "CamNet", "split_backbone"]
 
 _RESNET_STEM = ("conv1", "bn1", "relu", "maxpool")
 _RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
@@ -226,3 +232,96 @@ def split_backbone(
     if not check or any(p.is_meta for p in model.parameters()):
         return parts
     return parts._replace(output_stride=_check(model, parts, check_side))
+
+
+def _check_output_stride(output_stride: object, allowed: tuple[int, ...]) -> int:
+    if isinstance(output_stride, bool) or output_stride not in allowed:
+        names = ", ".join(str(s) for s in sorted(allowed))
+        raise ValueError(f"output_stride must be one of {names}; got {output_stride!r}")
+    return int(output_stride)
+
+
+class CamNet(nn.Module):
+    """A torchvision ResNet or timm classifier as a CAM network: ``features → GAP → fc``, class maps from ``fc``.
+
+    ``forward(images)`` returns the logits ``(B, C)`` (so the network can serve as an
+    :class:`~lowcam.Evaluator`'s classifier); :meth:`forward_maps` also returns the raw CAMs
+    ``(B, C, H / s, W / s)`` of :func:`~lowcam.cam_class_maps`, whose spatial mean is the logit minus the
+    bias. The feature is at stride ``s = output_stride``: for a ResNet 32 (as it is), 16, 8 or 4 (the first
+    block of each stage in :attr:`RESNET_STRIDES` gets stride 1 in its strided convolution, ``conv1`` of a
+    basic block or ``conv2`` of a bottleneck, and in its ``downsample``; no dilation). No parameter changes
+    shape, so the same weights load at every stride. A timm classifier gets its stride when it is created
+    (``timm.create_model(..., output_stride=s)``, one of :attr:`TIMM_STRIDES`; timm dilates the last
+    stages): ``output_stride`` must say the same (the check of :func:`split_backbone` measures it). The
+    features are ``split_backbone(model)``'s stem and features; the modules are the model's own (modified in
+    place for a ResNet).
+
+    Args:
+        classifier: a torchvision ResNet or a timm classifier (randomly initialised or loaded).
+        num_classes: the number of classes; a head of another size is replaced by a fresh ``nn.Linear``
+            (``None``: keep the classifier's head).
+        output_stride: the stride of the CAMs.
+
+    Raises:
+        ValueError: an ``output_stride`` the model does not offer or not the one a timm model was created
+            with, or a ``classifier`` :func:`split_backbone` refuses.
+
+    Example:
+        >>> import torchvision
+        >>> net = CamNet(torchvision.models.resnet18(num_classes=10), num_classes=5, output_stride=8)
+        >>> logits, cams = net.forward_maps(torch.randn(2, 3, 64, 64))
+        >>> tuple(logits.shape), tuple(cams.shape)
+        ((2, 5), (2, 5, 8, 8))
+        >>> torch.allclose(cams.mean(dim=(2, 3)) + net.fc.bias, logits, atol=1e-5)
+        True
+    """
+
+    #: The output strides of a ResNet and the stages whose first block gets stride 1 for each.
+    RESNET_STRIDES: ClassVar[dict[int, tuple[str, ...]]] = {
+        32: (),
+        16: ("layer4",),
+        8: ("layer3", "layer4"),
+        4: ("layer2", "layer3", "layer4"),
+    }
+    #: The output strides of a timm classifier (timm's ``output_stride=``: no stride-4 feature).
+    TIMM_STRIDES: ClassVar[tuple[int, ...]] = (8, 16, 32)
+
+    def __init__(
+        self, classifier: nn.Module, num_classes: int | None = None, *, output_stride: int = 32
+    ) -> None:
+        super().__init__()
+        timm = getattr(classifier, "feature_info", None) is not None
+        allowed = self.TIMM_STRIDES if timm else tuple(self.RESNET_STRIDES)
+        self.output_stride = _check_output_stride(output_stride, allowed)
+        parts = split_backbone(classifier)
+        if timm and parts.output_stride is not None and parts.output_stride != self.output_stride:
+            raise ValueError(
+                f"output_stride={output_stride} but the timm model was created with output stride "
+                f"{parts.output_stride} (timm.create_model(..., output_stride={output_stride}))"
+            )
+        if not timm:
+            for name in self.RESNET_STRIDES[self.output_stride]:
+                block = getattr(classifier, name)[0]
+                convs = [block.conv2 if hasattr(block, "conv3") else block.conv1]  # bottleneck / basic block
+                if getattr(block, "downsample", None) is not None:
+                    convs.append(block.downsample[0])
+                for conv in convs:
+                    if not isinstance(conv, nn.Conv2d):
+                        raise ValueError(f"{name}[0] of {type(classifier).__name__} is not a ResNet block")
+                    conv.stride = (1, 1)
+                block.stride = 1
+        self.features = nn.Sequential(*parts.stem, *parts.features)
+        head = parts.classifier
+        if num_classes is not None and head.out_features != num_classes:
+            head = nn.Linear(head.in_features, num_classes)
+        self.fc = head
+
+    def forward_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits (B, C), raw CAMs (B, C, h, w))``."""
+        features = self.features(images)
+        logits = self.fc(features.mean(dim=(2, 3)))
+        return logits, cam_class_maps(features, self.fc.weight)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits ``(B, C)``."""
+        return self.forward_maps(images)[0]

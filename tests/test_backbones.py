@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import lowcam
-from lowcam import split_backbone
+from lowcam import CamNet, split_backbone
 
 torchvision = pytest.importorskip("torchvision", reason="torchvision (extra 'test') is not installed")
 
@@ -111,3 +111,51 @@ def test_timm_stride_is_measured_and_the_meta_device_is_not_checked() -> None:
         model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=3)
     parts = split_backbone(model)  # no check on the meta device
     assert parts.output_stride is None and parts.num_features == 1280
+
+
+# ------------------------------------------------------------------------------------------- CamNet
+
+
+def test_cam_net_maps_average_to_logits() -> None:
+    torch.manual_seed(0)
+    net = CamNet(torchvision.models.resnet18(num_classes=3)).eval()
+    logits, cams = net.forward_maps(torch.randn(2, 3, 64, 64))
+    assert cams.shape == (2, 3, 2, 2)
+    assert torch.allclose(cams.mean(dim=(2, 3)) + net.fc.bias, logits, atol=1e-5)
+
+
+@pytest.mark.parametrize(("output_stride", "side"), [(32, 2), (16, 4), (8, 8), (4, 16)])
+def test_cam_net_output_stride_sets_the_map_side(output_stride: int, side: int) -> None:
+    torch.manual_seed(0)
+    net = CamNet(torchvision.models.resnet18(num_classes=3), output_stride=output_stride).eval()
+    x = torch.randn(2, 3, 64, 64)
+    logits, cams = net.forward_maps(x)
+    assert cams.shape == (2, 3, side, side) and net.output_stride == output_stride
+    # the CAM is still Σ_k fc.weight[c, k] · feature[k] on the last feature, whose mean gives the logits
+    feature = net.features(x)
+    reference = (net.fc.weight[None, :, :, None, None] * feature[:, None]).sum(dim=2)
+    assert torch.allclose(cams, reference, atol=1e-4)
+    assert torch.allclose(cams.mean(dim=(2, 3)) + net.fc.bias, logits, atol=1e-5)
+    # no dilation anywhere: only strides change
+    assert all(m.dilation == (1, 1) for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_cam_net_map_is_the_fc_weighted_feature_sum() -> None:
+    torch.manual_seed(0)
+    net = CamNet(torchvision.models.resnet50(num_classes=3), output_stride=8).eval()
+    x = torch.randn(1, 3, 64, 64)
+    feature = net.features(x)
+    _, cams = net.forward_maps(x)
+    reference = (net.fc.weight[None, :, :, None, None] * feature[:, None]).sum(dim=2)
+    assert cams.shape == (1, 3, 8, 8) and torch.allclose(cams, reference, atol=1e-4)
+    # Bottleneck: the strided conv2 and the downsample conv of layer3[0] and layer4[0] have stride 1
+    for layer in ("layer3", "layer4"):
+        block = dict(net.features.named_children())[{"layer3": "6", "layer4": "7"}[layer]][0]
+        assert block.conv2.stride == (1, 1) and block.downsample[0].stride == (1, 1)
+
+
+@pytest.mark.parametrize("bad", [2, 64, 0, True, "8"])
+def test_bad_output_stride_is_named(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"output_stride must be one of 4, 8, 16, 32; got") as caught:
+        CamNet(torchvision.models.resnet18(num_classes=3), output_stride=bad)  # type: ignore[arg-type]
+    assert repr(bad) in str(caught.value)

@@ -59,6 +59,13 @@ def test_benchmark_includes_carry_their_environment() -> None:
         assert "torch" in text.lower(), f"{name}: does not say which torch version the numbers come from"
 
 
+def test_generator_page_code_runs() -> None:
+    """docs/components/generator.md: the backbone example (ORNet's stage 1 on split_backbone) runs."""
+    pytest.importorskip("torchvision", reason="torchvision (extra 'test') is not installed")
+    (block,) = _python_blocks(DOCS / "components" / "generator.md")
+    exec(compile(block, str(DOCS / "components" / "generator.md"), "exec"), {})
+
+
 def test_plugin_page_code_runs_and_includes_the_example() -> None:
     """docs/plugin.md: its own code runs (the map contract's asserts hold); its excerpts are sections of
     examples/cam_with_lowcam.py that exist (mkdocs --strict fails on a missing file, not on a missing section)."""

@@ -25,7 +25,6 @@ from ornet.config import (
     to_dict,
 )
 from ornet.models import (
-    CamNet,
     CoarseNet,
     FineNet,
     build_classifier,
@@ -136,65 +135,20 @@ def test_recalibrate_batchnorm_averages_batch_statistics_of_the_trained_generato
     assert [m.momentum for m in trained] == momenta and fine.generator.up3.training is True
 
 
-def test_cam_net_maps_average_to_logits() -> None:
-    torch.manual_seed(0)
-    net = CamNet(build_classifier("resnet18", 3)).eval()
-    logits, cams = net.forward_maps(torch.randn(2, 3, 64, 64))
-    assert cams.shape == (2, 3, 2, 2)
-    assert torch.allclose(cams.mean(dim=(2, 3)) + net.fc.bias, logits, atol=1e-5)
-
-
-@pytest.mark.parametrize(("output_stride", "side"), [(32, 2), (16, 4), (8, 8), (4, 16)])
-def test_cam_net_output_stride_sets_the_map_side(output_stride: int, side: int) -> None:
-    torch.manual_seed(0)
-    net = CamNet(build_classifier("resnet18", 3), output_stride=output_stride).eval()
-    x = torch.randn(2, 3, 64, 64)
-    logits, cams = net.forward_maps(x)
-    assert cams.shape == (2, 3, side, side) and net.output_stride == output_stride
-    # the CAM is still Σ_k fc.weight[c, k] · feature[k] on the last feature, whose mean gives the logits
-    feature = net.features(x)
-    reference = (net.fc.weight[None, :, :, None, None] * feature[:, None]).sum(dim=2)
-    assert torch.allclose(cams, reference, atol=1e-4)
-    assert torch.allclose(cams.mean(dim=(2, 3)) + net.fc.bias, logits, atol=1e-5)
-    # no dilation anywhere: only strides change
-    assert all(m.dilation == (1, 1) for m in net.modules() if isinstance(m, torch.nn.Conv2d))
-
-
-def test_cam_net_map_is_the_fc_weighted_feature_sum() -> None:
-    torch.manual_seed(0)
-    net = CamNet(build_classifier("resnet50", 3), output_stride=8).eval()
-    x = torch.randn(1, 3, 64, 64)
-    feature = net.features(x)
-    _, cams = net.forward_maps(x)
-    reference = (net.fc.weight[None, :, :, None, None] * feature[:, None]).sum(dim=2)
-    assert cams.shape == (1, 3, 8, 8) and torch.allclose(cams, reference, atol=1e-4)
-    # Bottleneck: the strided conv2 and the downsample conv of layer3[0] and layer4[0] have stride 1
-    for layer in ("layer3", "layer4"):
-        block = dict(net.features.named_children())[{"layer3": "6", "layer4": "7"}[layer]][0]
-        assert block.conv2.stride == (1, 1) and block.downsample[0].stride == (1, 1)
-
-
 def test_stride_32_weights_load_into_a_stride_4_cam(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    coarse = CamNet(build_classifier("resnet18", 3)).eval()
-    fine = CamNet(build_classifier("resnet18", 3), output_stride=4).eval()
+    coarse = lowcam.CamNet(build_classifier("resnet18", 3)).eval()
+    fine = lowcam.CamNet(build_classifier("resnet18", 3), output_stride=4).eval()
     fine.load_state_dict(coarse.state_dict())  # strict: every name and shape is the same
     assert all(torch.equal(a, b) for a, b in zip(coarse.state_dict().values(), fine.state_dict().values()))
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18(weights=None, num_classes=1000).state_dict(), path)
-    loaded = CamNet(
+    loaded = lowcam.CamNet(
         build_classifier("resnet18", 3, str(path)), output_stride=4
     )  # a local weights file loads at stride 4
     assert loaded.fc.out_features == 3
     x = torch.randn(1, 3, 64, 64)
     assert coarse.forward_maps(x)[1].shape[-1] == 2 and fine.forward_maps(x)[1].shape[-1] == 16
-
-
-@pytest.mark.parametrize("bad", [2, 64, 0, True, "8"])
-def test_bad_output_stride_is_named(bad: object) -> None:
-    with pytest.raises(ValueError, match=r"output_stride must be one of 4, 8, 16, 32; got") as caught:
-        CamNet(build_classifier("resnet18", 3), output_stride=bad)  # type: ignore[arg-type]
-    assert repr(bad) in str(caught.value)
 
 
 def test_matching_output_stride_follows_the_generator_map() -> None:

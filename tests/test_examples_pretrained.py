@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+import lowcam
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 timm = pytest.importorskip("timm", reason="timm (extra 'examples') is not installed")
 
-from ornet.models import CamNet, build_classifier  # noqa: E402
+from ornet.models import build_classifier  # noqa: E402
 from ornet.pretrained import (  # noqa: E402
     efficientnet_lite_state_dict,
     map_efficientnet_lite_keys,
@@ -102,7 +104,7 @@ def test_cam_net_on_timm_reproduces_the_model() -> None:
     model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=3).eval()
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
-        logits, cams = CamNet(model).eval().forward_maps(x)
+        logits, cams = lowcam.CamNet(model).eval().forward_maps(x)
         assert torch.allclose(logits, model(x), atol=1e-5)
         assert cams.shape == (1, 3, 3, 3)
 
@@ -114,15 +116,15 @@ def test_dilated_cam_keeps_the_weights() -> None:
     dilated.load_state_dict(native.state_dict())
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert CamNet(native).forward_maps(x)[1].shape[-1] == 2
-        assert CamNet(dilated, output_stride=8).forward_maps(x)[1].shape[-1] == 8
+        assert lowcam.CamNet(native).forward_maps(x)[1].shape[-1] == 2
+        assert lowcam.CamNet(dilated, output_stride=8).forward_maps(x)[1].shape[-1] == 8
 
 
 def test_timm_resnet_cam_equals_the_torchvision_pipeline_cam() -> None:
-    from ornet.models import CamNet, build_classifier
+    from ornet.models import build_classifier
 
     torch.manual_seed(0)
-    reference = CamNet(build_classifier("resnet18", 4)).eval()
+    reference = lowcam.CamNet(build_classifier("resnet18", 4)).eval()
     model = timm.create_model("resnet18", pretrained=False, num_classes=4)
     state = {"conv1.weight": reference.features[0].weight}
     torchvision_state = torch.nn.Sequential(*reference.features).state_dict()
@@ -132,7 +134,7 @@ def test_timm_resnet_cam_equals_the_torchvision_pipeline_cam() -> None:
         state[f"{names[int(index)]}.{rest}"] = value
     state.update({"fc.weight": reference.fc.weight, "fc.bias": reference.fc.bias})
     model.load_state_dict(state)
-    cam = CamNet(model.eval()).eval()
+    cam = lowcam.CamNet(model.eval()).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         expected, got = reference.forward_maps(x), cam.forward_maps(x)
@@ -143,6 +145,6 @@ def test_timm_resnet_cam_equals_the_torchvision_pipeline_cam() -> None:
 def test_meta_device_without_the_check() -> None:
     with torch.device("meta"):
         model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=3, output_stride=16)
-        cam = CamNet(model, output_stride=16)  # on the meta device: no check
+        cam = lowcam.CamNet(model, output_stride=16)  # on the meta device: no check
         logits, cams = cam.forward_maps(torch.empty(1, 3, 64, 64))
     assert logits.shape == (1, 3) and cams.shape == (1, 3, 4, 4)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import lowcam
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
@@ -22,7 +24,6 @@ from ornet import recipe  # noqa: E402
 from ornet.checks import validate  # noqa: E402
 from ornet.config import CoarseLossWeights, Config, ConfigError, load_config  # noqa: E402
 from ornet.models import (  # noqa: E402
-    CamNet,
     CoarseNet,
     build_classifier,
     is_torchvision,
@@ -80,7 +81,7 @@ def test_reinit_layer4_quirk_never_applies_to_timm() -> None:
 
 @pytest.mark.parametrize("stride", [8, 16, 32])
 def test_cam_net_timm_strides(stride: int) -> None:
-    cam = CamNet(build_classifier(LITE, 3, output_stride=stride), output_stride=stride).eval()
+    cam = lowcam.CamNet(build_classifier(LITE, 3, output_stride=stride), output_stride=stride).eval()
     logits, maps = cam.forward_maps(torch.randn(1, 3, 64, 64))
     assert maps.shape == (1, 3, 64 // stride, 64 // stride)
     torch.testing.assert_close(maps.mean(dim=(2, 3)) + cam.fc.bias, logits, atol=1e-4, rtol=1e-4)
@@ -90,9 +91,9 @@ def test_cam_net_timm_stride_must_match_and_exist() -> None:
     with pytest.raises(
         ValueError, match="output_stride=16 but the timm model was created with output stride 32"
     ):
-        CamNet(build_classifier(LITE, 3), output_stride=16)
+        lowcam.CamNet(build_classifier(LITE, 3), output_stride=16)
     with pytest.raises(ValueError, match="output_stride must be one of 8, 16, 32; got 4"):
-        CamNet(build_classifier(LITE, 3), output_stride=4)
+        lowcam.CamNet(build_classifier(LITE, 3), output_stride=4)
 
 
 def test_map_sides_and_matching_stride_for_timm() -> None:

@@ -22,7 +22,7 @@ from lowcam import metrics
 from ornet import recipe, report
 from ornet.distributed import all_reduce_sum, barrier, broadcast_object, gather_to_main
 from ornet.files import WriteError, atomic_write_text
-from ornet.models import CamNet, FineNet
+from ornet.models import FineNet
 from ornet.runtime import Context, autocast, batches, eval_loader, to_device
 from ornet.stages import build_cam, cam_stages, load_fine_parts, trained_cam_output_stride
 from ornet.training import checkpoint_path, load_model
@@ -68,7 +68,7 @@ def map_sources(ctx: Context, strides: dict[str, int] | None = None) -> dict[str
         cam_net = load_model(ctx, stage, build_cam(ctx, stage, output_stride=stride)).to(device).eval()
 
         def cam_source(
-            images: torch.Tensor, labels: torch.Tensor, cam_net: CamNet = cam_net
+            images: torch.Tensor, labels: torch.Tensor, cam_net: lowcam.CamNet = cam_net
         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             logits, cams = cam_net.forward_maps(images)
             raw = lowcam.select_class_map(cams.float(), labels)

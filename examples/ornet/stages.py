@@ -20,7 +20,7 @@ from ornet.checkpoint import CheckpointError
 from ornet.config import Config, ConfigError, OptimConfig, from_dict
 from ornet.data import Sample
 from ornet.distributed import all_reduce_sum
-from ornet.models import CamNet, CoarseNet, FineNet, build_classifier, matching_output_stride
+from ornet.models import CoarseNet, FineNet, build_classifier, matching_output_stride
 from ornet.runtime import (
     Batch,
     Context,
@@ -265,13 +265,13 @@ def trained_cam_output_stride(ctx: Context, stage: str) -> int:
 
 def build_cam(
     ctx: Context, stage: str, weights: str | None = None, *, output_stride: int | None = None
-) -> CamNet:
+) -> lowcam.CamNet:
     """The CAM network of ``stage`` (``cam`` or ``cam_s<stride>``) at ``output_stride`` (default: the
     stage's stride in the current config)."""
     if output_stride is None:
         output_stride = cam_output_stride(ctx.cfg, ctx.num_classes, stage)
     model = build_classifier(ctx.cfg.model.backbone, ctx.num_classes, weights, output_stride=output_stride)
-    return CamNet(model, output_stride=output_stride)
+    return lowcam.CamNet(model, output_stride=output_stride)
 
 
 def stage_cam(ctx: Context, stage: str = "cam") -> None:

@@ -248,10 +248,10 @@ class CamNet(nn.Module):
     :class:`~lowcam.Evaluator`'s classifier); :meth:`forward_maps` also returns the raw CAMs
     ``(B, C, H / s, W / s)`` of :func:`~lowcam.cam_class_maps`, whose spatial mean is the logit minus the
     bias. The feature is at stride ``s = output_stride``: for a ResNet 32 (as it is), 16, 8 or 4 (the first
-    block of each stage in :attr:`RESNET_STRIDES` gets stride 1 in its strided convolution, ``conv1`` of a
+    block of each stage in ``RESNET_STRIDES`` gets stride 1 in its strided convolution, ``conv1`` of a
     basic block or ``conv2`` of a bottleneck, and in its ``downsample``; no dilation). No parameter changes
     shape, so the same weights load at every stride. A timm classifier gets its stride when it is created
-    (``timm.create_model(..., output_stride=s)``, one of :attr:`TIMM_STRIDES`; timm dilates the last
+    (``timm.create_model(..., output_stride=s)``, one of ``TIMM_STRIDES``; timm dilates the last
     stages): ``output_stride`` must say the same (the check of :func:`split_backbone` measures it). The
     features are ``split_backbone(model)``'s stem and features; the modules are the model's own (modified in
     place for a ResNet).

@@ -31,12 +31,16 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from ornet.data import SampleDataset, collate, read_cub  # noqa: E402
 from ornet.models import FineNet  # noqa: E402
 from ornet.stages import load_coarse  # noqa: E402
-from ornet.transforms import ornet_test_transform  # noqa: E402
 
 from benchmarks._runs import run_context  # noqa: E402
+from lowcam.data import (  # noqa: E402
+    SampleDataset,
+    collate_samples,
+    ornet_test_transform,
+    read_cub,
+)
 from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 __all__ = ["border_statistics", "box_masks", "main", "measure", "part_statistics"]
@@ -119,7 +123,7 @@ def measure(run: Path, data: Path, images: int = 40, ring: int = 2, top: int = 2
     net = load_coarse(ctx)
     transform = ornet_test_transform(cfg.data.resize, cfg.data.crop, IMAGENET_MEAN, IMAGENET_STD)
     samples = split.samples[:images]
-    loader = DataLoader(SampleDataset(samples, transform), batch_size=images, collate_fn=collate)
+    loader = DataLoader(SampleDataset(samples, transform), batch_size=images, collate_fn=collate_samples)
     x, labels, boxes, _ = next(iter(loader))
     with torch.no_grad():
         out = FineNet(net).eval()(x)
@@ -131,7 +135,7 @@ def measure(run: Path, data: Path, images: int = 40, ring: int = 2, top: int = 2
         result[f"map_mean_{key}"] = o.activation.mean().item()
     if (data / "head_boxes.txt").is_file():
         heads = SampleDataset(_with_head_boxes(data, samples), transform)
-        _, _, head_boxes, _ = next(iter(DataLoader(heads, batch_size=images, collate_fn=collate)))
+        _, _, head_boxes, _ = next(iter(DataLoader(heads, batch_size=images, collate_fn=collate_samples)))
         size, stride = maps.shape[-1], cfg.data.crop / maps.shape[-1]
         head = box_masks(torch.stack([b[0] for b in head_boxes]), size, stride)
         bird = box_masks(torch.stack([b[0] for b in boxes]), size, stride)

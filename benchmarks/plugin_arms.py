@@ -59,17 +59,19 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 import cam_with_lowcam  # noqa: E402
 from cam_with_lowcam import LowcamParts  # noqa: E402
-from ornet.data import SampleDataset, collate, read_cub  # noqa: E402
 from ornet.files import WriteError, atomic_write_text  # noqa: E402
 from ornet.runtime import holdout_split  # noqa: E402
-from ornet.transforms import (  # noqa: E402
-    ornet_test_transform,
-    train_transform,
-    wsol_test_transform,
-)
 
 import lowcam  # noqa: E402
 from lowcam import metrics  # noqa: E402
+from lowcam.data import (  # noqa: E402  # noqa: E402
+    SampleDataset,
+    collate_samples,
+    ornet_test_transform,
+    read_cub,
+    train_transform,
+    wsol_test_transform,
+)
 from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 ARMS = ("plain", "lowcam")
@@ -322,21 +324,21 @@ def run(args: argparse.Namespace, error: Callable[[str], NoReturn]) -> dict[str,
             batch_size=args.batch_size,
             shuffle=True,
             generator=torch.Generator().manual_seed(seed * 1000 + epoch),
-            collate_fn=collate,
+            collate_fn=collate_samples,
             drop_last=len(train_set) > args.batch_size,  # a larger batch than the set still gives one batch
         )
 
     ornet_loader = DataLoader(
         SampleDataset(eval_samples, ornet_test_transform(args.resize, args.crop, mean, std)),
         batch_size=50,
-        collate_fn=collate,
+        collate_fn=collate_samples,
     )
     wsol_loader = DataLoader(
         SampleDataset(
             eval_samples, wsol_test_transform(args.crop, mean, std), wsol_score_size=args.score_size
         ),
         batch_size=50,
-        collate_fn=collate,
+        collate_fn=collate_samples,
     )
     side = map_size(args.crop, args.output_stride)
     log(

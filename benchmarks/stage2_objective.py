@@ -43,16 +43,19 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 from birds import BirdSpec, render_bird_masks, tight_box  # noqa: E402
 from ornet import recipe  # noqa: E402
 from ornet.config import Config  # noqa: E402
-from ornet.data import SampleDataset, collate  # noqa: E402
 from ornet.stages import build_evaluator, load_fine_parts  # noqa: E402
 from ornet.training import checkpoint_path, load_model  # noqa: E402
-from ornet.transforms import ornet_test_transform  # noqa: E402
 
 import lowcam  # noqa: E402
 from benchmarks._localization_summary import cell  # noqa: E402
 from benchmarks._runs import read_table, run_context  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 from benchmarks.bench_pretrained import DEFAULT_VARIANTS, VARIANTS  # noqa: E402
+from lowcam.data import (  # noqa: E402
+    SampleDataset,
+    collate_samples,
+    ornet_test_transform,
+)
 from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 __all__ = [
@@ -213,7 +216,7 @@ def measure(
     transform = ornet_test_transform(cfg.data.resize, cfg.data.crop, IMAGENET_MEAN, IMAGENET_STD)
     samples = split.samples[:images]
     x, labels, _, _ = next(
-        iter(DataLoader(SampleDataset(samples, transform), batch_size=images, collate_fn=collate))
+        iter(DataLoader(SampleDataset(samples, transform), batch_size=images, collate_fn=collate_samples))
     )
     size = cfg.data.crop // 4  # the generator's map: the stride-4 feature
     bird, head = bird_masks(data, spec, [s.path for s in samples])
@@ -240,7 +243,7 @@ def measure(
     }
     if masked_epochs > 0:
         loader = DataLoader(
-            SampleDataset(split.samples, transform), batch_size=len(split.samples), collate_fn=collate
+            SampleDataset(split.samples, transform), batch_size=len(split.samples), collate_fn=collate_samples
         )
         every, every_labels, _, _ = next(iter(loader))
         probe = masked_evaluator(evaluator.classifier, every, every_labels, cfg, size, masked_epochs)

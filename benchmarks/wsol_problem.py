@@ -48,13 +48,13 @@ sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT))
 
 import birds  # noqa: E402
-from ornet.data import read_cub  # noqa: E402
 from ornet.models import build_classifier  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import lowcam  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_and_print  # noqa: E402
 from lowcam import metrics  # noqa: E402
+from lowcam.data import read_cub  # noqa: E402
 from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 

@@ -40,7 +40,6 @@ import yaml
 from ornet.checkpoint import CheckpointError
 from ornet.checks import config_problems, resume_conflicts, validate
 from ornet.config import Config, ConfigError, add_override_arguments, load_config, overrides_from, to_dict
-from ornet.data import DataError
 from ornet.distributed import DistInfo, setup, teardown
 from ornet.evaluation import evaluate
 from ornet.files import WriteError, atomic_write_text, check_writable_folder, remove_temporaries
@@ -49,6 +48,8 @@ from ornet.report import format_table
 from ornet.runtime import Context, load_data, seed_everything, set_determinism
 from ornet.stages import STAGES, cam_stages, run_stage, stage_seed
 from ornet.training import StageStopped, checkpoint_path, stage_done
+
+from lowcam.metrics import DataError
 
 TRAINED = tuple(s for s in STAGES if s != "eval")
 

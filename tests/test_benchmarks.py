@@ -89,10 +89,10 @@ def test_localization_validation_split_holds_out_training_images_only(tmp_path: 
     """The validation split is cut from the training images, per class; no test image enters it."""
     pytest.importorskip("PIL")
     _bench_localization()  # puts examples/ on the path
-    from ornet.data import read_cub
     from synthetic import SyntheticSpec, write_dataset
 
     from benchmarks._runs import write_validation_split
+    from lowcam.data import read_cub
 
     source = tmp_path / "data"
     write_dataset(source, SyntheticSpec(classes=3, train_per_class=8, test_per_class=2, seed=5))
@@ -405,9 +405,8 @@ def test_stage2_objective_masks_follow_the_evaluation_transform() -> None:
     from PIL import Image
 
     sys.path.insert(0, str(ROOT / "examples"))
-    from ornet.transforms import ornet_test_transform
-
     from benchmarks import stage2_objective as s2
+    from lowcam.data import ornet_test_transform
 
     mask = torch.zeros(1, 30, 30, dtype=torch.bool)
     mask[0, 5:12, 17:26] = True

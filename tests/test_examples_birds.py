@@ -12,8 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import birds
-from ornet.data import read_cub
 from PIL import Image
+
+from lowcam.data import read_cub
 
 SPEC = birds.BirdSpec(classes=3, train_per_class=3, test_per_class=2, seed=5)
 

@@ -101,14 +101,12 @@ def test_no_dilation_and_only_the_first_blocks_unstrided() -> None:
 def test_training_leaves_the_evaluator_frozen_and_erases(cam_data: Path, tmp_path: Path) -> None:
     parser = plugin_arms.build_parser()
     args = plugin_arms.parse_args(parser, ["--data", str(cam_data), "--out", str(tmp_path), *SMALL])
-    from ornet.data import SampleDataset, collate, read_cub
-    from ornet.transforms import train_transform
-
+    from lowcam.data import SampleDataset, collate_samples, read_cub, train_transform
     from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD
 
     split = read_cub(cam_data, "train")
     dataset = SampleDataset(split.samples, train_transform(54, 48, True, IMAGENET_MEAN, IMAGENET_STD))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=6, shuffle=True, collate_fn=collate)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=6, shuffle=True, collate_fn=collate_samples)
     torch.manual_seed(0)
     evaluator_net = cam_with_lowcam.cam_network("resnet18", 3)
     model = cam_with_lowcam.cam_network("resnet18", 3)

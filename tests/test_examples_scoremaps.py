@@ -22,10 +22,9 @@ pytestmark = pytest.mark.slow
 
 def test_scoremaps_on_disk_in_the_wsoleval_layout(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
     import numpy as np
-    from ornet.data import SampleDataset, collate, read_cub
-    from ornet.transforms import wsol_test_transform
 
     from lowcam import metrics
+    from lowcam.data import SampleDataset, collate_samples, read_cub, wsol_test_transform
 
     out = copy_run(trained, tmp_path / "run")
     root = tmp_path / "scoremaps"
@@ -42,7 +41,7 @@ def test_scoremaps_on_disk_in_the_wsoleval_layout(trained: Path, tiny_data: Path
         maps.append(torch.from_numpy(array))
     # the files alone reproduce the pipeline's MaxBoxAccV2 of the stage-2 map
     dataset = SampleDataset(test.samples, wsol_test_transform(32, (0.5,) * 3, (0.5,) * 3), wsol_score_size=32)
-    _, _, boxes, _ = collate([dataset[k] for k in range(len(dataset))])
+    _, _, boxes, _ = collate_samples([dataset[k] for k in range(len(dataset))])
     v2 = metrics.BoxAccuracy("maxboxacc_v2")
     v2.update(torch.stack(maps).double(), boxes)
     expected = json.loads((out / "metrics.json").read_text())["fine"]["maxboxacc_v2"]["value"]
@@ -56,8 +55,9 @@ def _scoremap_folder(root: Path) -> dict[str, bytes]:
 
 def _write_cub_metadata(data: Path, target: Path) -> Path:
     """wsolevaluation metadata (``<target>/CUB/test/*.txt``) of the tiny set's test split."""
-    from ornet.data import read_cub
     from PIL import Image
+
+    from lowcam.data import read_cub
 
     meta = target / "CUB" / "test"
     meta.mkdir(parents=True)

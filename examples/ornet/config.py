@@ -27,8 +27,8 @@ from typing import Any, Literal, Union
 import yaml
 
 import lowcam
+from lowcam.data import VerifyMode
 from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD
-from ornet.data import VerifyMode
 
 #: Field metadata of a key that changes how a run goes, not what a stage trains: resuming never compares it.
 RUN_ONLY = {"run_only": True}

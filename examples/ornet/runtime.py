@@ -21,24 +21,28 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from ornet.config import Config
-from ornet.data import (
-    DataError,
+from lowcam.data import (
     DataSplit,
     Sample,
     SampleDataset,
-    collate,
+    collate_samples,
+    imagenet_classes,
+    ornet_test_transform,
     read_cub,
-    read_wsol_metadata,
+    read_imagenet_train,
+    read_imagenet_val,
+    read_wsol_split,
+    train_transform,
+    wsol_test_transform,
 )
+from lowcam.metrics import DataError
+from ornet.config import Config
 from ornet.distributed import DistInfo, shard
-from ornet.imagenet import imagenet_classes, read_imagenet_train, read_imagenet_val
 from ornet.logs import RunLog
-from ornet.transforms import ornet_test_transform, train_transform, wsol_test_transform
 
 T = TypeVar("T")
 
-#: ``(images, labels, boxes, indices)`` as :func:`ornet.data.collate` stacks them.
+#: ``(images, labels, boxes, indices)`` as :func:`lowcam.data.collate_samples` stacks them.
 Batch = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]
 
 
@@ -103,8 +107,8 @@ def load_data(cfg: Config) -> tuple[DataSplit, DataSplit]:
         sources = (Path(d.train_dir), Path(d.val_dir))
     else:
         meta = Path(d.root) / d.metadata_dir
-        train = read_wsol_metadata(meta / "train", d.root, require_boxes=False, verify=verify)
-        test = read_wsol_metadata(
+        train = read_wsol_split(meta / "train", d.root, require_boxes=False, verify=verify)
+        test = read_wsol_split(
             meta / d.eval_split, d.root, require_boxes=True, classes=train.classes, verify=verify
         )
         sources = (meta / "train" / "image_ids.txt", meta / d.eval_split / "image_ids.txt")
@@ -198,7 +202,7 @@ def train_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=d.num_workers,
-        collate_fn=collate,
+        collate_fn=collate_samples,
         generator=generator,
         drop_last=d.drop_last and len(sampler) > batch_size,
         persistent_workers=False,
@@ -222,7 +226,7 @@ def eval_loader(ctx: Context, protocol: str, samples: list[Sample] | None = None
         batch_size=ctx.cfg.eval.batch_size,
         shuffle=False,
         num_workers=d.num_workers,
-        collate_fn=collate,
+        collate_fn=collate_samples,
     )
 
 

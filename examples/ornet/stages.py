@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 import lowcam
+from lowcam.data import Sample
 from ornet import checkpoint, recipe
 from ornet.checkpoint import CheckpointError
 from ornet.config import Config, ConfigError, OptimConfig, from_dict
-from ornet.data import Sample
 from ornet.distributed import all_reduce_sum
 from ornet.models import CoarseNet, FineNet, build_classifier, matching_output_stride
 from ornet.runtime import (

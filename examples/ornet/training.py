@@ -17,10 +17,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from lowcam.data import Sample
 from ornet import checkpoint
 from ornet.checkpoint import CheckpointError
 from ornet.config import to_dict
-from ornet.data import Sample
 from ornet.distributed import all_reduce_sum, barrier
 from ornet.models import state_differences
 from ornet.runtime import Batch, Context, autocast, batches, cosine, seed_everything, train_loader

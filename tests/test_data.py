@@ -1,4 +1,4 @@
-"""Readers and box-carrying transforms of ``examples/ornet`` on hand-written CUB and ILSVRC fixtures.
+"""``lowcam.data``: the readers and box-carrying transforms on hand-written CUB and ILSVRC fixtures.
 
 Every fixture is written by the test into ``tmp_path``; the bad-input tests check that the error names
 the file and the line at fault.
@@ -6,30 +6,28 @@ the file and the line at fault.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-
-from ornet.data import (
-    DataError,
-    SampleDataset,
-    read_cub,
-    read_wsol_metadata,
-)
-from ornet.imagenet import imagenet_classes, read_imagenet_train, read_imagenet_val, read_voc_boxes
-from ornet.transforms import (
+from lowcam.data import (
     CenterCrop,
     Compose,
     RandomCrop,
     RandomHorizontalFlip,
     Resize,
+    SampleDataset,
+    imagenet_classes,
     ornet_test_transform,
+    read_cub,
+    read_imagenet_train,
+    read_imagenet_val,
+    read_voc_boxes,
+    read_wsol_split,
 )
+from lowcam.metrics import DataError
 
 # ------------------------------------------------------------------------------------------------ CUB
 
@@ -257,26 +255,26 @@ def test_wsol_metadata_layout(tmp_path: Path) -> None:
     (meta / "localization.txt").write_text(
         "val/a.JPEG,1,2,30,20\nval/b.JPEG,0,0,10,10\nval/a.JPEG,10,12,45,38\n"
     )
-    split = read_wsol_metadata(meta, tmp_path, require_boxes=True, classes=[str(k) for k in range(5)])
+    split = read_wsol_split(meta, tmp_path, require_boxes=True, classes=[str(k) for k in range(5)])
     assert [s.label for s in split.samples] == [3, 0]
     assert split.samples[0].boxes == ((1.0, 2.0, 30.0, 20.0), (10.0, 12.0, 45.0, 38.0))
     (meta / "localization.txt").write_text("val/a.JPEG,1,2,30,20\n")
     with pytest.raises(DataError, match="has no box") as caught:
-        read_wsol_metadata(meta, tmp_path, require_boxes=True)
+        read_wsol_split(meta, tmp_path, require_boxes=True)
     assert (caught.value.path.name, caught.value.line) == ("image_ids.txt", 2)
-    read_wsol_metadata(meta, tmp_path, require_boxes=False)  # a training split needs no boxes
+    read_wsol_split(meta, tmp_path, require_boxes=False)  # a training split needs no boxes
     (meta / "localization.txt").write_text("val/a.JPEG,1,2,30,20\nval/b.JPEG,0,0,10\n")
     with pytest.raises(DataError, match="expected 5 fields") as caught:
-        read_wsol_metadata(meta, tmp_path, require_boxes=True)
+        read_wsol_split(meta, tmp_path, require_boxes=True)
     assert (caught.value.path.name, caught.value.line) == ("localization.txt", 2)
     (meta / "localization.txt").write_text("val/a.JPEG,1,2,30,20\nval/c.JPEG,0,0,10,10\n")
     with pytest.raises(DataError, match="not in image_ids.txt") as caught:
-        read_wsol_metadata(meta, tmp_path, require_boxes=True)
+        read_wsol_split(meta, tmp_path, require_boxes=True)
     assert caught.value.line == 2
     (meta / "localization.txt").write_text("val/a.JPEG,1,2,30,20\n")
     (meta / "class_labels.txt").write_text("val/a.JPEG,3\n")
     with pytest.raises(DataError, match="has no entry in class_labels.txt") as caught:
-        read_wsol_metadata(meta, tmp_path, require_boxes=False)
+        read_wsol_split(meta, tmp_path, require_boxes=False)
     assert (caught.value.path.name, caught.value.line) == ("image_ids.txt", 2)
 
 
@@ -341,7 +339,8 @@ def test_dataset_wsol_boxes_are_truncated_to_the_score_frame(tmp_path: Path) -> 
 
 def test_sixteen_bit_png_and_float_tiff_scale_to_eight_bits(tmp_path: Path) -> None:
     import numpy as np
-    from ornet.data import Sample, open_rgb
+
+    from lowcam.data import Sample, open_rgb
 
     values16 = np.array([[0, 32896, 65535]], dtype=np.uint16)  # 32896 = 128 · 257
     Image.fromarray(values16).save(tmp_path / "deep.png")
@@ -407,3 +406,20 @@ def test_imagenet_box_outside_the_image_names_the_xml_line(tmp_path: Path) -> No
     with pytest.raises(DataError, match="leaves its 50×40 image") as caught:
         read_imagenet_val(val, xml, imagenet_classes(train))
     assert caught.value.path == path and caught.value.line is not None and caught.value.line > 1
+
+
+def test_compose_is_torchvision_to_tensor_then_normalize() -> None:
+    """The tensor is bit for bit what torchvision's ``to_tensor`` and ``normalize`` make of the image."""
+    tf = pytest.importorskip("torchvision.transforms.functional")
+    import numpy as np
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(13, 17, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    tensor, boxes = Compose([], mean, std)(image, torch.zeros(0, 4))
+    assert torch.equal(tensor, tf.normalize(tf.to_tensor(image), mean, std)) and boxes.shape == (0, 4)
+    grey, _ = Compose([], mean, std)(image.convert("L"), torch.zeros(0, 4))  # other modes become RGB
+    assert torch.equal(grey, tf.normalize(tf.to_tensor(image.convert("L").convert("RGB")), mean, std))
+    cropped, moved = CenterCrop(9)(image, torch.tensor([[4.0, 2.0, 12.0, 11.0]]))
+    assert cropped.tobytes() == tf.crop(image, 2, 4, 9, 9).tobytes()
+    assert moved.tolist() == [[0.0, 0.0, 8.0, 9.0]]

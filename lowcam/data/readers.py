@@ -1,10 +1,11 @@
-"""Data set readers for CUB-200-2011 and the wsolevaluation layout, and the dataset that feeds the loops.
+"""Readers of CUB-200-2011's own files and of a wsolevaluation split into :class:`Sample` records.
 
-ILSVRC 2012 in its own layout (class folders, PASCAL-VOC XML) is read by :mod:`ornet.imagenet`.
+ILSVRC 2012 in its own layout (class folders, PASCAL-VOC XML) is read by :mod:`lowcam.data.imagenet`.
 
 Every reader checks its input completely before training starts: a missing file, a malformed line, an
 id with no label or box, a label outside the class list or an unreadable image raises
-:class:`DataError`, whose message starts with ``<file>:<line>:`` (the line that names the bad item).
+:class:`lowcam.metrics.DataError`, whose message starts with ``<file>:<line>:`` (the line that names the
+bad item).
 
 Readers return :class:`Sample` records; boxes are ``(x0, y0, x1, y1)`` in pixels of the original image.
 With ``verify`` ``"header"`` or ``"full"`` each box must lie inside its image (one pixel of slack for
@@ -19,24 +20,43 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
-import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
 
-import lowcam.metrics as lowcam_metrics
+from lowcam.metrics.metadata import DataError, read_wsol_metadata
 
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "Box",
+    "DataSplit",
+    "Sample",
+    "VerifyMode",
+    "open_rgb",
+    "read_cub",
+    "read_wsol_split",
+    "to_rgb",
+    "verify_images",
+]
+
+#: A box ``(x0, y0, x1, y1)`` in pixels of the original image.
 Box = tuple[float, float, float, float]
+#: How much of each image the readers check: nothing, its header (size; the default) or every pixel.
 VerifyMode = Literal["none", "header", "full"]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-T = TypeVar("T")
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_T = TypeVar("_T")
 
 
-DataError = lowcam_metrics.DataError
-"""A problem in a data set file; ``str(error)`` reads ``<file>:<line>: <message>`` (the class
-``lowcam.metrics`` raises for its metadata, so one ``except`` catches both)."""
+def _pillow() -> Any:
+    try:
+        from PIL import Image
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "lowcam.data reads images with Pillow: pip install pillow (or pip install 'lowcam[examples]')"
+        ) from error
+    return Image
 
 
 @dataclass(frozen=True)
@@ -153,19 +173,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
     else:
         scale = 255.0 / 65535.0
     grey = np.clip(np.round(values * scale), 0, 255).astype(np.uint8)
-    return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1), mode="RGB")
+    rgb: Image.Image = _pillow().fromarray(np.repeat(grey[..., None], 3, axis=-1), mode="RGB")
+    return rgb
 
 
-def _read_image(sample: Sample, read: Callable[[Image.Image], T]) -> T:
+def _read_image(sample: Sample, read: Callable[[Image.Image], _T]) -> _T:
     """``read(image)`` on ``sample``'s opened image file; a :class:`DataError` naming the record (file and
     line) for an unreadable image or a decompression bomb."""
     source, line = sample.origin
+    image_module = _pillow()
     try:
-        with Image.open(sample.path) as raw:
+        with image_module.open(sample.path) as raw:
             return read(raw)
-    except Image.DecompressionBombError as error:
+    except image_module.DecompressionBombError as error:
         raise DataError(source, line, f"image {sample.path} is too large to decode safely: {error}") from None
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except (OSError, image_module.UnidentifiedImageError, ValueError) as error:
         raise DataError(source, line, f"unreadable image {sample.path}: {error}") from error
 
 
@@ -224,6 +246,27 @@ def read_cub(
     Raises:
         DataError: a missing file, a malformed line, an image id with no label, split or box, an id that
             names no image, a class id not in ``classes.txt``, a bad box, or an unreadable image.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from PIL import Image
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> files = {"classes.txt": "1 001.Albatross", "images.txt": "1 001.Albatross/a.jpg",
+        ...          "image_class_labels.txt": "1 1", "train_test_split.txt": "1 0",
+        ...          "bounding_boxes.txt": "1 2.0 3.0 10.0 20.0"}
+        >>> for name, text in files.items():
+        ...     _ = (root / name).write_text(text + "\\n")
+        >>> (root / "images" / "001.Albatross").mkdir(parents=True)
+        >>> Image.new("RGB", (40, 30)).save(root / "images" / "001.Albatross" / "a.jpg")
+        >>> test = read_cub(root, "test")
+        >>> test.classes, test.samples[0].label, test.samples[0].boxes, test.samples[0].image_id
+        (['001.Albatross'], 0, ((2.0, 3.0, 12.0, 23.0),), '001.Albatross/a.jpg')
+        >>> _ = (root / "image_class_labels.txt").write_text("1 7\\n")
+        >>> try:
+        ...     read_cub(root, "test")
+        ... except DataError as error:  # lowcam.metrics.DataError
+        ...     print(pathlib.Path(str(error)).name)
+        image_class_labels.txt:1: class id 7 is not in classes.txt
     """
     base = Path(root)
     if split not in ("train", "test"):
@@ -290,7 +333,7 @@ def read_cub(
     return DataSplit(samples, classes)
 
 
-def read_wsol_metadata(
+def read_wsol_split(
     metadata_dir: str | os.PathLike[str],
     data_root: str | os.PathLike[str],
     *,
@@ -300,8 +343,9 @@ def read_wsol_metadata(
 ) -> DataSplit:
     """Read one split in the wsolevaluation metadata layout (Choe et al., CVPR 2020).
 
-    A thin adapter over :func:`lowcam.metrics.read_wsol_metadata`, the reader ``lowcam-eval`` uses, so the
-    pipeline and the evaluator read (and reject) the same files. ``metadata_dir`` (e.g.
+    A thin adapter over :func:`lowcam.metrics.read_wsol_metadata`, the reader ``lowcam-eval`` uses, so
+    training and evaluation read (and reject) the same files; unlike :class:`lowcam.metrics.WSOLDataset`
+    it reads a training split too (no boxes). ``metadata_dir`` (e.g.
     ``metadata/ILSVRC/val``) holds ``image_ids.txt`` (``<path>``), ``class_labels.txt``
     (``<path>,<label>``, 0-based), and for evaluation splits ``localization.txt``
     (``<path>,<x0>,<y0>,<x1>,<y1>``, one line per box, several per image) and ``image_sizes.txt``
@@ -312,7 +356,7 @@ def read_wsol_metadata(
         DataError: a missing file, a malformed line, an image with no label (or no box when
             ``require_boxes``), a line naming an image not in ``image_ids.txt``, or an unreadable image.
     """
-    meta = lowcam_metrics.read_wsol_metadata(
+    meta = read_wsol_metadata(
         metadata_dir,
         require_localization=require_boxes,
         require_sizes=False,
@@ -334,50 +378,3 @@ def read_wsol_metadata(
         classes = [str(k) for k in range(max(meta.labels.values(), default=-1) + 1)]
     verify_images(samples, verify)
     return DataSplit(samples, list(classes))
-
-
-# ------------------------------------------------------------------------------------------- dataset
-
-
-Transform = Callable[[Image.Image, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-class SampleDataset(Dataset[tuple[torch.Tensor, int, torch.Tensor, int]]):
-    """Images, labels and boxes of :class:`Sample` records through a box-aware transform (the training
-    loops' dataset; :class:`lowcam.metrics.WSOLDataset` is the evaluation's, over wsolevaluation metadata).
-
-    Items are ``(image (3, H, W), label, boxes (K, 4) float32, index)``. With ``wsol_score_size`` set the
-    boxes are not transformed but rescaled as wsolevaluation does (:func:`lowcam.metrics.wsoleval_gt_boxes`:
-    ``int(x · size / W)``, the product first) on the original coordinates (the images are squashed to the score map's frame).
-    """
-
-    def __init__(
-        self, samples: Sequence[Sample], transform: Transform, wsol_score_size: int | None = None
-    ) -> None:
-        self.samples = list(samples)
-        self.transform = transform
-        self.wsol_score_size = wsol_score_size
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor, int]:
-        sample = self.samples[index]
-        image = open_rgb(sample)
-        boxes = torch.tensor(sample.boxes, dtype=torch.float64).reshape(-1, 4)
-        width, height = image.size
-        tensor, moved = self.transform(image, boxes)
-        if self.wsol_score_size is not None:
-            moved = lowcam_metrics.wsoleval_gt_boxes(boxes, (width, height), size=self.wsol_score_size)
-        return tensor, sample.label, moved.to(torch.float32), index
-
-
-def collate(
-    batch: Sequence[tuple[torch.Tensor, int, torch.Tensor, int]],
-) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
-    """Stack images, labels and indices; keep the per-image boxes as a list of ``(K_i, 4)`` tensors."""
-    images = torch.stack([item[0] for item in batch])
-    labels = torch.tensor([item[1] for item in batch], dtype=torch.long)
-    boxes = [item[2] for item in batch]
-    indices = torch.tensor([item[3] for item in batch], dtype=torch.long)
-    return images, labels, boxes, indices

@@ -1,6 +1,6 @@
 """Readers for ILSVRC 2012 in its own layout: training class folders, validation images with PASCAL-VOC XML.
 
-Errors are :class:`ornet.data.DataError` naming the file and line, as for every reader.
+Errors are :class:`lowcam.metrics.DataError` naming the file and line, as for every reader.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ornet.data import (
-    IMAGE_EXTENSIONS,
+from lowcam.data.readers import (
+    _IMAGE_EXTENSIONS,
     Box,
-    DataError,
     DataSplit,
     Sample,
     VerifyMode,
@@ -23,6 +22,9 @@ from ornet.data import (
     _require_file,
     verify_images,
 )
+from lowcam.metrics.metadata import DataError
+
+__all__ = ["imagenet_classes", "read_imagenet_train", "read_imagenet_val", "read_voc_boxes"]
 
 
 def _hidden(path: Path, base: Path) -> bool:
@@ -33,7 +35,7 @@ def _list_images(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _IMAGE_EXTENSIONS
     )
 
 
@@ -171,7 +173,7 @@ def read_imagenet_val(
     index = {wnid: k for k, wnid in enumerate(classes)}
     images: dict[str, Path] = {}
     for path in sorted(images_base.rglob("*")):
-        if not path.is_file() or _hidden(path, images_base) or path.suffix.lower() not in IMAGE_EXTENSIONS:
+        if not path.is_file() or _hidden(path, images_base) or path.suffix.lower() not in _IMAGE_EXTENSIONS:
             continue
         if path.stem in images:
             raise DataError(

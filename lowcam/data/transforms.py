@@ -9,13 +9,28 @@ state in a checkpoint covers them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 import torch
-import torchvision.transforms.functional as TF
-from PIL import Image
 
-from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD
+from lowcam.data.readers import _pillow
+from lowcam.metrics.dataset import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "BoxTransform",
+    "CenterCrop",
+    "Compose",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "Resize",
+    "ornet_test_transform",
+    "train_transform",
+    "wsol_test_transform",
+]
 
 
 class BoxTransform(Protocol):
@@ -36,14 +51,14 @@ class Resize:
     def __call__(self, image: Image.Image, boxes: torch.Tensor) -> tuple[Image.Image, torch.Tensor]:
         width, height = image.size
         scale = torch.tensor([self.size / width, self.size / height] * 2, dtype=boxes.dtype)
-        return image.resize((self.size, self.size), Image.Resampling.BILINEAR), boxes * scale
+        return image.resize((self.size, self.size), _pillow().Resampling.BILINEAR), boxes * scale
 
 
 def _crop(
     image: Image.Image, boxes: torch.Tensor, top: int, left: int, size: int
 ) -> tuple[Image.Image, torch.Tensor]:
     shift = torch.tensor([left, top, left, top], dtype=boxes.dtype)
-    return TF.crop(image, top, left, size, size), boxes - shift  # type: ignore[return-value]
+    return image.crop((left, top, left + size, top + size)), boxes - shift
 
 
 class CenterCrop:
@@ -86,11 +101,12 @@ class RandomHorizontalFlip:
             return image, boxes
         width = image.size[0]
         flipped = torch.stack((width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]), dim=1)
-        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), flipped
+        return image.transpose(_pillow().Transpose.FLIP_LEFT_RIGHT), flipped
 
 
 class Compose:
-    """Apply box transforms in order, then convert to a normalised ``(3, H, W)`` float tensor."""
+    """Apply box transforms in order, then convert to a normalised ``(3, H, W)`` float32 tensor: the RGB
+    bytes over 255, minus ``mean``, over ``std`` (what torchvision's ``to_tensor`` and ``normalize`` give)."""
 
     def __init__(
         self,
@@ -105,12 +121,20 @@ class Compose:
     def __call__(self, image: Image.Image, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for transform in self.transforms:
             image, boxes = transform(image, boxes)
-        tensor = TF.normalize(TF.to_tensor(image), self.mean, self.std)
-        return tensor, boxes
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True))
+        tensor = pixels.permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
+        return tensor.sub(mean).div(std), boxes
 
 
 def train_transform(
-    resize: int, crop: int, flip: bool, mean: Sequence[float], std: Sequence[float]
+    resize: int,
+    crop: int,
+    flip: bool = True,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> Compose:
     """ORNet's training augmentation: resize ``resize²``, random flip, random crop ``crop``."""
     steps: list[BoxTransform] = [Resize(resize)]
@@ -120,11 +144,23 @@ def train_transform(
     return Compose(steps, mean, std)
 
 
-def ornet_test_transform(resize: int, crop: int, mean: Sequence[float], std: Sequence[float]) -> Compose:
-    """Protocol ``"ornet"``: resize ``resize²``, centre crop ``crop`` (boxes scaled and shifted, float)."""
+def ornet_test_transform(
+    resize: int, crop: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> Compose:
+    """Protocol ``"ornet"``: resize ``resize²``, centre crop ``crop`` (boxes scaled and shifted, float).
+
+    Example:
+        >>> from PIL import Image
+        >>> image, boxes = Image.new("RGB", (80, 40)), torch.tensor([[8.0, 4.0, 40.0, 36.0]], dtype=torch.float64)
+        >>> tensor, moved = ornet_test_transform(64, 56)(image, boxes)
+        >>> tuple(tensor.shape), moved.round(decimals=2).tolist()  # ×0.8, ×1.6, then the crop's offset (4, 4)
+        ((3, 56, 56), [[2.4, 2.4, 28.0, 53.6]])
+    """
     return Compose([Resize(resize), CenterCrop(crop)], mean, std)
 
 
-def wsol_test_transform(crop: int, mean: Sequence[float], std: Sequence[float]) -> Compose:
+def wsol_test_transform(
+    crop: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> Compose:
     """Protocol ``"wsoleval"``: squash the image to ``crop²`` (no crop). Boxes are rescaled separately."""
     return Compose([Resize(crop)], mean, std)

@@ -40,8 +40,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from synthetic import SyntheticSpec, write_dataset  # noqa: E402
-
 from benchmarks._localization_summary import markdown, selection_score, summarise  # noqa: E402
 from benchmarks._runs import (  # noqa: E402
     SELECTION_SEED,
@@ -59,22 +57,23 @@ from benchmarks._runs import (  # noqa: E402
     write_validation_split,
 )
 from benchmarks._timing import environment, write_results  # noqa: E402
+from lowcam.data import ShapesSpec, write_shapes  # noqa: E402
 
 #: The variants: (name, what differs, spec). 256 training images each: with fewer, the schedule of
 #: examples/configs/synthetic.yaml does not train the classifiers (chance-level accuracy on 120 images), and
 #: on objects of 15-35 % of the image side it stays at chance even with 256.
-VARIANTS: tuple[tuple[str, str, SyntheticSpec], ...] = (
-    ("base", "4 classes, the demo's generator settings", SyntheticSpec(classes=4, train_per_class=64, test_per_class=24, seed=101)),
-    ("classes-8", "8 classes", SyntheticSpec(classes=8, train_per_class=32, test_per_class=12, seed=202)),
+VARIANTS: tuple[tuple[str, str, ShapesSpec], ...] = (
+    ("base", "4 classes, the demo's generator settings", ShapesSpec(classes=4, train_per_class=64, test_per_class=24, seed=101)),
+    ("classes-8", "8 classes", ShapesSpec(classes=8, train_per_class=32, test_per_class=12, seed=202)),
     (
         "small-objects",
         "objects 20-45 % of the shorter side (demo: 30-70 %)",
-        SyntheticSpec(classes=4, train_per_class=64, test_per_class=24, min_object=0.2, max_object=0.45, seed=303),
+        ShapesSpec(classes=4, train_per_class=64, test_per_class=24, min_object=0.2, max_object=0.45, seed=303),
     ),
     (
         "cluttered",
         "40 distractors per image (demo: 12)",
-        SyntheticSpec(classes=4, train_per_class=64, test_per_class=24, clutter=40, seed=404),
+        ShapesSpec(classes=4, train_per_class=64, test_per_class=24, clutter=40, seed=404),
     ),
 )  # fmt: skip
 
@@ -94,7 +93,7 @@ PLUGIN_GRID: tuple[dict[str, str], ...] = (
 # ----------------------------------------------------------------------------------------- data sets
 
 
-def prepare_variant(name: str, spec: SyntheticSpec, settings: Settings) -> tuple[Path, Path]:
+def prepare_variant(name: str, spec: ShapesSpec, settings: Settings) -> tuple[Path, Path]:
     """Write the variant's data set and its validation split (reused while the spec is the same)."""
     base = settings.work / name
     data, val = base / "data", base / "val_data"
@@ -103,7 +102,7 @@ def prepare_variant(name: str, spec: SyntheticSpec, settings: Settings) -> tuple
     if not done.exists() or done.read_text() != written:  # new or changed: no cached run survives
         if base.exists():
             shutil.rmtree(base)
-        write_dataset(data, spec)
+        write_shapes(data, spec)
         write_validation_split(data, val)
         done.write_text(written)
     return data, val

@@ -41,8 +41,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from birds import BirdSpec, write_birds  # noqa: E402
-
 from benchmarks._localization_summary import cell, selection_score  # noqa: E402
 from benchmarks._runs import (  # noqa: E402
     cached,
@@ -56,6 +54,7 @@ from benchmarks._runs import (  # noqa: E402
     write_validation_split,
 )
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
+from lowcam.data import BirdSpec, write_birds  # noqa: E402
 
 #: Stage-2 candidates (overrides of examples/configs/pretrained.yaml), chosen on validation.
 FINE_GRID: tuple[dict[str, str], ...] = (

@@ -5,7 +5,7 @@ WeightedEntropyLoss(p)`` with the evaluator frozen. This script scores fixed can
 objective, with the trained evaluator of a run of ``examples/train_ornet.py`` on an ``examples/birds.py``
 data set: the whole image, the bird's silhouette, its box, the head alone, the bird without its head, the
 background, the centre Gaussian, and the run's own stage-1 and stage-2 maps. Silhouettes are redrawn from
-the birds' seeds (:func:`birds.render_bird_masks`; each one's tight box is checked against
+the birds' seeds (:func:`lowcam.data.render_bird_masks`; each one's tight box is checked against
 ``bounding_boxes.txt``), taken through the evaluation transform and averaged onto the map's grid.
 
 Per candidate: the evaluator's cross-entropy and accuracy on ``x · p`` (no erasing) and, averaged over
@@ -40,7 +40,6 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from birds import BirdSpec, render_bird_masks, tight_box  # noqa: E402
 from ornet import recipe  # noqa: E402
 from ornet.config import Config  # noqa: E402
 from ornet.stages import build_evaluator, load_fine_parts  # noqa: E402
@@ -51,10 +50,13 @@ from benchmarks._localization_summary import cell  # noqa: E402
 from benchmarks._runs import read_table, run_context  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 from benchmarks.bench_pretrained import DEFAULT_VARIANTS, VARIANTS  # noqa: E402
-from lowcam.data import (  # noqa: E402
+from lowcam.data import (  # noqa: E402  # noqa: E402
+    BirdSpec,
     SampleDataset,
     collate_samples,
     ornet_test_transform,
+    render_bird_masks,
+    tight_box,
 )
 from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 

@@ -164,10 +164,10 @@ def localisation(
 
 def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Generate, fine-tune and evaluate one seed; returns its record (with the per-epoch log)."""
-    spec = birds.spec_from_args(birds.BirdSpec, args, seed=seed)
+    spec = birds.spec_from_args(lowcam.data.BirdSpec, args, seed=seed)
     start = time.perf_counter()
     root = work / f"birds_seed{seed}"
-    birds.write_birds(root, spec)
+    lowcam.data.write_birds(root, spec)
     x_train, y_train, _, _ = load_split(root, "train")
     x_test, y_test, box_test, head_test = load_split(root, "test")
     torch.manual_seed(seed)
@@ -377,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--size", type=int, default=224, help="image side in pixels (the birds' default is 128)"
     )
-    parser.add_argument("--head", type=float, default=birds.BirdSpec().head)
+    parser.add_argument("--head", type=float, default=lowcam.data.BirdSpec().head)
     parser.add_argument("--background-cue", type=float, default=0.0)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import lowcam.data
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
@@ -71,10 +73,8 @@ def copy_run(trained: Path, target: Path) -> Path:
 
 def tiny_dataset(root: Path, *, min_size: int = 36, max_size: int = 48) -> Path:
     """A tiny synthetic CUB-format set in ``root``: 3 classes, 6 training and 4 test images each (seed 1)."""
-    import synthetic
-
-    spec = synthetic.SyntheticSpec(
+    spec = lowcam.data.ShapesSpec(
         classes=3, train_per_class=6, test_per_class=4, min_size=min_size, max_size=max_size, seed=1
     )
-    synthetic.write_dataset(root, spec)
+    lowcam.data.write_shapes(root, spec)
     return root

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import torch
 
+import lowcam.data
+
 ROOT = Path(__file__).resolve().parent.parent
 GPU_SCRIPT = ROOT / "benchmarks" / "run_gpu.sh"
 
@@ -89,13 +91,11 @@ def test_localization_validation_split_holds_out_training_images_only(tmp_path: 
     """The validation split is cut from the training images, per class; no test image enters it."""
     pytest.importorskip("PIL")
     _bench_localization()  # puts examples/ on the path
-    from synthetic import SyntheticSpec, write_dataset
-
     from benchmarks._runs import write_validation_split
-    from lowcam.data import read_cub
+    from lowcam.data import ShapesSpec, read_cub, write_shapes
 
     source = tmp_path / "data"
-    write_dataset(source, SyntheticSpec(classes=3, train_per_class=8, test_per_class=2, seed=5))
+    write_shapes(source, ShapesSpec(classes=3, train_per_class=8, test_per_class=2, seed=5))
     train_count, val_count = write_validation_split(source, tmp_path / "val", fraction=0.25)
     assert (train_count, val_count) == (18, 6)
     full_train = {s.path.name for s in read_cub(source, "train").samples}
@@ -228,9 +228,8 @@ def test_map_parts_count_top_pixels_on_the_head_the_body_and_the_background() ->
 def test_validation_split_of_the_birds_keeps_their_head_boxes(tmp_path: Path) -> None:
     pytest.importorskip("PIL")
     _bench_localization()  # puts examples/ on the path
-    from birds import BirdSpec, write_birds
-
     from benchmarks._runs import write_validation_split
+    from lowcam.data import BirdSpec, write_birds
 
     write_birds(tmp_path / "data", BirdSpec(classes=2, train_per_class=4, test_per_class=1, size=48, seed=3))
     write_validation_split(tmp_path / "data", tmp_path / "val", fraction=0.25)
@@ -326,20 +325,17 @@ def test_stage1_trials_pin_the_stage_1_length_they_measured(tmp_path: Path, monk
 def test_stage2_objective_scores_fixed_maps(trained: Path, tmp_path: Path) -> None:
     """``stage2_objective.py``: the birds' silhouettes are redrawn from their seeds (a wrong spec is refused),
     every candidate and the run's own maps are scored, and the objective is the sum of its terms."""
-    sys.path.insert(0, str(ROOT / "examples"))
-    import birds
-
     from benchmarks import stage2_objective as s2
 
-    spec = birds.BirdSpec(classes=3, train_per_class=4, test_per_class=1, size=48, seed=5)
-    birds.write_birds(tmp_path / "birds", spec)
+    spec = lowcam.data.BirdSpec(classes=3, train_per_class=4, test_per_class=1, size=48, seed=5)
+    lowcam.data.write_birds(tmp_path / "birds", spec)
     data = tmp_path / "birds"
     paths = [data / "images" / line.split()[1] for line in (data / "images.txt").read_text().splitlines()[:3]]
     bird, head = s2.bird_masks(data, spec, paths)
     assert bird.shape == (3, 48, 48) and bool((head <= bird).all()) and 0 < head.sum() < bird.sum()
     with pytest.raises(ValueError, match="spec: image 1 redraws with box"):
         s2.bird_masks(
-            data, birds.BirdSpec(classes=3, train_per_class=4, test_per_class=1, size=48, seed=6), paths
+            data, lowcam.data.BirdSpec(classes=3, train_per_class=4, test_per_class=1, size=48, seed=6), paths
         )
 
     m = s2.measure(trained, data, spec, images=6, draws=2, masked_epochs=1)

@@ -66,6 +66,12 @@ def test_generator_page_code_runs() -> None:
     exec(compile(block, str(DOCS / "components" / "generator.md"), "exec"), {})
 
 
+def test_data_page_example_runs() -> None:
+    """docs/data.md: the synthetic birds, read back and batched with their boxes."""
+    (block,) = _python_blocks(DOCS / "data.md")
+    exec(compile(block, str(DOCS / "data.md"), "exec"), {})
+
+
 def test_plugin_page_code_runs_and_includes_the_example() -> None:
     """docs/plugin.md: its own code runs (the map contract's asserts hold); its excerpts are sections of
     examples/cam_with_lowcam.py that exist (mkdocs --strict fails on a missing file, not on a missing section)."""

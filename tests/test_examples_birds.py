@@ -1,4 +1,5 @@
-"""The synthetic birds of ``examples/birds.py``: CUB format, boxes, the class decided by the head only."""
+"""The synthetic birds of ``lowcam.data.write_birds`` (and its command line ``examples/birds.py``): CUB format,
+boxes, the class decided by the head only."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import birds
 from PIL import Image
 
+import lowcam.data
 from lowcam.data import read_cub
 
-SPEC = birds.BirdSpec(classes=3, train_per_class=3, test_per_class=2, seed=5)
+SPEC = lowcam.data.BirdSpec(classes=3, train_per_class=3, test_per_class=2, seed=5)
 
 
 def _box_of_difference(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -32,7 +34,7 @@ def _inside(inner: tuple[int, int, int, int], box: tuple[int, int, int, int]) ->
 
 
 def test_files_round_trip_through_the_cub_reader(tmp_path: Path) -> None:
-    count = birds.write_birds(tmp_path, SPEC)
+    count = lowcam.data.write_birds(tmp_path, SPEC)
     assert count == 15
     train, test = read_cub(tmp_path, "train", verify="full"), read_cub(tmp_path, "test", verify="full")
     assert len(train.samples) == 9 and len(test.samples) == 6
@@ -51,7 +53,7 @@ def test_files_round_trip_through_the_cub_reader(tmp_path: Path) -> None:
         assert x0 <= hx and y0 <= hy and hx + hw <= x1 and hy + hh <= y1  # the head is inside the bird
         assert hw * hh < 0.25 * (x1 - x0) * (y1 - y0)  # and a small part of it
     again = tmp_path / "again"
-    birds.write_birds(again, SPEC)
+    lowcam.data.write_birds(again, SPEC)
     for name in ("images.txt", "bounding_boxes.txt", "head_boxes.txt", "classes.txt"):
         assert (again / name).read_text() == (tmp_path / name).read_text()
     first = train.samples[0].path.relative_to(tmp_path)
@@ -59,19 +61,19 @@ def test_files_round_trip_through_the_cub_reader(tmp_path: Path) -> None:
 
 
 def test_box_is_the_tight_box_of_every_bird_pixel() -> None:
-    spec = birds.BirdSpec(clutter=3)
+    spec = lowcam.data.BirdSpec(clutter=3)
     for image_seed in range(4):
-        image, bird, head = birds.render_bird_masks(1, spec, np.random.default_rng([0, image_seed]))
+        image, bird, head = lowcam.data.render_bird_masks(1, spec, np.random.default_rng([0, image_seed]))
         # the background alone, from the same draws (render_bird_masks draws the cue, then the background)
         rng = np.random.default_rng([0, image_seed])
         rng.random()
-        background = np.asarray(birds._draw_background(128, 3, None, rng))
+        background = np.asarray(lowcam.data.birds._draw_background(128, 3, None, rng))
         pixels = np.asarray(image)
         changed = np.any(pixels != background, axis=-1)
         assert not changed[~bird].any()  # nothing but the bird is drawn over the background
         assert changed[bird].mean() > 0.95
         assert head.sum() < 0.3 * bird.sum() and not (head & ~bird).any()
-        box = birds.render_bird(1, spec, np.random.default_rng([0, image_seed]))[1]
+        box = lowcam.data.render_bird(1, spec, np.random.default_rng([0, image_seed]))[1]
         ys, xs = np.nonzero(bird)
         assert box == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
         assert box[2] > 0.5 * 128 and box[3] > 0.2 * 128
@@ -79,7 +81,7 @@ def test_box_is_the_tight_box_of_every_bird_pixel() -> None:
 
 def test_class_is_decided_by_the_head_only() -> None:
     for image_seed in range(6):
-        renders = [birds.render_bird(k, SPEC, np.random.default_rng([0, image_seed])) for k in range(3)]
+        renders = [lowcam.data.render_bird(k, SPEC, np.random.default_rng([0, image_seed])) for k in range(3)]
         boxes = {(r[1], r[2]) for r in renders}
         assert len(boxes) == 1  # the same bird and head box for every class
         _, bird, head = renders[0]
@@ -89,9 +91,9 @@ def test_class_is_decided_by_the_head_only() -> None:
 
 
 def test_background_cue_changes_the_background_with_the_class() -> None:
-    spec = birds.BirdSpec(classes=3, background_cue=1.0)
-    a, _, head = birds.render_bird(0, spec, np.random.default_rng([0, 1]))
-    b, _, _ = birds.render_bird(1, spec, np.random.default_rng([0, 1]))
+    spec = lowcam.data.BirdSpec(classes=3, background_cue=1.0)
+    a, _, head = lowcam.data.render_bird(0, spec, np.random.default_rng([0, 1]))
+    b, _, _ = lowcam.data.render_bird(1, spec, np.random.default_rng([0, 1]))
     diff = _box_of_difference(np.asarray(a), np.asarray(b))
     assert diff is not None and not _inside(diff, head)
     mean_a, mean_b = np.asarray(a)[:8].reshape(-1, 3).mean(0), np.asarray(b)[:8].reshape(-1, 3).mean(0)
@@ -100,11 +102,11 @@ def test_background_cue_changes_the_background_with_the_class() -> None:
 
 def test_bad_spec_is_named() -> None:
     with pytest.raises(ValueError, match="classes: got 1, expected 2..12"):
-        birds.BirdSpec(classes=1)
+        lowcam.data.BirdSpec(classes=1)
     with pytest.raises(ValueError, match="background_cue: got 1.5, expected 0..1"):
-        birds.BirdSpec(background_cue=1.5)
+        lowcam.data.BirdSpec(background_cue=1.5)
     with pytest.raises(ValueError, match="label: got 3, expected 0..2"):
-        birds.render_bird(3, SPEC, np.random.default_rng(0))
+        lowcam.data.render_bird(3, SPEC, np.random.default_rng(0))
 
 
 def test_cli_writes_birds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,9 +121,9 @@ def test_cli_writes_birds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_body_cue_tints_the_body_with_the_class_and_leaves_cue_free_birds_unchanged() -> None:
-    spec = birds.BirdSpec(classes=3, body_cue=1.0)
-    a, bird, head = birds.render_bird_masks(0, spec, np.random.default_rng([0, 1]))
-    b, _, _ = birds.render_bird_masks(1, spec, np.random.default_rng([0, 1]))
+    spec = lowcam.data.BirdSpec(classes=3, body_cue=1.0)
+    a, bird, head = lowcam.data.render_bird_masks(0, spec, np.random.default_rng([0, 1]))
+    b, _, _ = lowcam.data.render_bird_masks(1, spec, np.random.default_rng([0, 1]))
     body = bird & ~head
     colour_a, colour_b = np.asarray(a)[body].mean(0), np.asarray(b)[body].mean(0)
     assert np.abs(colour_a - colour_b).max() > 20  # the body's colour follows the class
@@ -130,14 +132,14 @@ def test_body_cue_tints_the_body_with_the_class_and_leaves_cue_free_birds_unchan
     # the digest of these renders, taken with the generator of commit f032e99 (Pillow's drawing included)
     digest = hashlib.sha256()
     for options in ({}, {"classes": 8}, {"background_cue": 0.9, "seed": 14}):
-        plain = birds.BirdSpec(**options)
+        plain = lowcam.data.BirdSpec(**options)
         for image_id in (1, 2, 3):
             for label in range(plain.classes):
-                image, bird_box, head_box = birds.render_bird(
+                image, bird_box, head_box = lowcam.data.render_bird(
                     label, plain, np.random.default_rng([plain.seed, image_id])
                 )
                 digest.update(np.asarray(image).tobytes())
                 digest.update(repr((bird_box, head_box)).encode())
     assert digest.hexdigest() == "8ab18576e97a4988653fd70af5693e906ffd9b3c144c02c369e19d90aa7deb0c"
     with pytest.raises(ValueError, match="body_cue: got -0.1, expected 0..1"):
-        birds.BirdSpec(body_cue=-0.1)
+        lowcam.data.BirdSpec(body_cue=-0.1)

@@ -18,7 +18,6 @@ sys.path.insert(0, str(EXAMPLES))
 
 timm = pytest.importorskip("timm", reason="timm (extra 'examples') is not installed")
 
-import birds  # noqa: E402
 import train_ornet  # noqa: E402
 from ornet import recipe  # noqa: E402
 from ornet.checks import validate  # noqa: E402
@@ -141,7 +140,9 @@ def test_map_statistics_by_hand() -> None:
 @pytest.mark.slow
 def test_pipeline_end_to_end_with_timm(tmp_path: Path) -> None:
     data = tmp_path / "birds"
-    birds.write_birds(data, birds.BirdSpec(classes=3, train_per_class=6, test_per_class=3, size=48, seed=3))
+    lowcam.data.write_birds(
+        data, lowcam.data.BirdSpec(classes=3, train_per_class=6, test_per_class=3, size=48, seed=3)
+    )
     out = tmp_path / "run"
     args = [
         "--config", str(EXAMPLES / "configs" / "pretrained.yaml"),

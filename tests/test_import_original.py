@@ -16,7 +16,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import import_original
-import synthetic
 import train_ornet
 from _authors_files import (
     BACKBONE,
@@ -178,9 +177,9 @@ def test_pipeline_evaluates_and_refines_the_imported_models(tmp_path: Path) -> N
     """``--stage eval`` reads the imported checkpoints (both maps are evaluated on every test image), and
     ``--stage fine`` trains stage 2 from the imported coarse model, leaving the frozen stem as it was."""
     data = tmp_path / "data"
-    synthetic.write_dataset(
+    lowcam.data.write_shapes(
         data,
-        synthetic.SyntheticSpec(
+        lowcam.data.ShapesSpec(
             classes=3, train_per_class=4, test_per_class=3, min_size=36, max_size=48, seed=1
         ),
     )

@@ -12,11 +12,23 @@ along unclipped, wsolevaluation's squashes the image and rescales the boxes as i
 - :func:`read_wsol_split`: a split in wsolevaluation's metadata layout, training splits included (the
   evaluation of saved maps is :mod:`lowcam.metrics`'s: :class:`lowcam.metrics.WSOLDataset`, ``lowcam-eval``).
 - :func:`train_transform`, :func:`ornet_test_transform`, :func:`wsol_test_transform` and their pieces.
+- Synthetic data sets in CUB's file format (:func:`write_cub`): :func:`write_birds`, birds whose class is
+  decided by the head alone (the WSOL problem: a classifier's CAM box is too small), and
+  :func:`write_shapes`, textured shapes on clutter.
 
 Images are decoded with Pillow, imported on first use (``pip install pillow``); nothing else beyond torch
 and NumPy.
 """
 
+from lowcam.data.birds import (
+    HEAD_PATTERNS,
+    BirdSpec,
+    bird_class_names,
+    render_bird,
+    render_bird_masks,
+    tight_box,
+    write_birds,
+)
 from lowcam.data.dataset import SampleDataset, Transform, collate_samples
 from lowcam.data.imagenet import imagenet_classes, read_imagenet_train, read_imagenet_val, read_voc_boxes
 from lowcam.data.readers import (
@@ -30,6 +42,7 @@ from lowcam.data.readers import (
     to_rgb,
     verify_images,
 )
+from lowcam.data.synthetic import ShapesSpec, render_shape, write_cub, write_shapes
 from lowcam.data.transforms import (
     BoxTransform,
     CenterCrop,
@@ -43,6 +56,8 @@ from lowcam.data.transforms import (
 )
 
 __all__ = [
+    "HEAD_PATTERNS",
+    "BirdSpec",
     "Box",
     "BoxTransform",
     "CenterCrop",
@@ -53,8 +68,10 @@ __all__ = [
     "Resize",
     "Sample",
     "SampleDataset",
+    "ShapesSpec",
     "Transform",
     "VerifyMode",
+    "bird_class_names",
     "collate_samples",
     "imagenet_classes",
     "open_rgb",
@@ -64,8 +81,15 @@ __all__ = [
     "read_imagenet_val",
     "read_voc_boxes",
     "read_wsol_split",
+    "render_bird",
+    "render_bird_masks",
+    "render_shape",
+    "tight_box",
     "to_rgb",
     "train_transform",
     "verify_images",
+    "write_birds",
+    "write_cub",
+    "write_shapes",
     "wsol_test_transform",
 ]

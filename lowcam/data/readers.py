@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from lowcam.metrics.dataset import _pillow
 from lowcam.metrics.metadata import DataError, read_wsol_metadata
 
 if TYPE_CHECKING:
@@ -47,16 +48,6 @@ Box = tuple[float, float, float, float]
 VerifyMode = Literal["none", "header", "full"]
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _T = TypeVar("_T")
-
-
-def _pillow() -> Any:
-    try:
-        from PIL import Image
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "lowcam.data reads images with Pillow: pip install pillow (or pip install 'lowcam[examples]')"
-        ) from error
-    return Image
 
 
 @dataclass(frozen=True)

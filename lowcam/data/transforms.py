@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
-from lowcam.data.readers import _pillow
-from lowcam.metrics.dataset import IMAGENET_MEAN, IMAGENET_STD
+from lowcam.metrics.dataset import IMAGENET_MEAN, IMAGENET_STD, _pillow
 
 if TYPE_CHECKING:
     from PIL import Image

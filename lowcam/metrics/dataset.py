@@ -107,7 +107,8 @@ def _pillow() -> Any:
         from PIL import Image
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "WSOLDataset reads images with Pillow: pip install pillow (or pip install 'lowcam[examples]')"
+            "reading images (lowcam.metrics.WSOLDataset, lowcam.data) needs Pillow: pip install pillow "
+            "(or pip install 'lowcam[examples]')"
         ) from error
     return Image
 

@@ -15,8 +15,8 @@ model (its modules are shared, not copied):
   runs up to the last ``feature_info`` entry at ``low_level_stride``, the features are the rest of
   ``forward_features``, the classifier is ``get_classifier()``.
 
-The cut is checked on a random image (the model's mode, weights and the random state are left as they
-were): the pieces in order must reproduce the model's logits, and the head must be a linear layer on the
+The cut is checked on a random image (drawn from a private generator: the global random state is not
+touched; the weights and every module's mode are left as they were): the pieces in order must reproduce the model's logits, and the head must be a linear layer on the
 spatially averaged final feature, so that ``cam_class_maps(features(stem(x)), classifier.weight)`` are the
 model's class activation maps. A model the check refuses gets an error that says which part failed.
 Depends on torch only: torchvision and timm are recognised by their attributes, never imported.
@@ -136,20 +136,27 @@ def _split_resnet(model: nn.Module, low_level_stride: int) -> BackboneSplit:
     )
 
 
-def _check(model: nn.Module, parts: BackboneSplit, side: int) -> int:
-    """Run ``model`` and ``parts`` on one random ``side``-pixel image; return the final feature's stride."""
+def _check(model: nn.Module, parts: BackboneSplit, side: int) -> BackboneSplit:
+    """Run ``model`` and ``parts`` on one random ``side``-pixel image (drawn from a private generator; every
+    module's mode restored after); return ``parts`` with the measured channels and stride."""
     timm = getattr(model, "feature_info", None) is not None
-    was_training = model.training
+    modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with torch.no_grad():
             param = next(model.parameters())
-            x = torch.randn(2, 3, side, side, dtype=param.dtype).to(param.device)  # no device RNG used
+            image = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0))
+            x = image.to(param.device, param.dtype)
             low = parts.stem(x)
             if low.shape[-1] * parts.stem_stride != side:
                 raise ValueError(f"the stem's output has side {low.shape[-1]} on {side}-pixel images")
             feature = parts.features(low)
+            if feature.dim() != 4 or feature.shape[1] != parts.classifier.in_features:
+                raise ValueError(
+                    f"{type(model).__name__}'s head is not a linear layer on the average-pooled feature "
+                    f"(the feature has shape {tuple(feature.shape)}, the head takes "
+                    f"{parts.classifier.in_features} inputs: no exact CAM)"
+                )
             if timm:
                 expected = model.forward_features(x)  # type: ignore[operator]
                 if feature.shape != expected.shape or not torch.allclose(
@@ -168,8 +175,9 @@ def _check(model: nn.Module, parts: BackboneSplit, side: int) -> int:
                     "(no exact CAM)"
                 )
     finally:
-        model.train(was_training)
-    return side // int(feature.shape[-1])
+        for module, training in modes.items():
+            module.training = training
+    return parts._replace(num_features=int(feature.shape[1]), output_stride=side // int(feature.shape[-1]))
 
 
 def split_backbone(
@@ -186,15 +194,18 @@ def split_backbone(
         low_level_stride: the stride of the stem's output (4, the generator's input in ORNet; a ResNet
             offers 4 only, a timm model any stride of its ``feature_info``).
         check: verify the cut (skip it to save one forward pass).
-        check_side: the side of the check's image (a multiple of the model's stride).
+        check_side: the side of the check's image: a multiple of 32, the largest stride of the two families,
+            so that the measured stride is exact.
 
     Returns:
         the :class:`BackboneSplit`; ``parts.body()(parts.stem(x))`` are the model's logits.
 
     Raises:
-        ValueError: ``model`` is neither kind, has no feature at ``low_level_stride``, or fails the check
-            (its modules in order do not reproduce it, or its head is not linear on the average-pooled
-            feature, e.g. timm's ConvNeXt, which normalises the pooled feature).
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: ``model`` is neither kind (a ResNet's ``fc`` must be an ``nn.Linear``), has no feature
+            at ``low_level_stride``, or fails the check (its modules in order do not reproduce it, or its
+            head is not linear on the average-pooled feature, e.g. timm's ConvNeXt, which normalises the
+            pooled feature); or a bad ``low_level_stride`` / ``check_side``.
 
     Example:
         >>> from torch import nn
@@ -222,8 +233,10 @@ def split_backbone(
     """
     if isinstance(low_level_stride, bool) or not isinstance(low_level_stride, int) or low_level_stride < 1:
         raise ValueError(f"low_level_stride must be a positive int, got {low_level_stride!r}")
-    if isinstance(check_side, bool) or not isinstance(check_side, int) or check_side < 1:
-        raise ValueError(f"check_side must be a positive int, got {check_side!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(check_side, bool) or not isinstance(check_side, int) or check_side < 32 or check_side % 32:
+        raise ValueError(f"check_side must be a positive multiple of 32, got {check_side!r}")
     info = getattr(model, "feature_info", None)
     if info is not None:
         parts = _split_timm(model, list(info), low_level_stride)
@@ -231,7 +244,7 @@ def split_backbone(
         parts = _split_resnet(model, low_level_stride)
     if not check or any(p.is_meta for p in model.parameters()):
         return parts
-    return parts._replace(output_stride=_check(model, parts, check_side))
+    return _check(model, parts, check_side)
 
 
 def _check_output_stride(output_stride: object, allowed: tuple[int, ...]) -> int:
@@ -290,10 +303,19 @@ class CamNet(nn.Module):
         self, classifier: nn.Module, num_classes: int | None = None, *, output_stride: int = 32
     ) -> None:
         super().__init__()
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+        ):
+            raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}")
         timm = getattr(classifier, "feature_info", None) is not None
         allowed = self.TIMM_STRIDES if timm else tuple(self.RESNET_STRIDES)
         self.output_stride = _check_output_stride(output_stride, allowed)
         parts = split_backbone(classifier)
+        if not timm and parts.output_stride not in (None, 32):
+            raise ValueError(
+                f"the ResNet's feature is at stride {parts.output_stride}, not 32: CamNet sets the stride itself "
+                "and takes a ResNet as torchvision builds it (no replace_stride_with_dilation, not a CamNet's)"
+            )
         if timm and parts.output_stride is not None and parts.output_stride != self.output_stride:
             raise ValueError(
                 f"output_stride={output_stride} but the timm model was created with output stride "

@@ -32,13 +32,23 @@ def test_resnet_is_cut_after_its_max_pooling_and_reproduces_the_model() -> None:
     assert sorted(set(body_keys)) == ["0", "1", "2", "3", "6"]  # layer1..4, pool, flatten, fc: body.6 = fc
 
 
-def test_the_check_leaves_mode_weights_and_random_state_alone() -> None:
+def test_the_check_leaves_mode_weights_and_random_state_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     model = torchvision.models.resnet18(weights=None, num_classes=3).train()
+    model.bn1.eval()  # a frozen BatchNorm in a training model keeps its own mode
     before = {k: v.clone() for k, v in model.state_dict().items()}
     state = torch.get_rng_state()
+
+    def no_global_seed(seed: int) -> None:
+        raise AssertionError("the check must not seed the global generators (every device's)")
+
+    monkeypatch.setattr(torch, "manual_seed", no_global_seed)
     split_backbone(model)
-    assert model.training and torch.equal(torch.get_rng_state(), state)
+    assert model.training and not model.bn1.training and model.layer1.training
+    assert torch.equal(torch.get_rng_state(), state)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics too
+    model.eval().layer1.train()
+    split_backbone(model)
+    assert not model.training and model.layer1.training and not model.layer2.training
 
 
 def test_a_resnet_whose_forward_differs_is_refused() -> None:
@@ -61,8 +71,11 @@ def test_bad_models_and_arguments_are_named() -> None:
     for bad in (0, True, 2.0):
         with pytest.raises(ValueError, match="low_level_stride must be a positive int"):
             split_backbone(model, low_level_stride=bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="check_side must be a positive int, got -1"):
-        split_backbone(model, check_side=-1)
+    for bad_side in (-1, 0, 48, True):
+        with pytest.raises(ValueError, match="check_side must be a positive multiple of 32"):
+            split_backbone(model, check_side=bad_side)
+    with pytest.raises(TypeError, match="model must be an nn.Module, got str"):
+        split_backbone("resnet18")  # type: ignore[arg-type]
 
 
 def test_generator_on_the_stem_trains_through_the_body() -> None:
@@ -101,6 +114,13 @@ def test_timm_split_is_at_stride_4_and_reproduces_the_model(
     assert (parts.stem_channels, parts.num_features, parts.output_stride) == (stem_channels, features, 32)
     with pytest.raises(ValueError, match="low_level_stride=64: no feature_info entry"):
         split_backbone(model, low_level_stride=64)
+
+
+def test_timm_head_after_a_pooled_convolution_is_refused() -> None:
+    timm = pytest.importorskip("timm", reason="timm (extra 'examples') is not installed")
+    model = timm.create_model("mobilenetv3_small_100", pretrained=False, num_classes=3)  # conv_head after GAP
+    with pytest.raises(ValueError, match="head is not a linear layer on the average-pooled feature"):
+        split_backbone(model)
 
 
 def test_timm_stride_is_measured_and_the_meta_device_is_not_checked() -> None:
@@ -152,6 +172,19 @@ def test_cam_net_map_is_the_fc_weighted_feature_sum() -> None:
     for layer in ("layer3", "layer4"):
         block = dict(net.features.named_children())[{"layer3": "6", "layer4": "7"}[layer]][0]
         assert block.conv2.stride == (1, 1) and block.downsample[0].stride == (1, 1)
+
+
+def test_cam_net_refuses_a_modified_resnet_and_a_bad_class_count() -> None:
+    dilated = torchvision.models.resnet50(num_classes=3, replace_stride_with_dilation=[False, True, True])
+    with pytest.raises(ValueError, match="the ResNet's feature is at stride 8, not 32"):
+        CamNet(dilated, 3, output_stride=32)
+    resnet = torchvision.models.resnet18(num_classes=3)
+    CamNet(resnet, output_stride=8)
+    with pytest.raises(ValueError, match="feature is at stride 8, not 32"):
+        CamNet(resnet, output_stride=8)  # already a CamNet's: its strides were changed
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="num_classes must be a positive int or None"):
+            CamNet(torchvision.models.resnet18(num_classes=3), bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("bad", [2, 64, 0, True, "8"])

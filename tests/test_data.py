@@ -7,6 +7,7 @@ the file and the line at fault.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from lowcam.data import (
     RandomHorizontalFlip,
     Resize,
     SampleDataset,
+    collate_samples,
     imagenet_classes,
     ornet_test_transform,
     read_cub,
@@ -423,3 +425,62 @@ def test_compose_is_torchvision_to_tensor_then_normalize() -> None:
     cropped, moved = CenterCrop(9)(image, torch.tensor([[4.0, 2.0, 12.0, 11.0]]))
     assert cropped.tobytes() == tf.crop(image, 2, 4, 9, 9).tobytes()
     assert moved.tolist() == [[0.0, 0.0, 8.0, 9.0]]
+
+
+def test_high_bit_depth_and_integer_boxes_are_not_truncated() -> None:
+    import numpy as np
+
+    from lowcam.data import to_rgb
+
+    deep = Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16))  # I;16, half of the range
+    tensor, _ = Compose([], (0.0,) * 3, (1.0,) * 3)(deep, torch.zeros(0, 4))
+    assert torch.equal(tensor, Compose([], (0.0,) * 3, (1.0,) * 3)(to_rgb(deep), torch.zeros(0, 4))[0])
+    assert abs(float(tensor.mean()) - 128 / 255) < 1e-6  # scaled by 257, not clipped to white
+    _, boxes = Resize(20)(Image.new("RGB", (40, 30)), torch.tensor([[1, 2, 3, 4]]))
+    assert boxes.dtype == torch.float64 and boxes.tolist() == [[0.5, 2 * 20 / 30, 1.5, 4 * 20 / 30]]
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: Resize(0), "size must be a positive int, got 0"),
+        (lambda: CenterCrop(True), "size must be a positive int, got True"),
+        (lambda: RandomCrop(10.5), "size must be a positive int, got 10.5"),
+        (lambda: RandomHorizontalFlip(p=2), r"p must be a probability in \[0, 1\], got 2"),
+        (lambda: Compose([], mean=(0.5, 0.5)), r"mean must be three numbers \(R, G, B\)"),
+        (lambda: Compose([], std=(1.0, 0.0, 1.0)), "std must not hold 0"),
+        (lambda: ornet_test_transform(64, 72), r"crop must be at most resize \(64\), got 72"),
+        (lambda: collate_samples([]), "collate_samples needs at least one item"),
+    ],
+)
+def test_bad_transform_arguments_are_named(make: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_synthetic_specs_and_writer_refuse_bad_values(tmp_path: Path) -> None:
+    import numpy as np
+
+    from lowcam.data import ShapesSpec, tight_box, write_cub, write_shapes
+
+    for bad, match in [
+        ({"classes": 9}, r"classes: got 9, expected an int in 1\.\.8"),
+        ({"min_size": 50, "max_size": 40}, "min_size/max_size: got 50/40"),
+        ({"min_size": 4, "max_size": 40}, "min_size/max_size: got 4/40"),
+        ({"max_object": 1.5}, "min_object/max_object"),
+        ({"clutter": -1}, "clutter: got -1"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            ShapesSpec(**bad)
+    spec = ShapesSpec(classes=2, train_per_class=1, test_per_class=1, min_size=16, max_size=16)
+    assert write_shapes(str(tmp_path / "shapes"), spec) == 4  # a str path is a path
+    with pytest.raises(ValueError, match="names must be CUB-style"):
+        write_cub(
+            tmp_path / "cub",
+            ["albatross"],
+            1,
+            1,
+            lambda label, i: (Image.new("RGB", (8, 8)), (0, 0, 1, 1), {}),
+        )
+    with pytest.raises(ValueError, match="mask must be a 2-D array with a True pixel"):
+        tight_box(np.zeros((4, 4), dtype=bool))

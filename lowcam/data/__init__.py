@@ -29,7 +29,7 @@ from lowcam.data.birds import (
     tight_box,
     write_birds,
 )
-from lowcam.data.dataset import SampleDataset, Transform, collate_samples
+from lowcam.data.dataset import SampleDataset, collate_samples
 from lowcam.data.imagenet import imagenet_classes, read_imagenet_train, read_imagenet_val, read_voc_boxes
 from lowcam.data.readers import (
     Box,
@@ -69,7 +69,6 @@ __all__ = [
     "Sample",
     "SampleDataset",
     "ShapesSpec",
-    "Transform",
     "VerifyMode",
     "bird_class_names",
     "collate_samples",

@@ -34,8 +34,8 @@ deterministic and an image does not depend on the others.
 from __future__ import annotations
 
 import colorsys
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -179,6 +179,17 @@ def render_bird(label: int, spec: BirdSpec, rng: np.random.Generator) -> tuple[I
     The random draws do not depend on ``label``: the same ``rng`` state gives the same bird, pose and
     background for every class, and only the head's colours and pattern (and, with ``background_cue``,
     the background's hue; with ``body_cue``, the body's and wing's hue) change with the class.
+
+    Args:
+        label: the class, ``0 … spec.classes - 1``.
+        spec: the data set's parameters.
+        rng: the generator the bird is drawn from.
+
+    Returns:
+        ``(RGB image (spec.size²), bird box, head box)``.
+
+    Raises:
+        ValueError: ``label`` out of range.
     """
     image, bird, head = render_bird_masks(label, spec, rng)
     return image, tight_box(bird), tight_box(head)
@@ -187,7 +198,20 @@ def render_bird(label: int, spec: BirdSpec, rng: np.random.Generator) -> tuple[I
 def render_bird_masks(
     label: int, spec: BirdSpec, rng: np.random.Generator
 ) -> tuple[Image.Image, np.ndarray, np.ndarray]:
-    """:func:`render_bird` with the masks: ``(image, bird mask, head mask)``, boolean ``(size, size)``."""
+    """:func:`render_bird` with the masks: ``(image, bird mask, head mask)``, boolean ``(size, size)``.
+
+    Args:
+        label: the class, ``0 … spec.classes - 1``.
+        spec: the data set's parameters.
+        rng: the generator the bird is drawn from (the same state as :func:`render_bird`'s gives the same
+            bird).
+
+    Returns:
+        ``(RGB image, bird mask, head mask)``.
+
+    Raises:
+        ValueError: ``label`` out of range.
+    """
     if not 0 <= label < spec.classes:
         raise ValueError(f"label: got {label}, expected 0..{spec.classes - 1}")
     size = spec.size
@@ -278,13 +302,32 @@ def render_bird_masks(
 
 
 def tight_box(mask: np.ndarray) -> _XYWH:
-    """``(x, y, w, h)`` of the smallest box holding every ``True`` pixel of a boolean ``(H, W)`` mask."""
+    """The smallest box holding every ``True`` pixel of a mask.
+
+    Args:
+        mask: a boolean ``(H, W)`` array with at least one ``True``.
+
+    Returns:
+        ``(x, y, w, h)`` in pixels.
+
+    Raises:
+        ValueError: ``mask`` is not 2-D or holds no ``True`` pixel.
+    """
+    if mask.ndim != 2 or not mask.any():
+        raise ValueError(f"mask must be a 2-D array with a True pixel, got shape {mask.shape}")
     ys, xs = np.nonzero(mask)
     return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
 def bird_class_names(classes: int) -> list[str]:
-    """CUB-style class folder names: ``001.red_solid_head``, …"""
+    """The birds' CUB-style class folder names: ``001.red_solid_head``, … (the head's hue and pattern).
+
+    Args:
+        classes: the number of classes.
+
+    Returns:
+        one name per class, in label order.
+    """
     names = []
     for k in range(classes):
         hue = _HUE_NAMES[round(k / classes * len(_HUE_NAMES)) % len(_HUE_NAMES)]
@@ -292,10 +335,29 @@ def bird_class_names(classes: int) -> list[str]:
     return names
 
 
-def write_birds(out: Path, spec: BirdSpec) -> int:
-    """Write the bird data set under ``out`` in CUB's file format (:func:`write_cub`, with
-    ``head_boxes.txt``); returns the number of images. Image ``i`` is drawn from its own generator, seeded
-    with ``(spec.seed, i)``."""
+def write_birds(out: str | os.PathLike[str], spec: BirdSpec) -> int:
+    """Write the bird data set under ``out`` in CUB's file format (:func:`~lowcam.data.write_cub`), with
+    ``head_boxes.txt`` (the heads' boxes, same format as ``bounding_boxes.txt``).
+
+    Image ``i`` is drawn from its own generator, seeded with ``(spec.seed, i)``: the files are deterministic
+    and an image does not depend on the others.
+
+    Args:
+        out: the folder (created if needed).
+        spec: the data set's parameters.
+
+    Returns:
+        the number of images written.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> write_birds(out, BirdSpec(classes=2, train_per_class=2, test_per_class=1, size=48))
+        6
+        >>> from lowcam.data import read_cub
+        >>> read_cub(out, "test").classes
+        ['001.red_solid_head', '002.cyan_crown_head']
+    """
 
     def render(label: int, image_id: int) -> tuple[Image.Image, _XYWH, dict[str, _XYWH]]:
         image, bird, head = render_bird(label, spec, np.random.default_rng([spec.seed, image_id]))

@@ -14,10 +14,10 @@ from lowcam.metrics.frames import wsoleval_gt_boxes
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["SampleDataset", "Transform", "collate_samples"]
+__all__ = ["SampleDataset", "collate_samples"]
 
-#: A box-aware transform: ``(RGB image, boxes (K, 4)) -> (image tensor, boxes)``.
-Transform = Callable[["Image.Image", torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# A box-aware transform: ``(RGB image, boxes (K, 4)) -> (image tensor, boxes)``.
+_Transform = Callable[["Image.Image", torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 class SampleDataset(Dataset[tuple[torch.Tensor, int, torch.Tensor, int]]):
@@ -51,7 +51,7 @@ class SampleDataset(Dataset[tuple[torch.Tensor, int, torch.Tensor, int]]):
     """
 
     def __init__(
-        self, samples: Sequence[Sample], transform: Transform, wsol_score_size: int | None = None
+        self, samples: Sequence[Sample], transform: _Transform, wsol_score_size: int | None = None
     ) -> None:
         self.samples = list(samples)
         self.transform = transform
@@ -74,7 +74,20 @@ class SampleDataset(Dataset[tuple[torch.Tensor, int, torch.Tensor, int]]):
 def collate_samples(
     batch: Sequence[tuple[torch.Tensor, int, torch.Tensor, int]],
 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
-    """Stack images, labels and indices; keep the per-image boxes as a list of ``(K_i, 4)`` tensors."""
+    """Stack images, labels and indices; keep the per-image boxes as a list of ``(K_i, 4)`` tensors (a
+    ``DataLoader``'s ``collate_fn`` for :class:`SampleDataset`).
+
+    Args:
+        batch: the items ``(image (3, H, W), label, boxes (K, 4), index)``, at least one.
+
+    Returns:
+        ``(images (B, 3, H, W), labels (B,) int64, [boxes (K_i, 4)], indices (B,) int64)``.
+
+    Raises:
+        ValueError: ``batch`` is empty.
+    """
+    if not batch:
+        raise ValueError("collate_samples needs at least one item, got an empty batch")
     images = torch.stack([item[0] for item in batch])
     labels = torch.tensor([item[1] for item in batch], dtype=torch.long)
     boxes = [item[2] for item in batch]

@@ -41,7 +41,17 @@ def _list_images(folder: Path) -> list[Path]:
 
 def imagenet_classes(train_dir: str | os.PathLike[str]) -> list[str]:
     """The class folder names (WordNet ids) under ``train_dir``, sorted: index = label. Hidden folders
-    (``.ipynb_checkpoints``) are not classes."""
+    (``.ipynb_checkpoints``) are not classes.
+
+    Args:
+        train_dir: the training folder (``train/<wnid>/``).
+
+    Returns:
+        the sorted folder names.
+
+    Raises:
+        DataError: the folder is missing or holds no class folder.
+    """
     base = Path(train_dir)
     if not base.is_dir():
         raise DataError(base, None, "training folder not found")
@@ -52,7 +62,19 @@ def imagenet_classes(train_dir: str | os.PathLike[str]) -> list[str]:
 
 
 def read_imagenet_train(train_dir: str | os.PathLike[str], verify: VerifyMode = "header") -> DataSplit:
-    """Read ILSVRC 2012's training set: one folder per class (``train/<wnid>/*.JPEG``), no boxes."""
+    """Read ILSVRC 2012's training set: one folder per class (``train/<wnid>/*.JPEG``), no boxes.
+
+    Args:
+        train_dir: the training folder.
+        verify: how much of each image to check (:func:`~lowcam.data.verify_images`).
+
+    Returns:
+        the :class:`~lowcam.data.DataSplit`; labels follow :func:`imagenet_classes`, the image ids are
+        ``train/<wnid>/<file>``.
+
+    Raises:
+        DataError: a missing folder, a class folder with no image, or an unreadable image.
+    """
     base = Path(train_dir)
     classes = imagenet_classes(base)
     samples: list[Sample] = []
@@ -124,6 +146,17 @@ def read_voc_boxes(path: str | os.PathLike[str]) -> tuple[list[tuple[str, Box, i
     """Read a PASCAL-VOC annotation: ``[(name, (x0, y0, x1, y1), line), ...]`` and the image size.
 
     ILSVRC's boxes use VOC's inclusive pixel coordinates; they are returned as written.
+
+    Args:
+        path: the XML file.
+
+    Returns:
+        ``(objects, size)``: each object's ``(name, box, line)``, and ``(width, height)`` from ``<size>``
+        (``None`` without it).
+
+    Raises:
+        DataError: a missing or malformed file, an object without a name or a box, a bad number or box,
+            or no object at all, naming the line.
     """
     xml_path = Path(path)
     root = _parse_xml(xml_path)
@@ -161,6 +194,15 @@ def read_imagenet_val(
     ``annotations_dir`` holds ``ILSVRC2012_val_00000001.xml`` etc. The class of an image is the
     ``<name>`` (WordNet id) of its objects, looked up in ``classes`` (the training folders' order);
     every box of the image is kept.
+
+    Args:
+        val_dir: the folder of validation images.
+        annotations_dir: the folder of XML files.
+        classes: the class names in label order (:func:`imagenet_classes` of the training folder).
+        verify: how much of each image to check (:func:`~lowcam.data.verify_images`).
+
+    Returns:
+        the :class:`~lowcam.data.DataSplit`, in the order of the XML files' names.
 
     Raises:
         DataError: an image with no XML, an XML with no image, a malformed XML, an unknown or mixed

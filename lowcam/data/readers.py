@@ -151,6 +151,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     when their maximum is at most 1, else as [0, 255] (NaN → 0). Values are rounded and clipped to
     [0, 255]; grey images are repeated over the three channels. Other modes go through
     ``convert("RGB")``.
+
+    Args:
+        image: a Pillow image of any mode.
+
+    Returns:
+        an RGB Pillow image of the same size.
     """
     mode = image.mode
     if mode not in (*_SIXTEEN_BIT, "I", "F"):
@@ -185,6 +191,12 @@ def _read_image(sample: Sample, read: Callable[[Image.Image], _T]) -> _T:
 def open_rgb(sample: Sample) -> Image.Image:
     """Decode ``sample``'s image as 8-bit RGB (:func:`to_rgb`).
 
+    Args:
+        sample: the record whose ``path`` is read.
+
+    Returns:
+        the RGB Pillow image.
+
     Raises:
         DataError: naming the record (file and line) of an unreadable image or a decompression bomb.
     """
@@ -203,8 +215,12 @@ def _check_inside(sample: Sample, width: int, height: int) -> None:
 
 
 def verify_images(samples: Iterable[Sample], mode: VerifyMode = "header") -> None:
-    """Check that every image exists and opens, and that its boxes lie inside it; ``"full"`` also decodes
-    the pixels.
+    """Check that every image exists and opens, and that its boxes lie inside it (one pixel of slack).
+
+    Args:
+        samples: the records to check.
+        mode: ``"header"`` reads each image's header (its size), ``"full"`` also decodes the pixels,
+            ``"none"`` checks nothing.
 
     Raises:
         DataError: naming the record (file and line) of the first bad image or box.
@@ -234,7 +250,17 @@ def read_cub(
     (``<id> <1 train | 0 test>``) and ``bounding_boxes.txt`` (``<id> <x> <y> <width> <height>`` in
     pixels, one box per image). Class ids are 1-based and dense.
 
+    Args:
+        root: the folder holding those files.
+        split: ``"train"`` or ``"test"`` (``train_test_split.txt``'s 1 and 0).
+        verify: how much of each image to check (:func:`verify_images`).
+
+    Returns:
+        the :class:`DataSplit`: the split's images in id order, labels 0-based, one box each
+        ``(x0, y0, x1, y1) = (x, y, x + width, y + height)``; the class names from ``classes.txt``.
+
     Raises:
+        ValueError: ``split`` is neither ``"train"`` nor ``"test"``.
         DataError: a missing file, a malformed line, an image id with no label, split or box, an id that
             names no image, a class id not in ``classes.txt``, a bad box, or an unreadable image.
 
@@ -342,6 +368,17 @@ def read_wsol_split(
     (``<path>,<x0>,<y0>,<x1>,<y1>``, one line per box, several per image) and ``image_sizes.txt``
     (``<path>,<width>,<height>``, optional here: the images are opened). Paths are relative to
     ``data_root``; one that leaves it is an error.
+
+    Args:
+        metadata_dir: the split's folder of metadata files.
+        data_root: the folder the image ids are relative to.
+        require_boxes: whether every image needs a box (an evaluation split) or none does (training).
+        classes: the class names (their number bounds the labels); default ``"0"``, ``"1"``, ... up to the
+            largest label.
+        verify: how much of each image to check (:func:`verify_images`).
+
+    Returns:
+        the :class:`DataSplit`, in the order of ``image_ids.txt``.
 
     Raises:
         DataError: a missing file, a malformed line, an image with no label (or no box when

@@ -60,7 +60,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_cub(
-    out: Path,
+    out: str | os.PathLike[str],
     names: Sequence[str],
     train_per_class: int,
     test_per_class: int,
@@ -73,7 +73,28 @@ def write_cub(
     ``bounding_boxes.txt``. Image ids are 1-based and interleave the classes (``render`` is called in id
     order); the first ``train_per_class`` images of each class are the training split. The index files are
     written last (atomically), after every image.
+
+    Args:
+        out: the folder (created if needed).
+        names: the class folder names, CUB-style ``<id>.<name>`` (``001.Black_footed_Albatross``).
+        train_per_class: training images per class.
+        test_per_class: test images per class.
+        render: draws one image, see above.
+
+    Returns:
+        the number of images written.
+
+    Raises:
+        ValueError: a name without a ``.``, or a count below 1.
     """
+    bad = [name for name in names if "." not in name]
+    if bad:
+        raise ValueError(f"names must be CUB-style '<id>.<name>', got {bad[:3]}")
+    if train_per_class < 1 or test_per_class < 1:
+        raise ValueError(
+            f"train_per_class/test_per_class must be >= 1, got {train_per_class}/{test_per_class}"
+        )
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
     lines: dict[str, list[str]] = {name: [] for name in files}
@@ -105,7 +126,7 @@ TEXTURES: tuple[str, ...] = ("hstripes", "checker", "dots", "vstripes", "diagona
 
 @dataclass(frozen=True)
 class ShapesSpec:
-    """Parameters of the synthetic data set.
+    """Parameters of the shapes data set (:func:`write_shapes`), checked when it is built.
 
     Attributes:
         classes: number of classes (at most ``len(SHAPES)``).
@@ -128,6 +149,31 @@ class ShapesSpec:
     max_object: float = 0.7
     clutter: int = 12
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if (
+            isinstance(self.classes, bool)
+            or not isinstance(self.classes, int)
+            or not 1 <= self.classes <= len(SHAPES)
+        ):
+            problems.append(f"classes: got {self.classes!r}, expected an int in 1..{len(SHAPES)}")
+        if self.train_per_class < 1 or self.test_per_class < 1:
+            problems.append(
+                f"train_per_class/test_per_class: got {self.train_per_class}/{self.test_per_class}, expected >= 1"
+            )
+        if not 8 <= self.min_size <= self.max_size:
+            problems.append(
+                f"min_size/max_size: got {self.min_size}/{self.max_size}, expected 8 <= min <= max"
+            )
+        if not 0.0 < self.min_object <= self.max_object <= 1.0:
+            problems.append(
+                f"min_object/max_object: got {self.min_object}/{self.max_object}, expected 0 < min <= max <= 1"
+            )
+        if self.clutter < 0:
+            problems.append(f"clutter: got {self.clutter}, expected >= 0")
+        if problems:
+            raise ValueError("ShapesSpec: " + "; ".join(problems))
 
 
 def _shape_mask(shape: str, side: int) -> Image.Image:
@@ -226,7 +272,16 @@ def _background(width: int, height: int, clutter: int, rng: np.random.Generator)
 def render_shape(
     label: int, spec: ShapesSpec, rng: np.random.Generator
 ) -> tuple[Image.Image, tuple[int, int, int, int]]:
-    """Render one image of class ``label`` (0-based) and its tight box ``(x, y, width, height)``."""
+    """Render one image of class ``label`` and its shape's tight box.
+
+    Args:
+        label: the class, ``0 … spec.classes - 1`` (it picks the shape and the texture).
+        spec: the data set's parameters.
+        rng: the generator the image is drawn from.
+
+    Returns:
+        ``(RGB image of a random size, box (x, y, width, height))``.
+    """
     width = int(rng.integers(spec.min_size, spec.max_size + 1))
     height = int(rng.integers(spec.min_size, spec.max_size + 1))
     image = _background(width, height, spec.clutter, rng)
@@ -244,15 +299,27 @@ def render_shape(
     return image, box
 
 
-def write_shapes(out: Path, spec: ShapesSpec) -> int:
-    """Write the data set under ``out`` in CUB's file format (:func:`write_cub`); returns the number
-    of images. One generator seeded with ``spec.seed`` draws the images in id order."""
-    if not 1 <= spec.classes <= len(SHAPES):
-        raise ValueError(f"classes must be in [1, {len(SHAPES)}], got {spec.classes}")
-    if spec.train_per_class < 1 or spec.test_per_class < 1:
-        raise ValueError(
-            f"train_per_class and test_per_class must be >= 1, got {spec.train_per_class}, {spec.test_per_class}"
-        )
+def write_shapes(out: str | os.PathLike[str], spec: ShapesSpec) -> int:
+    """Write the shapes data set under ``out`` in CUB's file format (:func:`write_cub`).
+
+    One generator seeded with ``spec.seed`` draws the images in id order, so the same spec writes the same
+    files.
+
+    Args:
+        out: the folder (created if needed).
+        spec: the data set's parameters.
+
+    Returns:
+        the number of images written.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> write_shapes(out, ShapesSpec(classes=2, train_per_class=2, test_per_class=1, min_size=32, max_size=40))
+        6
+        >>> (out / "classes.txt").read_text().splitlines()
+        ['1 001.disc_checker', '2 002.square_dots']
+    """
     rng = np.random.default_rng(spec.seed)
     names = [f"{k + 1:03d}.{SHAPES[k]}_{TEXTURES[(k + 1) % len(TEXTURES)]}" for k in range(spec.classes)]
 

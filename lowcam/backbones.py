@@ -16,10 +16,11 @@ model (its modules are shared, not copied):
   ``forward_features``, the classifier is ``get_classifier()``.
 
 The cut is checked on a random image (drawn from a private generator: the global random state is not
-touched; the weights and every module's mode are left as they were): the pieces in order must reproduce the model's logits, and the head must be a linear layer on the
-spatially averaged final feature, so that ``cam_class_maps(features(stem(x)), classifier.weight)`` are the
-model's class activation maps. A model the check refuses gets an error that says which part failed.
-Depends on torch only: torchvision and timm are recognised by their attributes, never imported.
+touched; the weights and every module's mode are left as they were): the pieces in order must reproduce
+the model's logits, and the head must be a linear layer on the spatially averaged final feature, so that
+``cam_class_maps(features(stem(x)), classifier.weight)`` are the model's class activation maps. A model
+the check refuses gets an error that says which part failed. Depends on torch only: torchvision and timm
+are recognised by their attributes, never imported.
 """
 
 from __future__ import annotations

@@ -270,29 +270,23 @@ def save_grid(
     heads: torch.Tensor,
     count: int = 16,
 ) -> None:
-    """A PNG of the first ``count`` test images over their score maps (red), with the bird's box (green)
-    and the head's box (blue)."""
-    from PIL import ImageDraw
-
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    tiles = []
-    for i in range(min(count, len(images))):
-        rgb = ((images[i] * std + mean).clamp(0, 1) * 255).permute(1, 2, 0).numpy().astype(np.uint8)
-        heat = (maps[i].float().numpy() * 255).astype(np.uint8)
-        overlay = (0.5 * rgb + 0.5 * np.stack([heat, np.zeros_like(heat), np.zeros_like(heat)], -1)).astype(
-            np.uint8
-        )
-        tile = Image.fromarray(np.concatenate([rgb, overlay], 1))
-        draw = ImageDraw.Draw(tile)
-        for shift in (0, rgb.shape[1]):
-            for box, colour in ((boxes[i], (0, 255, 0)), (heads[i], (0, 128, 255))):
-                x0, y0, x1, y1 = (float(v) for v in box)
-                draw.rectangle((x0 + shift, y0, x1 + shift - 1, y1 - 1), outline=colour)
-        tiles.append(np.asarray(tile))
-    rows = [np.concatenate(tiles[k : k + 4], 1) for k in range(0, len(tiles) - len(tiles) % 4, 4)]
+    """A PNG of the first ``count`` test images with their score maps
+    (:func:`lowcam.metrics.plot_localization_grid`), the bird's box (green, dashed) and the head's box (blue)."""
+    n = min(count, len(images))
+    figure = metrics.plot_localization_grid(
+        images[:n],
+        maps[:n],
+        heads[:n],  # drawn as the "predicted" box: the part a classifier needs
+        [box[None] for box in boxes[:n]],
+        columns=4,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        suptitle="CAM of the true class; green dashed: the bird's box, blue: the head's box",
+        pred_color="deepskyblue",
+        gt_color="lime",
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, 0)).save(path)
+    figure.savefig(path, format="png")
 
 
 def _mean_std(values: Sequence[float]) -> str:

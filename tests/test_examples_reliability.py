@@ -279,6 +279,7 @@ def test_pictures_draw_the_library_box_at_tau_with_plot_localization(
     from PIL import Image
 
     from lowcam import metrics
+    from lowcam.metrics import picture
 
     calls: list[dict[str, object]] = []
     plot = metrics.plot_localization
@@ -287,7 +288,7 @@ def test_pictures_draw_the_library_box_at_tau_with_plot_localization(
         calls.append({"image": image, "scoremap": scoremap, **kwargs})
         return plot(image, scoremap, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(metrics, "plot_localization", recording)
+    monkeypatch.setattr(picture, "plot_localization", recording)  # what plot_localization_grid draws with
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(3, 3, 32, 32, generator=generator)
     maps = {name: torch.rand(3, 1, 8, 8, generator=generator) for name in ("coarse", "fine")}

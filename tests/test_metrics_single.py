@@ -125,3 +125,34 @@ def test_plot_localization_renders_the_overlay_and_the_boxes(tmp_path: Path) -> 
     with pytest.raises(ValueError, match=r"image must be \(3, H, W\), \(H, W, 3\) or \(H, W\)"):
         metrics.plot_localization(torch.zeros(5, 8, 8), cam)
     plt.close("all")
+
+
+def test_plot_localization_grid_draws_one_panel_per_image(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed")
+    from PIL import Image
+
+    images = torch.zeros(5, 3, 32, 32)
+    cams = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    pred = torch.tensor([[8.0, 8.0, 23.0, 23.0]] * 5)
+    gt = [torch.tensor([[4.0, 4.0, 27.0, 27.0]]), None, torch.zeros(0, 4), None, None]
+    figure = metrics.plot_localization_grid(
+        images, cams, pred, gt, titles=["a", None, None, None, None], columns=3, suptitle="grid"
+    )
+    axes = figure.axes
+    assert len(axes) == 6 and not axes[5].axison  # 2 × 3, the last cell empty
+    assert [len(ax.patches) for ax in axes[:5]] == [2, 1, 1, 1, 1] and axes[0].get_title() == "a"
+    figure.savefig(tmp_path / "grid.png", format="png")
+    with Image.open(tmp_path / "grid.png") as png:
+        assert png.size == (round(3 * 1.6 * 80), round(2 * 1.6 * 80 + 0.55 * 80))  # panels, title, headings
+    mixed = metrics.plot_localization_grid(
+        [images[0], images[1]], [None, cams[1]], mean=[0.5] * 3, std=[0.5] * 3
+    )
+    assert len(mixed.axes[0].images) == 1 and len(mixed.axes[1].images) == 2  # no overlay, then one
+    with pytest.raises(ValueError, match=r"scoremaps must hold one entry per image \(5\), got 2"):
+        metrics.plot_localization_grid(images, cams[:2])
+    with pytest.raises(ValueError, match="mean and std go together"):
+        metrics.plot_localization_grid(images, mean=[0.5] * 3)
+    with pytest.raises(ValueError, match="columns must be a positive int, got 0"):
+        metrics.plot_localization_grid(images, columns=0)
+    with pytest.raises(ValueError, match="images must hold at least one image"):
+        metrics.plot_localization_grid([])

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from lowcam import metrics
-from ornet import pictures
+from ornet.files import atomic_write
 from ornet.runtime import Context
 
 #: Images in ``maps.png``, the side-by-side comparison of every map.
 COMPARED = 6
+#: Predicted box colour and ground-truth box colour (dashed), as the titles say.
+PRED_COLOUR = "red"
+GT_COLOUR = "lime"
 
 LABELS = {
     "coarse": "stage 1 map (coarse)",
@@ -65,6 +69,10 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _save(path: Path, figure: Any) -> None:
+    atomic_write(path, lambda handle: figure.savefig(handle, format="png"))
+
+
 def draw(
     ctx: Context,
     results: dict[str, Any],
@@ -74,8 +82,10 @@ def draw(
 ) -> None:
     """``maps_<name>.png`` per map: the kept images with the map, the predicted box at the map's best
     threshold (red, :func:`lowcam.metrics.box_from_map` of the "ornet" protocol, in the crop's pixels) and
-    the ground truth (green, dashed); ``maps.png``: the first images with every map side by side."""
+    the ground truth (green, dashed); ``maps.png``: the first images with every map side by side. Drawn by
+    :func:`lowcam.metrics.plot_localization_grid`, written atomically."""
     d = ctx.cfg.data
+    style = {"mean": d.mean, "std": d.std, "pred_color": PRED_COLOUR, "gt_color": GT_COLOUR}
     panels: dict[str, tuple[str, torch.Tensor, torch.Tensor]] = {}
     for name, maps_list in kept.items():
         maps = torch.stack(maps_list)
@@ -83,27 +93,25 @@ def draw(
         predicted = metrics.box_from_map(maps, threshold, protocol="ornet", image_size=d.crop)
         gt_known = results[name]["ornet"]["gt_known"]
         title = f"{name}: GT-known {gt_known:.1f}% at tau={threshold:.2f} (red: predicted, green: GT)"
-        pictures.save_grid(
-            ctx.out / f"maps_{name}.png",
-            images,
-            maps,
-            predicted,
-            boxes,
-            mean=d.mean,
-            std=d.std,
-            title=title,
-        )
+        figure = metrics.plot_localization_grid(images, maps[:, 0], predicted, boxes, suptitle=title, **style)
+        _save(ctx.out / f"maps_{name}.png", figure)
         panels[name] = (f"{name} (tau={threshold:.2f})", maps, predicted)
     rows = min(COMPARED, images.shape[0])
-    pictures.save_comparison(
-        ctx.out / "maps.png",
-        images[:rows],
-        {
-            name: (heading, maps[:rows], predicted[:rows])
-            for name, (heading, maps, predicted) in panels.items()
-        },
-        boxes[:rows],
-        mean=d.mean,
-        std=d.std,
-        title="each map at its best tau (red: predicted, green: GT)",
+    cells: list[tuple[torch.Tensor | None, torch.Tensor | None, str | None]] = []
+    for k in range(rows):  # per image: the image with its ground truth, then each map with its box
+        cells.append((None, None, "image" if k == 0 else None))
+        cells.extend(
+            (maps[k, 0], predicted[k], heading if k == 0 else None)
+            for heading, maps, predicted in panels.values()
+        )
+    figure = metrics.plot_localization_grid(
+        [images[k] for k in range(rows) for _ in range(1 + len(panels))],
+        [cell[0] for cell in cells],
+        [cell[1] for cell in cells],
+        [boxes[k] for k in range(rows) for _ in range(1 + len(panels))],
+        titles=[cell[2] for cell in cells],
+        columns=1 + len(panels),
+        suptitle="each map at its best tau (red: predicted, green: GT)",
+        **style,
     )
+    _save(ctx.out / "maps.png", figure)

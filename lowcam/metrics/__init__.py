@@ -48,7 +48,7 @@ from lowcam.metrics.localization import LocalizationAccuracy, localization_accur
 from lowcam.metrics.maxboxacc import MaxBoxAcc, max_box_acc
 from lowcam.metrics.metadata import DataError, MaskRef, WSOLMetadata, read_mask, read_wsol_metadata
 from lowcam.metrics.ornet_boxes import boxes_all_pixels
-from lowcam.metrics.picture import plot_localization
+from lowcam.metrics.picture import plot_localization, plot_localization_grid
 from lowcam.metrics.pxap import PxAP, resize_nearest
 from lowcam.metrics.results import BoxAccuracyResult, PxAPResult
 from lowcam.metrics.run import EvalProtocol, evaluate_model
@@ -89,6 +89,7 @@ __all__ = [
     "ornet_gt_boxes",
     "ornet_thresholds",
     "plot_localization",
+    "plot_localization_grid",
     "prepare_scoremap",
     "quantize_scoremap",
     "read_mask",

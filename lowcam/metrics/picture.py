@@ -1,7 +1,8 @@
-"""``plot_localization``: an image, its map as an overlay, the predicted and the ground-truth boxes."""
+"""``plot_localization``: an image, its map as an overlay, the predicted and the ground-truth boxes; a grid of them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["plot_localization"]
+__all__ = ["plot_localization", "plot_localization_grid"]
 
 
 def _image_array(image: Any) -> np.ndarray:
@@ -146,3 +147,105 @@ def plot_localization(
     if title is not None:
         ax.set_title(title)
     return ax
+
+
+def _per_panel(name: str, values: Any, count: int) -> list[Any]:
+    """``values`` as one entry per panel: None for none, else a sequence (or a tensor's first axis) of
+    ``count`` entries (an entry may be None)."""
+    if values is None:
+        return [None] * count
+    if len(values) != count:
+        raise ValueError(f"{name} must hold one entry per image ({count}), got {len(values)}")
+    return list(values)
+
+
+def plot_localization_grid(
+    images: Tensor | Sequence[Any],
+    scoremaps: Tensor | Sequence[Any] | None = None,
+    pred_boxes: Tensor | Sequence[Any] | None = None,
+    gt_boxes: Sequence[Any] | None = None,
+    *,
+    titles: Sequence[str | None] | None = None,
+    columns: int = 8,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    suptitle: str = "",
+    panel_size: float = 1.6,
+    dpi: int = 80,
+    **style: Any,
+) -> Any:
+    """A grid of :func:`plot_localization` panels, one per image, as a matplotlib ``Figure`` (no pyplot
+    state: save it with ``figure.savefig(path)``; nothing is kept open).
+
+    Each per-image argument holds one entry per panel (an entry may be None: that panel has no overlay,
+    predicted box or ground truth), so one call draws one map over many images or, with an image repeated,
+    several maps of the same image side by side.
+
+    Args:
+        images: ``(N, 3, H, W)`` tensor, or N images of any form :func:`plot_localization` takes.
+        scoremaps: ``(N, h, w)`` / ``(N, 1, h, w)``, or N maps (or None entries), or None.
+        pred_boxes: ``(N, 4)``, or N boxes (or None entries), or None.
+        gt_boxes: N ``(K_i, 4)`` boxes (or None entries), or None.
+        titles: N titles (or None entries), or None.
+        columns: panels per row (fewer when there are fewer images).
+        mean: with ``std``, undo this per-channel normalisation of tensor images first
+            (``image · std + mean``).
+        std: see ``mean``.
+        suptitle: the figure's title ("" for none).
+        panel_size: one panel's side, in inches.
+        dpi: dots per inch.
+        **style: passed to every :func:`plot_localization` (``alpha``, ``cmap``, ``pred_color``,
+            ``gt_color``).
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+        TypeError, ValueError: an argument of the wrong type or length, named.
+
+    Example:
+        >>> import io
+        >>> images, cams = torch.zeros(3, 3, 32, 32), torch.rand(3, 4, 4)
+        >>> figure = plot_localization_grid(images, cams, torch.tensor([[8, 8, 23, 23]] * 3), columns=2)
+        >>> len(figure.axes), sum(len(ax.patches) for ax in figure.axes)  # a 2 × 2 grid, one box a panel
+        (4, 3)
+        >>> figure.savefig(io.BytesIO(), format="png")
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("plot_localization_grid needs matplotlib: pip install 'lowcam[plot]'") from error
+    count = len(images)
+    if count == 0:
+        raise ValueError("images must hold at least one image")
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ValueError(f"columns must be a positive int, got {columns!r}")
+    if (mean is None) != (std is None):
+        raise ValueError("mean and std go together: give both or neither")
+    maps = _per_panel("scoremaps", scoremaps, count)
+    preds = _per_panel("pred_boxes", pred_boxes, count)
+    gts = _per_panel("gt_boxes", gt_boxes, count)
+    heads = _per_panel("titles", titles, count)
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    banner = 0.3 if suptitle else 0.0
+    headings = 0.25 if any(t is not None for t in heads) else 0.0
+    figure = Figure(figsize=(columns * panel_size, rows * panel_size + banner + headings), dpi=dpi)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    if suptitle:
+        figure.suptitle(suptitle, fontsize=8)
+    top = 1.0 - (banner + headings) / (rows * panel_size + banner + headings) if banner + headings else 0.99
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top, wspace=0.04, hspace=0.18)
+    for k, ax in enumerate(axes.flat):
+        if k >= count:
+            ax.set_axis_off()
+            continue
+        image = images[k]
+        if mean is not None and std is not None and isinstance(image, Tensor):
+            channels = torch.tensor([list(mean), list(std)], dtype=torch.float32).view(2, -1, 1, 1)
+            image = (image.detach().float().cpu() * channels[1] + channels[0]).clamp(0, 1)
+        plot_localization(image, maps[k], pred_box=preds[k], gt_boxes=gts[k], ax=ax, title=heads[k], **style)
+        if heads[k] is not None:
+            ax.title.set_fontsize(7)
+    return figure

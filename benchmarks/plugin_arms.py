@@ -64,7 +64,7 @@ from ornet.runtime import holdout_split  # noqa: E402
 
 import lowcam  # noqa: E402
 from lowcam import metrics  # noqa: E402
-from lowcam.data import (  # noqa: E402  # noqa: E402
+from lowcam.data import (  # noqa: E402
     SampleDataset,
     collate_samples,
     ornet_test_transform,

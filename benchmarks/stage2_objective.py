@@ -50,7 +50,7 @@ from benchmarks._localization_summary import cell  # noqa: E402
 from benchmarks._runs import read_table, run_context  # noqa: E402
 from benchmarks._timing import environment, markdown_table, write_results  # noqa: E402
 from benchmarks.bench_pretrained import DEFAULT_VARIANTS, VARIANTS  # noqa: E402
-from lowcam.data import (  # noqa: E402  # noqa: E402
+from lowcam.data import (  # noqa: E402
     BirdSpec,
     SampleDataset,
     collate_samples,
@@ -58,18 +58,10 @@ from lowcam.data import (  # noqa: E402  # noqa: E402
     render_bird_masks,
     tight_box,
 )
-from lowcam.metrics import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 __all__ = [
-    "CANDIDATES",
-    "bird_masks",
-    "bird_window",
-    "main",
-    "markdown",
-    "masked_evaluator",
-    "measure",
-    "score",
-]
+    "CANDIDATES", "bird_masks", "bird_window", "main", "markdown", "masked_evaluator", "measure", "score",
+]  # fmt: skip
 
 #: the candidate maps, in the order of the table
 CANDIDATES = ("whole image", "bird", "bird box", "head", "bird without head", "background", "centre Gaussian")
@@ -215,7 +207,7 @@ def measure(
     cfg, split = ctx.cfg, ctx.train
     evaluator = recipe.frozen_evaluator(load_model(ctx, "evaluator", build_evaluator(ctx)), cfg).eval()
     parts = recipe.fine_parts(cfg)
-    transform = ornet_test_transform(cfg.data.resize, cfg.data.crop, IMAGENET_MEAN, IMAGENET_STD)
+    transform = ornet_test_transform(cfg.data.resize, cfg.data.crop)  # ImageNet's statistics
     samples = split.samples[:images]
     x, labels, _, _ = next(
         iter(DataLoader(SampleDataset(samples, transform), batch_size=images, collate_fn=collate_samples))

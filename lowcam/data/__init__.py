@@ -16,8 +16,8 @@ along unclipped, wsolevaluation's squashes the image and rescales the boxes as i
   decided by the head alone (the WSOL problem: a classifier's CAM box is too small), and
   :func:`write_shapes`, textured shapes on clutter.
 
-Images are decoded with Pillow, imported on first use (``pip install pillow``); nothing else beyond torch
-and NumPy.
+Images are decoded with Pillow, imported on first use (``pip install 'lowcam[data]'``); nothing else
+beyond torch and NumPy.
 """
 
 from lowcam.data.birds import (

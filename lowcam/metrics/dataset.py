@@ -108,7 +108,7 @@ def _pillow() -> Any:
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
             "reading images (lowcam.metrics.WSOLDataset, lowcam.data) needs Pillow: pip install pillow "
-            "(or pip install 'lowcam[examples]')"
+            "(or pip install 'lowcam[data]')"
         ) from error
     return Image
 

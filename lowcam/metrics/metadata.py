@@ -363,7 +363,7 @@ def read_mask(path: str | os.PathLike[str], *, size: int | tuple[int, int] | Non
         from PIL import Image, UnidentifiedImageError
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "reading mask images needs Pillow: pip install pillow (or pip install 'lowcam[examples]')"
+            "reading mask images needs Pillow: pip install pillow (or pip install 'lowcam[data]')"
         ) from error
     import numpy as np
 

@@ -306,11 +306,11 @@ def write_shapes(out: str | os.PathLike[str], spec: ShapesSpec) -> int:
     files.
 
     Args:
-        out: the folder (created if needed).
-        spec: the data set's parameters.
+        out: the folder to write into (created if needed).
+        spec: the shapes' parameters (:class:`ShapesSpec`).
 
     Returns:
-        the number of images written.
+        how many images were written: ``spec.classes · (train_per_class + test_per_class)``.
 
     Example:
         >>> import tempfile, pathlib

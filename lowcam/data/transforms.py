@@ -194,6 +194,11 @@ class Compose:
         return tensor.sub(mean).div(std), boxes
 
 
+def _check_crop(resize: int, crop: int) -> None:
+    if _side("crop", crop) > _side("resize", resize):
+        raise ValueError(f"crop must be at most resize ({resize}), got {crop}")
+
+
 def train_transform(
     resize: int,
     crop: int,
@@ -216,8 +221,7 @@ def train_transform(
     Raises:
         ValueError: a side that is not a positive int, ``crop > resize``, or a bad ``mean`` / ``std``.
     """
-    if _side("crop", crop) > _side("resize", resize):
-        raise ValueError(f"crop must be at most resize ({resize}), got {crop}")
+    _check_crop(resize, crop)
     steps: list[BoxTransform] = [Resize(resize)]
     if flip:
         steps.append(RandomHorizontalFlip())
@@ -229,19 +233,10 @@ def ornet_test_transform(
     resize: int, crop: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
 ) -> Compose:
     """Protocol ``"ornet"``: squash to ``resize²``, then the central ``crop²`` (boxes scaled and shifted, not
-    clipped).
-
-    Args:
-        resize: the side the image is squashed to (the paper's 256).
-        crop: the side of the central window (the paper's 224), at most ``resize``.
-        mean: the per-channel mean of the normalisation.
-        std: the per-channel standard deviation of the normalisation.
+    clipped). The arguments and the errors are :func:`train_transform`'s; the window is the central one.
 
     Returns:
         the :class:`Compose`: ``(image, boxes) -> (tensor (3, crop, crop), boxes in the crop's pixels)``.
-
-    Raises:
-        ValueError: a side that is not a positive int, ``crop > resize``, or a bad ``mean`` / ``std``.
 
     Example:
         >>> from PIL import Image
@@ -250,8 +245,7 @@ def ornet_test_transform(
         >>> tuple(tensor.shape), moved.round(decimals=2).tolist()  # ×0.8, ×1.6, then the crop's offset (4, 4)
         ((3, 56, 56), [[2.4, 2.4, 28.0, 53.6]])
     """
-    if _side("crop", crop) > _side("resize", resize):
-        raise ValueError(f"crop must be at most resize ({resize}), got {crop}")
+    _check_crop(resize, crop)
     return Compose([Resize(resize), CenterCrop(crop)], mean, std)
 
 

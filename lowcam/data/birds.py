@@ -36,11 +36,11 @@ from __future__ import annotations
 import colorsys
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lowcam.data.synthetic import _XYWH, write_cub
+from lowcam.data.synthetic import _XYWH, _draw, write_cub
 from lowcam.metrics.dataset import _pillow as _pil
 
 if TYPE_CHECKING:
@@ -125,13 +125,6 @@ class BirdSpec:
             problems.append(f"body_cue: got {self.body_cue}, expected 0..1")
         if problems:
             raise ValueError("BirdSpec: " + "; ".join(problems))
-
-
-def _draw() -> Any:
-    _pil()  # the error that names Pillow when it is missing
-    from PIL import ImageDraw
-
-    return ImageDraw
 
 
 def _rgb(h: float, s: float, v: float) -> tuple[int, int, int]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lowcam.metrics.dataset import _pillow as _pil
+from lowcam.metrics.scoremap_writer import _write_atomic
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -49,14 +49,8 @@ def _draw() -> Any:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write ``path`` through ``<path>.<random>.tmp`` and :func:`os.replace`: never half-written."""
-    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``path`` atomically (the score-map writer's ``.tmp`` + :func:`os.replace`): never half-written."""
+    _write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def write_cub(

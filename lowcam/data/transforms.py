@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
 import torch
 
 from lowcam.data.readers import to_rgb
-from lowcam.metrics.dataset import IMAGENET_MEAN, IMAGENET_STD, _pillow
+from lowcam.metrics.dataset import IMAGENET_MEAN, IMAGENET_STD, _image_tensor, _normalisation, _pillow
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -149,12 +148,6 @@ class RandomHorizontalFlip:
         return image.transpose(_pillow().Transpose.FLIP_LEFT_RIGHT), flipped
 
 
-def _channels(name: str, values: Sequence[float]) -> list[float]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != 3:
-        raise ValueError(f"{name} must be three numbers (R, G, B), got {values!r}")
-    return [float(v) for v in values]
-
-
 class Compose:
     """Apply box transforms in order, then make the image a normalised ``(3, H, W)`` float32 tensor.
 
@@ -164,8 +157,8 @@ class Compose:
 
     Args:
         transforms: the :class:`BoxTransform` steps, applied in order.
-        mean: the per-channel mean (ImageNet's by default).
-        std: the per-channel standard deviation, no zero (ImageNet's by default).
+        mean: the per-channel mean (ImageNet's by default; None: none subtracted).
+        std: the per-channel standard deviation, no zero (ImageNet's by default; None: no division).
 
     Raises:
         ValueError: ``mean`` or ``std`` is not three numbers, or ``std`` holds a zero.
@@ -174,24 +167,17 @@ class Compose:
     def __init__(
         self,
         transforms: Sequence[BoxTransform],
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = IMAGENET_MEAN,
+        std: Sequence[float] | None = IMAGENET_STD,
     ) -> None:
         self.transforms = list(transforms)
-        self.mean = _channels("mean", mean)
-        self.std = _channels("std", std)
-        if any(v == 0 for v in self.std):
-            raise ValueError(f"std must not hold 0, got {std!r}")
+        self.mean, self.std = _normalisation(mean, std)
 
     def __call__(self, image: Image.Image, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for transform in self.transforms:
             image, boxes = transform(image, boxes)
         rgb = image if image.mode == "RGB" else to_rgb(image)
-        pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True))
-        tensor = pixels.permute(2, 0, 1).contiguous().to(torch.float32).div(255)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
-        return tensor.sub(mean).div(std), boxes
+        return _image_tensor(rgb, self.mean, self.std), boxes
 
 
 def _check_crop(resize: int, crop: int) -> None:

@@ -127,6 +127,39 @@ def _check_side(name: str, value: object) -> tuple[int, int] | None:
     return int(pair[0]), int(pair[1])  # type: ignore[call-overload]  # ints, checked above
 
 
+_Channels = tuple[float, float, float]
+
+
+def _channels(name: str, value: Sequence[float] | None) -> _Channels | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
+        raise ValueError(f"{name} must be three numbers (R, G, B) or None, got {value!r}")
+    return float(value[0]), float(value[1]), float(value[2])
+
+
+def _normalisation(
+    mean: Sequence[float] | None, std: Sequence[float] | None
+) -> tuple[_Channels | None, _Channels | None]:
+    """``(mean, std)`` checked: three numbers each or None, no zero in ``std`` (a ValueError naming it)."""
+    checked_mean, checked_std = _channels("mean", mean), _channels("std", std)
+    if checked_std is not None and any(s == 0 for s in checked_std):
+        raise ValueError(f"std must not hold 0, got {std!r}")
+    return checked_mean, checked_std
+
+
+def _image_tensor(image: Any, mean: _Channels | None, std: _Channels | None) -> Tensor:
+    """An RGB PIL image as ``(3, H, W)`` float32: its bytes over 255, minus ``mean``, over ``std`` (each
+    skipped when None); for an RGB image, bit for bit torchvision's ``to_tensor`` then ``normalize``."""
+    raw = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    x = raw.view(image.height, image.width, 3).permute(2, 0, 1).to(torch.float32) / 255
+    if mean is not None:
+        x = x - torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    if std is not None:
+        x = x / torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return x
+
+
 class WSOLDataset(Dataset[WSOLSample]):
     """One split of CUB, ILSVRC or OpenImages in wsolevaluation's layout, as a map-style ``Dataset``.
 
@@ -206,10 +239,7 @@ class WSOLDataset(Dataset[WSOLSample]):
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
         self.image_size = _check_side("image_size", image_size)
-        self.mean = self._channels("mean", mean)
-        self.std = self._channels("std", std)
-        if self.std is not None and any(s == 0 for s in self.std):
-            raise ValueError(f"std must not hold 0, got {std!r}")
+        self.mean, self.std = _normalisation(mean, std)
         self.transform = transform
         self.localization: Literal["boxes", "masks"] = localization
         self.dataset_name = dataset_name
@@ -224,14 +254,6 @@ class WSOLDataset(Dataset[WSOLSample]):
             require_sizes=localization == "boxes",
             boxes_outside=boxes_outside,
         )
-
-    @staticmethod
-    def _channels(name: str, value: Sequence[float] | None) -> tuple[float, float, float] | None:
-        if value is None:
-            return None
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
-            raise ValueError(f"{name} must be three numbers (R, G, B) or None, got {value!r}")
-        return float(value[0]), float(value[1]), float(value[2])
 
     @property
     def image_ids(self) -> tuple[str, ...]:
@@ -257,13 +279,7 @@ class WSOLDataset(Dataset[WSOLSample]):
         if self.image_size is not None:
             height, width = self.image_size
             image = image.resize((width, height), _pillow().BILINEAR)
-        raw = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-        x = raw.view(image.height, image.width, 3).permute(2, 0, 1).to(torch.float32) / 255
-        if self.mean is not None:
-            x = x - torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
-        if self.std is not None:
-            x = x / torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
-        return x
+        return _image_tensor(image, self.mean, self.std)
 
     def _masks(self, image_id: str) -> tuple[Tensor, Tensor]:
         loc_path = self.metadata.directory / "localization.txt"

@@ -237,13 +237,17 @@ def plot_localization_grid(
         figure.suptitle(suptitle, fontsize=8)
     top = 1.0 - (banner + headings) / (rows * panel_size + banner + headings) if banner + headings else 0.99
     figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top, wspace=0.04, hspace=0.18)
+    channels = (
+        None
+        if mean is None or std is None
+        else torch.tensor([list(mean), list(std)], dtype=torch.float32).view(2, -1, 1, 1)
+    )
     for k, ax in enumerate(axes.flat):
         if k >= count:
             ax.set_axis_off()
             continue
         image = images[k]
-        if mean is not None and std is not None and isinstance(image, Tensor):
-            channels = torch.tensor([list(mean), list(std)], dtype=torch.float32).view(2, -1, 1, 1)
+        if channels is not None and isinstance(image, Tensor):
             image = (image.detach().float().cpu() * channels[1] + channels[0]).clamp(0, 1)
         plot_localization(image, maps[k], pred_box=preds[k], gt_boxes=gts[k], ax=ax, title=heads[k], **style)
         if heads[k] is not None:
